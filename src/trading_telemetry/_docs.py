@@ -1,0 +1,52 @@
+"""Documentation generated from the catalog and the settings table (README sections)."""
+
+from __future__ import annotations
+
+from trading_telemetry.catalog import CATALOG, Plane
+from trading_telemetry.config import SETTINGS
+
+PLANE_TITLES = {Plane.DATA: "Data plane (port 8000)", Plane.ORDER: "Order plane (port 8001)",
+                Plane.STRATEGY: "Strategy plane (port 8002)"}  # fmt: skip
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def catalog_table() -> str:
+    """The README's metric catalog, one table per plane."""
+    out: list[str] = []
+    for plane in Plane:
+        out += [f"#### {PLANE_TITLES[plane]}", "",
+                "| Prometheus name | type | key | labels (+ `service`) | unit | buckets / range | description |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for s in CATALOG:
+            if s.plane is not plane:
+                continue
+            name = f"`{s.prometheus_name}`"
+            if s.documented_name != s.prometheus_name:
+                name += f" (documented `{s.documented_name}`: recording rule)"
+            if s.buckets:
+                shape = ", ".join(_fmt(b) for b in s.buckets)
+            elif s.integral and s.min_value is not None and s.max_value is not None:
+                shape = "{" + ", ".join(str(v) for v in range(int(s.min_value), int(s.max_value) + 1)) + "}"
+            elif s.kind.value == "gauge" and (s.min_value is not None or s.max_value is not None):
+                lo = "-inf" if s.min_value is None else _fmt(s.min_value)
+                hi = "+inf" if s.max_value is None else _fmt(s.max_value)
+                shape = f"[{lo}, {hi}]"
+            else:
+                shape = ""
+            labels = ", ".join(f"`{label}`" for label in s.labels) or "none"
+            out.append(f"| {name} | {s.kind.value} | `{s.key}` | {labels} | `{s.unit}` | {shape} | {s.description} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def settings_table() -> str:
+    """The README's configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        names = " / ".join(f"`{v}`" for v in s.variables)
+        default = f"`{s.default}`" if s.default else "(unset)"
+        rows.append(f"| {names} | {default} | {s.meaning} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,199 @@
+"""One plane's OpenTelemetry SDK set-up: Resource, views, readers and exporters."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import MeterProvider as APIMeterProvider
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry
+
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
+from trading_telemetry.config import TelemetryConfig
+
+METER_NAME = "trading_telemetry"
+DEFAULT_NAMESPACE = "trading"
+
+
+def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
+    """The plane's Resource. ``service.name`` is OTEL_SERVICE_NAME or the plane;
+    ``service.instance.id`` is stable across restarts: host and plane."""
+    attributes: dict[str, str] = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": version("opentelemetry-sdk"),
+        "service.namespace": DEFAULT_NAMESPACE,
+        "service.instance.id": f"{socket.gethostname()}/{plane.value}",
+    }
+    attributes.update(config.resource_attributes)
+    attributes["service.name"] = config.service_name or plane.value
+    return Resource(attributes)
+
+
+def build_views(plane: Plane) -> list[View]:
+    """One view per catalog metric: its label allow-list (plus ``service``) and, for
+    histograms, its explicit bucket boundaries."""
+    views = []
+    for s in plane_specs(plane).values():
+        aggregation = (
+            ExplicitBucketHistogramAggregation(boundaries=s.buckets)
+            if s.kind is Kind.HISTOGRAM and s.buckets is not None
+            else None
+        )
+        views.append(
+            View(
+                instrument_name=s.name,
+                meter_name=METER_NAME,
+                attribute_keys={*s.labels, SERVICE_LABEL},
+                aggregation=aggregation,
+            )
+        )
+    return views
+
+
+class TrackedExporter(MetricExporter):
+    """Wraps a push exporter and remembers how its exports went, for /health."""
+
+    def __init__(self, name: str, inner: MetricExporter, target: str = "") -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.name = name
+        self.target = target
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.exports = 0
+        self.consecutive_failures = 0
+        self.last_success: float | None = None
+        self.last_failure: float | None = None
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:  # noqa: BLE001 - a failed export is a state, not a crash
+            result = MetricExportResult.FAILURE
+        with self._lock:
+            self.exports += 1
+            if result is MetricExportResult.SUCCESS:
+                self.consecutive_failures = 0
+                self.last_success = time.time()
+            else:
+                self.consecutive_failures += 1
+                self.last_failure = time.time()
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            if self.consecutive_failures:
+                state = "failing"
+            elif self.exports:
+                state = "ok"
+            else:
+                state = "pending"
+            return {
+                "state": state,
+                "target": self.target,
+                "exports": self.exports,
+                "consecutive_failures": self.consecutive_failures,
+                "last_success_unix": self.last_success,
+                "last_failure_unix": self.last_failure,
+            }
+
+
+def _otlp_exporter(config: TelemetryConfig) -> MetricExporter:
+    url = config.otlp_metrics_url
+    timeout_s = config.otlp_timeout_ms / 1000
+    headers = dict(config.otlp_headers)
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=url, headers=headers, timeout=timeout_s)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+    return HttpExporter(endpoint=url, headers=headers, timeout=timeout_s)
+
+
+@dataclass
+class PlaneSDK:
+    """The SDK objects of one plane, and what /health reports about them."""
+
+    plane: Plane
+    config: TelemetryConfig
+    meter_provider: APIMeterProvider
+    registry: CollectorRegistry | None = None
+    pushers: list[TrackedExporter] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    stopped: bool = False
+
+    def shutdown(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.shutdown()
+
+    def exporter_states(self) -> dict[str, dict[str, Any]]:
+        states: dict[str, dict[str, Any]] = {}
+        if self.registry is not None:
+            states["prometheus"] = {"state": "stopped" if self.stopped else "ok"}
+        for pusher in self.pushers:
+            states[pusher.name] = pusher.state()
+        return states
+
+
+def build_sdk(plane: Plane, config: TelemetryConfig, extra_readers: Sequence[MetricReader] = ()) -> PlaneSDK:
+    """The plane's MeterProvider with views from the catalog and the readers the
+    configuration asks for; ``extra_readers`` (tests: an InMemoryMetricReader) are added."""
+    if config.sdk_disabled:
+        return PlaneSDK(plane, config, NoOpMeterProvider())
+    registry: CollectorRegistry | None = None
+    pushers: list[TrackedExporter] = []
+    readers: list[MetricReader] = list(extra_readers)
+    for name in config.metrics_exporters:
+        if name == "prometheus":
+            registry = CollectorRegistry()
+            readers.append(PrometheusMetricReader(registry=registry))
+            continue
+        if name == "otlp":
+            pusher = TrackedExporter("otlp", _otlp_exporter(config), config.otlp_metrics_url)
+        else:
+            pusher = TrackedExporter("console", ConsoleMetricExporter())
+        pushers.append(pusher)
+        readers.append(
+            PeriodicExportingMetricReader(
+                pusher,
+                export_interval_millis=config.metric_export_interval_ms,
+                export_timeout_millis=config.metric_export_timeout_ms,
+            )
+        )
+    provider = MeterProvider(
+        metric_readers=readers,
+        resource=build_resource(plane, config),
+        views=build_views(plane),
+    )
+    return PlaneSDK(plane, config, provider, registry, pushers)

@@ -1,0 +1,82 @@
+"""The package's global state: the configuration read from the environment and the
+metrics object of each initialised plane. Tests and embedders can pass their own
+configuration and readers, and :func:`reset` returns everything to the start."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from opentelemetry.sdk.metrics.export import MetricReader
+
+from trading_telemetry._recorder import PlaneMetrics
+from trading_telemetry._sdk import build_sdk
+from trading_telemetry.catalog import Plane
+from trading_telemetry.config import TelemetryConfig
+from trading_telemetry.errors import TradingTelemetryError
+
+_lock = threading.Lock()
+_config: TelemetryConfig | None = None
+_planes: dict[Plane, PlaneMetrics] = {}
+
+
+def current_config() -> TelemetryConfig:
+    """The configuration from the environment, read on first use and then kept."""
+    global _config
+    with _lock:
+        if _config is None:
+            _config = TelemetryConfig.from_env()
+        return _config
+
+
+def init_metrics_exporter(
+    plane: str | Plane,
+    *,
+    config: TelemetryConfig | None = None,
+    metric_readers: Sequence[MetricReader] = (),
+) -> PlaneMetrics:
+    """Set up the plane's MeterProvider and exporters and return its metrics object.
+
+    Called again for the same plane, it returns the same object. ``config`` replaces
+    the configuration read from the environment; ``metric_readers`` are added to the
+    configured ones (for tests: an ``InMemoryMetricReader``).
+
+    Example::
+
+        >>> from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset
+        >>> metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
+        >>> metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
+        >>> reset()
+    """
+    p = Plane.parse(plane)
+    cfg = config or current_config()
+    with _lock:
+        existing = _planes.get(p)
+        if existing is not None:
+            if config is not None or metric_readers:
+                raise TradingTelemetryError(f"{p.value} is already initialised; call reset() before re-configuring it")
+            return existing
+        metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers))
+        _planes[p] = metrics
+        return metrics
+
+
+def get_metrics(plane: str | Plane) -> PlaneMetrics:
+    """The plane's metrics object; raises if :func:`init_metrics_exporter` was not called."""
+    p = Plane.parse(plane)
+    with _lock:
+        try:
+            return _planes[p]
+        except KeyError:
+            raise TradingTelemetryError(f"{p.value} is not initialised; call init_metrics_exporter() first") from None
+
+
+def reset() -> None:
+    """Shut every plane down and forget the configuration (tests, clean exits)."""
+    global _config
+    with _lock:
+        planes = list(_planes.values())
+        _planes.clear()
+        _config = None
+    for metrics in planes:
+        metrics.shutdown()

@@ -1,0 +1,78 @@
+"""The ``trading-telemetry`` command: ``demo`` (the three-plane session), ``serve``
+(one plane's endpoint) and ``catalog`` (the metric table)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trading_telemetry.catalog import Plane
+from trading_telemetry.errors import TradingTelemetryError
+
+DEFAULT_PORTS = {Plane.DATA: 8000, Plane.ORDER: 8001, Plane.STRATEGY: 8002}
+
+
+def default_port(plane: str) -> int:
+    return DEFAULT_PORTS[Plane.parse(plane)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trading-telemetry", description="OpenTelemetry metrics for a three-plane trading system."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the simulated trading session, serving ports 8000-8002")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same session")
+    demo.add_argument("--rate", type=float, default=200.0, help="market-data ticks per second (default 200)")
+    demo.add_argument(
+        "--base-port", type=int, default=8000, help="data plane port; order and strategy follow (0: any free)"
+    )
+    demo.add_argument("--addr", default=None, help="bind address (default TRADING_TELEMETRY_BIND_ADDRESS)")
+    serve = sub.add_parser("serve", help="serve one plane's /metrics and /health")
+    serve.add_argument("plane", choices=[p.value for p in Plane])
+    serve.add_argument("--port", type=int, default=None, help="default: 8000, 8001, 8002 by plane")
+    serve.add_argument("--addr", default=None, help="bind address (default TRADING_TELEMETRY_BIND_ADDRESS)")
+    sub.add_parser("catalog", help="print the metric catalog as a Markdown table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "serve":
+            from trading_telemetry.metrics_server import run_server
+
+            return run_server(args.plane, default_port(args.plane) if args.port is None else args.port, args.addr)
+        from trading_telemetry._docs import catalog_table
+
+        print(catalog_table())
+        return 0
+    except (TradingTelemetryError, OSError) as error:
+        print(f"trading-telemetry: {error}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from trading_telemetry._state import reset
+    from trading_telemetry.demo import run_demo
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        run_demo(
+            duration=args.duration, seed=args.seed, rate=args.rate, base_port=args.base_port, addr=args.addr, stop=stop
+        )
+    finally:
+        reset()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

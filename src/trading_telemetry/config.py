@@ -1,0 +1,205 @@
+"""Configuration: read once from the environment into one immutable object.
+
+The OpenTelemetry variables keep the meanings the OTel specification gives them; the
+package's own variables, only where OTel has none, start with ``TRADING_TELEMETRY_``.
+This is the only module that reads the environment, and it reads it only when
+:meth:`TelemetryConfig.from_env` is called, never at import time.
+
+Example::
+
+    >>> cfg = TelemetryConfig.from_env({"OTEL_METRICS_EXPORTER": "prometheus,otlp"})
+    >>> cfg.metrics_exporters
+    ('prometheus', 'otlp')
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from trading_telemetry.errors import ConfigError
+
+__all__ = ["SETTINGS", "Setting", "TelemetryConfig"]
+
+METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
+TRACES_EXPORTERS = ("otlp", "console", "none")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def _bool(variable: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", ""):
+        return False
+    raise ConfigError(variable, raw, "expected 'true' or 'false'")
+
+
+def _positive_int(variable: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(variable, raw, "expected a whole number") from None
+    if value <= 0:
+        raise ConfigError(variable, raw, "expected a number greater than zero")
+    return value
+
+
+def _choices(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
+    def parse(variable: str, raw: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise ConfigError(variable, raw, f"expected a comma list of {', '.join(allowed)}")
+        if "none" in names and len(names) > 1:
+            raise ConfigError(variable, raw, "'none' cannot be combined with other exporters")
+        return () if names == ("none",) else names
+
+    return parse
+
+
+def _one_of(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(variable: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ConfigError(variable, raw, f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _key_values(variable: str, raw: str) -> Mapping[str, str]:
+    """The W3C-baggage-like ``key=value,key2=value2`` list of OTEL_RESOURCE_ATTRIBUTES
+    and OTEL_EXPORTER_OTLP_HEADERS; values are percent-decoded."""
+    out: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(variable, raw, f"entry {item.strip()!r} is not key=value")
+        out[key.strip()] = urllib.parse.unquote(value.strip())
+    return MappingProxyType(out)
+
+
+def _url(variable: str, raw: str) -> str:
+    value = raw.strip()
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(variable, raw, "expected an http:// or https:// URL")
+    return value
+
+
+def _text(variable: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(variable, raw, "must not be empty")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: the field, its variables (first set wins), the
+    parser, and what the value means. The README's configuration table is this table."""
+
+    field: str
+    variables: tuple[str, ...]
+    parse: Callable[[str, str], Any]
+    default: str
+    meaning: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("sdk_disabled", ("OTEL_SDK_DISABLED",), _bool, "false",
+            "`true` turns every instrument into a no-op; calls are still checked"),
+    Setting("metrics_exporters", ("OTEL_METRICS_EXPORTER",), _choices(METRICS_EXPORTERS), "prometheus",
+            "comma list of `prometheus` (pull: /metrics), `otlp` (push), `console`, or `none`"),
+    Setting("otlp_protocol", ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            _one_of(OTLP_PROTOCOLS), "http/protobuf", "`grpc` or `http/protobuf`"),
+    Setting("otlp_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), _url, "",
+            "base URL of the Collector; `/v1/metrics` is appended for http/protobuf. "
+            "Default `http://localhost:4317` (grpc) or `http://localhost:4318` (http/protobuf)"),
+    Setting("otlp_metrics_endpoint", ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",), _url, "",
+            "full URL for metrics, used as given; overrides the base URL"),
+    Setting("otlp_headers", ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _key_values, "",
+            "`key=value,...` headers sent with every export"),
+    Setting("otlp_timeout_ms", ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+            _positive_int, "10000", "export request timeout, ms"),
+    Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), _positive_int, "60000",
+            "push interval of the `otlp` and `console` exporters, ms"),
+    Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _positive_int, "30000",
+            "time limit of one push, ms"),
+    Setting("traces_exporters", ("OTEL_TRACES_EXPORTER",), _choices(TRACES_EXPORTERS), "none",
+            "comma list of `otlp`, `console`, or `none`"),
+    Setting("service_name", ("OTEL_SERVICE_NAME",), _text, "",
+            "resource `service.name`; default: the plane's name. The `service` label is always the plane"),
+    Setting("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), _key_values, "",
+            "`key=value,...` resource attributes, e.g. `service.namespace=desk1,deployment.environment=prod`"),
+    Setting("strict", ("TRADING_TELEMETRY_STRICT",), _bool, "false",
+            "`true` raises on a bad measurement (tests, development); `false` drops and counts it"),
+    Setting("bind_address", ("TRADING_TELEMETRY_BIND_ADDRESS",), _text, "127.0.0.1",
+            "address the /metrics and /health servers listen on (`0.0.0.0` in containers)"),
+    Setting("cardinality_limit", ("TRADING_TELEMETRY_CARDINALITY_LIMIT",), _positive_int, "2000",
+            "most label sets one metric may have; measurements with further label sets are dropped"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """Everything the SDK is configured by. Build it with :meth:`from_env`, or directly
+    in tests (``TelemetryConfig(strict=True, metrics_exporters=())``)."""
+
+    sdk_disabled: bool = False
+    metrics_exporters: tuple[str, ...] = ("prometheus",)
+    otlp_protocol: str = "http/protobuf"
+    otlp_endpoint: str = ""
+    otlp_metrics_endpoint: str = ""
+    otlp_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    otlp_timeout_ms: int = 10000
+    metric_export_interval_ms: int = 60000
+    metric_export_timeout_ms: int = 30000
+    traces_exporters: tuple[str, ...] = ()
+    service_name: str = ""
+    resource_attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    strict: bool = False
+    bind_address: str = "127.0.0.1"
+    cardinality_limit: int = 2000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+        """Read every setting from ``environ`` (default: ``os.environ``).
+
+        Raises :class:`~trading_telemetry.errors.ConfigError` naming the first invalid
+        variable and its value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            for variable in s.variables:
+                raw = env.get(variable)
+                if raw is not None and raw.strip():
+                    values[s.field] = s.parse(variable, raw)
+                    break
+        return cls(**values)
+
+    @property
+    def otlp_metrics_url(self) -> str:
+        """Where OTLP metrics go, by the OTel specification's endpoint rules."""
+        if self.otlp_metrics_endpoint:
+            return self.otlp_metrics_endpoint
+        if self.otlp_protocol == "grpc":
+            return self.otlp_endpoint or "http://localhost:4317"
+        base = (self.otlp_endpoint or "http://localhost:4318").rstrip("/")
+        return base + "/v1/metrics"
+
+
+def _check_table() -> None:
+    names = {f.name for f in fields(TelemetryConfig)}
+    assert names == {s.field for s in SETTINGS}, "SETTINGS and TelemetryConfig disagree"
+
+
+_check_table()
