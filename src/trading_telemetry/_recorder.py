@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry.context import get_current
 from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 
 from trading_telemetry._checks import check_labels, check_value, find_spec, unusable_number, wrong_kind
@@ -293,6 +294,11 @@ class PlaneMetrics:
             "dropped_measurements": self._policy.dropped,
             "strict": self._policy.strict,
         }
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Push what has been recorded now, without waiting for the export interval."""
+        provider = self._sdk.meter_provider
+        return bool(provider.force_flush(timeout_millis)) if isinstance(provider, MeterProvider) else True
 
     def shutdown(self) -> None:
         """Flush push exporters and stop the plane's SDK (idempotent)."""

@@ -9,12 +9,6 @@ import sys
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import TradingTelemetryError
 
-DEFAULT_PORTS = {Plane.DATA: 8000, Plane.ORDER: 8001, Plane.STRATEGY: 8002}
-
-
-def default_port(plane: str) -> int:
-    return DEFAULT_PORTS[Plane.parse(plane)]
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -43,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args)
         if args.command == "serve":
-            from trading_telemetry.metrics_server import run_server
+            from trading_telemetry.metrics_server import DEFAULT_PORTS, run_server
 
-            return run_server(args.plane, default_port(args.plane) if args.port is None else args.port, args.addr)
+            return run_server(args.plane, DEFAULT_PORTS[args.plane] if args.port is None else args.port, args.addr)
         from trading_telemetry._docs import catalog_table
 
         print(catalog_table())

@@ -26,6 +26,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import make_wsgi_app
 
 from trading_telemetry._recorder import PlaneMetrics
+from trading_telemetry.errors import TradingTelemetryError
+
+DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
 
 __all__ = ["MetricsServer", "main", "serve_metrics", "start_metrics_server"]
 
@@ -165,11 +168,16 @@ def run_server(plane: str, port: int, addr: str | None) -> int:
     """Serve one plane until SIGINT or SIGTERM; the body of ``serve`` and ``python -m``."""
     from trading_telemetry._state import init_metrics_exporter, reset
 
-    metrics = init_metrics_exporter(plane)
-    with serve_metrics(metrics, port, addr) as server:
-        print(f"{plane}: {server.url}/metrics {server.url}/health", flush=True)
-        wait_for_stop_signal()
-    reset()
+    try:
+        metrics = init_metrics_exporter(plane)
+        with serve_metrics(metrics, port, addr) as server:
+            print(f"{plane}: {server.url}/metrics {server.url}/health", flush=True)
+            wait_for_stop_signal()
+    except (TradingTelemetryError, OSError) as error:
+        print(f"trading-telemetry: {error}", file=sys.stderr)
+        return 2
+    finally:
+        reset()
     return 0
 
 
@@ -179,9 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("port", type=int, nargs="?", default=None, help="default: 8000, 8001, 8002 by plane")
     parser.add_argument("--addr", default=None, help="bind address (default TRADING_TELEMETRY_BIND_ADDRESS)")
     args = parser.parse_args(argv)
-    from trading_telemetry.cli import default_port
-
-    return run_server(args.plane, default_port(args.plane) if args.port is None else args.port, args.addr)
+    port = args.port if args.port is not None else DEFAULT_PORTS.get(args.plane, 8000)
+    return run_server(args.plane, port, args.addr)
 
 
 if __name__ == "__main__":

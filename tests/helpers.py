@@ -1,0 +1,103 @@
+"""Shared test helpers: a workload that records every catalog metric, and polling."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from trading_telemetry import PlaneMetrics, TelemetryConfig
+from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
+
+T = TypeVar("T")
+
+STRICT_NO_EXPORT = TelemetryConfig(strict=True, metrics_exporters=())
+STRICT_PROMETHEUS = TelemetryConfig(strict=True, metrics_exporters=("prometheus",))
+
+# One label value per label name; the PromQL examples select switch_type="pnl".
+LABEL_VALUES = {
+    "symbol": "SPY", "source": "ibkr_rt", "duration": "1m", "error_type": "crossed_book", "event_type": "tick",
+    "strategy": "OFI", "order_type": "LIMIT", "direction": "BUY", "status": "FILLED", "reason": "risk_check",
+    "check_type": "max_position", "from_regime": "Calm", "to_regime": "Normal", "switch_type": "pnl",
+}  # fmt: skip
+
+# The metric names of the seed README, with their kinds: the specification.
+SEED_METRICS = {
+    "data_ticks_received_total": "counter", "data_bars_received_total": "counter",
+    "data_ofi_events_generated_total": "counter", "data_freshness_seconds": "histogram",
+    "data_completeness_score": "gauge", "data_validation_errors_total": "counter",
+    "data_ntp_rejects_total": "counter", "data_normalization_errors_total": "counter",
+    "data_dlq_messages_total": "counter", "data_storage_writes_total": "counter",
+    "data_storage_write_latency_seconds": "histogram",
+    "orders_received_total": "counter", "orders_submitted_total": "counter", "orders_filled_total": "counter",
+    "orders_rejected_total": "counter", "orders_intent_to_submit_latency_seconds": "histogram",
+    "orders_submit_to_ack_latency_seconds": "histogram", "orders_ack_to_fill_latency_seconds": "histogram",
+    "orders_total_fill_latency_seconds": "histogram", "orders_slippage_bps": "histogram",
+    "orders_commission_total_usd": "counter", "orders_risk_rejections_total": "counter",
+    "orders_pov_downscales_total": "counter",
+    "strategy_signals_generated_total": "counter", "strategy_signal_strength": "histogram",
+    "strategy_portfolio_gross_exposure_usd": "gauge", "strategy_portfolio_net_exposure_usd": "gauge",
+    "strategy_portfolio_value_usd": "gauge", "strategy_pnl_realized_usd": "gauge",
+    "strategy_pnl_unrealized_usd": "gauge", "strategy_pnl_total_usd": "gauge", "strategy_regime_state": "gauge",
+    "strategy_regime_transitions_total": "counter", "strategy_qp_solve_time_seconds": "histogram",
+    "strategy_qp_solve_status_total": "counter", "strategy_kill_switches_triggered_total": "counter",
+    "strategy_kill_switch_active": "gauge",
+}  # fmt: skip
+
+
+def labels_for(spec: MetricSpec) -> dict[str, str]:
+    return {name: LABEL_VALUES[name] for name in spec.labels}
+
+
+def sample_value(spec: MetricSpec) -> float:
+    """A value valid for the metric; for slippage, a negative one (price improvement)."""
+    if spec.key == "slippage_bps":
+        return -1.5
+    if spec.integral:
+        return spec.max_value or 0.0
+    if spec.kind is Kind.HISTOGRAM:
+        return spec.buckets[len(spec.buckets) // 2] if spec.buckets else 0.0
+    return 0.5 if spec.max_value == 1.0 else 2.0
+
+
+def record_everything(planes: Mapping[Plane, PlaneMetrics], times: int = 3) -> None:
+    """Record every catalog metric ``times`` times through the seed's API."""
+    for spec in CATALOG:
+        metrics = planes[spec.plane]
+        method = getattr(metrics, spec.kind.method)
+        for _ in range(times):
+            method(spec.key, sample_value(spec), **labels_for(spec))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+        except Exception as error:  # noqa: BLE001 - retried until the deadline
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+def http_get(
+    url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import trading_telemetry
+
+
+def test_public_surface_is_pinned() -> None:
+    """The package root exports exactly this sorted list; changing it is a decision."""
+    assert trading_telemetry.__all__ == [
+        "CATALOG",
+        "BoundMetric",
+        "CardinalityLimitError",
+        "CatalogError",
+        "ConfigError",
+        "InvalidValueError",
+        "Kind",
+        "LabelError",
+        "MeasurementError",
+        "MetricSpec",
+        "MetricsServer",
+        "Plane",
+        "PlaneMetrics",
+        "TelemetryConfig",
+        "TradingTelemetryError",
+        "UnknownMetricError",
+        "UnknownPlaneError",
+        "__version__",
+        "get_metrics",
+        "init_metrics_exporter",
+        "reset",
+        "serve_metrics",
+        "start_metrics_server",
+    ]
+    for name in trading_telemetry.__all__:
+        assert hasattr(trading_telemetry, name), name
+
+
+def test_errors_share_one_base() -> None:
+    """Every exception the package defines derives from TradingTelemetryError."""
+    errors = [getattr(trading_telemetry, n) for n in trading_telemetry.__all__ if n.endswith("Error")]
+    assert all(issubclass(e, trading_telemetry.TradingTelemetryError) for e in errors)

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import STRICT_PROMETHEUS, free_port, http_get, record_everything, wait_for
+from trading_telemetry import TelemetryConfig, init_metrics_exporter, serve_metrics
+from trading_telemetry.catalog import CATALOG, Plane
+
+
+def families(text: str) -> dict[str, str]:
+    return {f.name: f.type for f in text_string_to_metric_families(text)}
+
+
+def test_three_planes_in_one_process_on_three_ports() -> None:
+    """Each plane serves only its own metrics on its own port, every series labelled with its service."""
+    planes = {p: init_metrics_exporter(p, config=STRICT_PROMETHEUS) for p in Plane}
+    record_everything(planes)
+    servers = [serve_metrics(m, port=0) for m in planes.values()]
+    try:
+        assert len({s.port for s in servers}) == 3
+        for server in servers:
+            status, headers, body = http_get(f"{server.url}/metrics")
+            assert status == 200
+            assert headers["Content-Type"].startswith("text/plain")
+            plane = server.metrics.plane
+            expected = {
+                s.prometheus_name.removesuffix("_total"): s.prometheus_type for s in CATALOG if s.plane is plane
+            }
+            got = families(body.decode())
+            assert {k: v for k, v in got.items() if k in expected} == expected
+            others = {s.prometheus_name.removesuffix("_total") for s in CATALOG if s.plane is not plane}
+            assert not others & set(got)
+            for family in text_string_to_metric_families(body.decode()):
+                if family.name != "target_info":
+                    assert all(sample.labels["service"] == plane.value for sample in family.samples), family.name
+    finally:
+        for server in servers:
+            server.close()
+
+
+def test_openmetrics_when_the_scraper_asks() -> None:
+    """An OpenMetrics Accept header gets the OpenMetrics format, with # EOF."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_PROMETHEUS)
+    metrics.observe("data_freshness", 0.15, source="ibkr_rt", symbol="SPY")
+    with serve_metrics(metrics, port=0) as server:
+        status, headers, body = http_get(
+            f"{server.url}/metrics", {"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}
+        )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    names = {f.name: f.unit for f in parse_openmetrics(body.decode())}
+    assert names["data_freshness_seconds"] == "seconds"
+
+
+def test_awkward_label_values_are_escaped() -> None:
+    """Quotes, backslashes, newlines and non-ASCII label values survive the exposition unchanged."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_PROMETHEUS)
+    awkward = 'BRK"B\\x\nlinie ü 株'
+    metrics.inc("ticks_received", source="ibkr_rt", symbol=awkward)
+    with serve_metrics(metrics, port=0) as server:
+        _, _, body = http_get(f"{server.url}/metrics")
+    samples = [s for f in text_string_to_metric_families(body.decode("utf-8")) for s in f.samples
+               if s.name == "data_ticks_received_total"]  # fmt: skip
+    assert [s.labels["symbol"] for s in samples] == [awkward]
+    assert b'symbol="BRK\\"B\\\\x\\nlinie' in body
+
+
+def test_health_reports_status_plane_uptime_and_exporters() -> None:
+    """/health is JSON with status, plane, uptime and exporter state: 200 while serving, 503 once stopped."""
+    metrics = init_metrics_exporter("order_plane", config=STRICT_PROMETHEUS)
+    with serve_metrics(metrics, port=0) as server:
+        status, headers, body = http_get(f"{server.url}/health")
+        assert status == 200
+        assert headers["Content-Type"].startswith("application/json")
+        health = json.loads(body)
+        assert health["status"] == "ok"
+        assert health["plane"] == "order_plane"
+        assert health["uptime_seconds"] >= 0
+        assert health["exporters"] == {"prometheus": {"state": "ok"}}
+        metrics.shutdown()
+        status, _, body = http_get(f"{server.url}/health")
+        assert status == 503
+        assert json.loads(body)["status"] == "stopped"
+        assert http_get(f"{server.url}/nope")[0] == 404
+
+
+def test_failing_push_exporter_degrades_health_but_keeps_200() -> None:
+    """An unreachable Collector shows as degraded with the failure count; pull still works, status stays 200."""
+    port = free_port()  # nothing listens here
+    cfg = TelemetryConfig.from_env({
+        "OTEL_METRICS_EXPORTER": "prometheus,otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "200",
+        "TRADING_TELEMETRY_STRICT": "true",
+    })  # fmt: skip
+    metrics = init_metrics_exporter("data_plane", config=cfg)
+    metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
+    metrics.force_flush(timeout_millis=2000)
+    with serve_metrics(metrics, port=0) as server:
+        status, _, body = http_get(f"{server.url}/health")
+    health = json.loads(body)
+    assert status == 200
+    assert health["status"] == "degraded"
+    assert health["exporters"]["otlp"]["state"] == "failing"
+    assert health["exporters"]["otlp"]["consecutive_failures"] >= 1
+    assert health["exporters"]["otlp"]["target"] == f"http://127.0.0.1:{port}/v1/metrics"
+
+
+def test_metrics_404_when_prometheus_exporter_is_off() -> None:
+    """With OTEL_METRICS_EXPORTER=none, /metrics says why it has nothing; /health still answers."""
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
+    with serve_metrics(metrics, port=0) as server:
+        status, _, body = http_get(f"{server.url}/metrics")
+        assert (status, b"OTEL_METRICS_EXPORTER" in body) == (404, True)
+        assert http_get(f"{server.url}/health")[0] == 200
+
+
+def test_default_bind_address_is_loopback() -> None:
+    """Without configuration the server listens on 127.0.0.1 only."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_PROMETHEUS)
+    with serve_metrics(metrics, port=0) as server:
+        assert server.address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("how", ["module", "console_script"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_standalone_server_serves_and_stops_cleanly_on_signal(how: str, sig: signal.Signals) -> None:
+    """`python -m trading_telemetry.metrics_server` and `trading-telemetry serve` exit 0 on SIGTERM and SIGINT."""
+    port = free_port()
+    if how == "module":
+        cmd = [sys.executable, "-m", "trading_telemetry.metrics_server", "strategy_plane", str(port)]
+    else:
+        cmd = [os.path.join(os.path.dirname(sys.executable), "trading-telemetry"), "serve", "strategy_plane",
+               "--port", str(port)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        health = wait_for("the server to answer /health", lambda: http_get(f"http://127.0.0.1:{port}/health"), 20)
+        assert health[0] == 200
+        assert json.loads(health[2])["plane"] == "strategy_plane"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert f"127.0.0.1:{port}/metrics" in out
+
+
+def test_unknown_plane_on_the_command_line_is_a_clear_error() -> None:
+    """A plane that does not exist exits 2 with a message naming the known planes."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "trading_telemetry.metrics_server", "risk_plane", str(free_port())],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "risk_plane" in proc.stderr
+    assert "data_plane" in proc.stderr
