@@ -50,3 +50,33 @@ def settings_table() -> str:
         default = f"`{s.default}`" if s.default else "(unset)"
         rows.append(f"| {names} | {default} | {s.meaning} |")
     return "\n".join(rows) + "\n"
+
+
+SECTIONS = {"settings": settings_table, "catalog": catalog_table}
+
+
+def render_readme(text: str) -> str:
+    """``text`` with every generated section (between BEGIN/END markers) rendered anew."""
+    for name, render in SECTIONS.items():
+        begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
+        head, sep, rest = text.partition(begin)
+        _, sep2, tail = rest.partition(end)
+        if not (sep and sep2):
+            raise ValueError(f"README has no {begin} ... {end} section")
+        text = f"{head}{begin}\n{render()}{end}{tail}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trading_telemetry._docs README.md``: rewrite the generated sections."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "README.md")
+    path.write_text(render_readme(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -144,6 +144,13 @@ class MetricSpec:
         return self.kind.value
 
     @property
+    def has_sum_and_count(self) -> bool:
+        """Whether Prometheus gets ``_sum`` and ``_count`` series. OpenMetrics forbids a sum
+        on a histogram with negative bucket bounds (prometheus_client then leaves out
+        ``_count`` too): its count is the ``le="+Inf"`` bucket."""
+        return self.kind is Kind.HISTOGRAM and self.buckets is not None and self.buckets[0] >= 0
+
+    @property
     def allows_negative(self) -> bool:
         return self.min_value is None or self.min_value < 0
 
