@@ -16,9 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from trading_telemetry._recorder import PlaneMetrics
-from trading_telemetry._state import init_metrics_exporter
-from trading_telemetry.metrics_server import MetricsServer, serve_metrics
+from trading_telemetry import MetricsServer, PlaneMetrics, init_metrics_exporter, serve_metrics
 
 SYMBOLS = ("SPY", "QQQ", "TSLA", "AAPL", "NVDA")
 SOURCES = ("ibkr_rt", "ibkr_hist")
