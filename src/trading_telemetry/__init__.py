@@ -25,6 +25,7 @@ from trading_telemetry.errors import (
     CardinalityLimitError,
     CatalogError,
     ConfigError,
+    InstrumentationError,
     InvalidValueError,
     LabelError,
     MeasurementError,
@@ -32,7 +33,10 @@ from trading_telemetry.errors import (
     UnknownMetricError,
     UnknownPlaneError,
 )
+from trading_telemetry.lifecycle import OrderLifecycle
 from trading_telemetry.metrics_server import MetricsServer, serve_metrics, start_metrics_server
+from trading_telemetry.timing import timed
+from trading_telemetry.tracing import continue_trace, extract_trace_context, inject_trace_context, traced
 
 __all__ = [
     "CATALOG",
@@ -40,12 +44,14 @@ __all__ = [
     "CardinalityLimitError",
     "CatalogError",
     "ConfigError",
+    "InstrumentationError",
     "InvalidValueError",
     "Kind",
     "LabelError",
     "MeasurementError",
     "MetricSpec",
     "MetricsServer",
+    "OrderLifecycle",
     "Plane",
     "PlaneMetrics",
     "TelemetryConfig",
@@ -53,9 +59,14 @@ __all__ = [
     "UnknownMetricError",
     "UnknownPlaneError",
     "__version__",
+    "continue_trace",
+    "extract_trace_context",
     "get_metrics",
     "init_metrics_exporter",
+    "inject_trace_context",
     "reset",
     "serve_metrics",
     "start_metrics_server",
+    "timed",
+    "traced",
 ]

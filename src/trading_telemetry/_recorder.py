@@ -18,6 +18,7 @@ from opentelemetry.context import get_current
 from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
+from opentelemetry.trace import Tracer
 
 from trading_telemetry._checks import check_labels, check_value, find_spec, unusable_number, wrong_kind
 from trading_telemetry._drops import DROPPED_METRIC, DropPolicy
@@ -204,6 +205,8 @@ class PlaneMetrics:
         self._cache: dict[tuple[Any, ...], BoundMetric] = {}
         self._series: dict[str, dict[frozenset[tuple[str, str]], BoundMetric]] = {k: {} for k in self._specs}
         self._lock = threading.Lock()
+        provider = sdk.tracer_provider
+        self._tracer = provider.get_tracer(METER_NAME, __version__) if provider is not None else None
 
     @property
     def strict(self) -> bool:
@@ -212,6 +215,11 @@ class PlaneMetrics:
     @property
     def sdk(self) -> PlaneSDK:
         return self._sdk
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """The plane's tracer, or None when tracing is off (no span exporter configured)."""
+        return self._tracer
 
     def inc(self, key: str, value: float = 1, /, **labels: str) -> None:
         """Add ``value`` (default 1) to the counter ``key``."""

@@ -24,6 +24,13 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
 from prometheus_client import CollectorRegistry
 
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
@@ -125,6 +132,36 @@ class TrackedExporter(MetricExporter):
             }
 
 
+def _otlp_span_exporter(config: TelemetryConfig) -> SpanExporter:
+    url = config.otlp_traces_url
+    timeout_s = config.otlp_timeout_ms / 1000
+    headers = dict(config.otlp_headers)
+    if config.otlp_traces_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+
+        return GrpcSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+    return HttpSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
+
+
+def build_tracer_provider(
+    config: TelemetryConfig, resource: Resource, span_exporters: Sequence[SpanExporter]
+) -> TracerProvider | None:
+    """The plane's TracerProvider, or None when no span would go anywhere (then
+    ``traced`` does not create spans at all)."""
+    processors: list[SpanProcessor] = [SimpleSpanProcessor(e) for e in span_exporters]
+    for name in config.traces_exporters:
+        exporter = _otlp_span_exporter(config) if name == "otlp" else ConsoleSpanExporter()
+        processors.append(BatchSpanProcessor(exporter))
+    if not processors:
+        return None
+    provider = TracerProvider(resource=resource)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider
+
+
 def _otlp_exporter(config: TelemetryConfig) -> MetricExporter:
     url = config.otlp_metrics_url
     timeout_s = config.otlp_timeout_ms / 1000
@@ -147,6 +184,7 @@ class PlaneSDK:
     meter_provider: APIMeterProvider
     registry: CollectorRegistry | None = None
     pushers: list[TrackedExporter] = field(default_factory=list)
+    tracer_provider: TracerProvider | None = None
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False
 
@@ -154,6 +192,8 @@ class PlaneSDK:
         if self.stopped:
             return
         self.stopped = True
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
         if isinstance(self.meter_provider, MeterProvider):
             self.meter_provider.shutdown()
 
@@ -166,9 +206,15 @@ class PlaneSDK:
         return states
 
 
-def build_sdk(plane: Plane, config: TelemetryConfig, extra_readers: Sequence[MetricReader] = ()) -> PlaneSDK:
+def build_sdk(
+    plane: Plane,
+    config: TelemetryConfig,
+    extra_readers: Sequence[MetricReader] = (),
+    span_exporters: Sequence[SpanExporter] = (),
+) -> PlaneSDK:
     """The plane's MeterProvider with views from the catalog and the readers the
-    configuration asks for; ``extra_readers`` (tests: an InMemoryMetricReader) are added."""
+    configuration asks for, and its TracerProvider; ``extra_readers`` and
+    ``span_exporters`` (tests: in-memory ones) are added."""
     if config.sdk_disabled:
         return PlaneSDK(plane, config, NoOpMeterProvider())
     registry: CollectorRegistry | None = None
@@ -191,9 +237,11 @@ def build_sdk(plane: Plane, config: TelemetryConfig, extra_readers: Sequence[Met
                 export_timeout_millis=config.metric_export_timeout_ms,
             )
         )
-    provider = MeterProvider(
-        metric_readers=readers,
-        resource=build_resource(plane, config),
-        views=build_views(plane),
-    )
-    return PlaneSDK(plane, config, provider, registry, pushers)
+    resource = build_resource(plane, config)
+    provider = MeterProvider(metric_readers=readers, resource=resource, views=build_views(plane))
+    tracer_provider = build_tracer_provider(config, resource, span_exporters)
+    if config.asyncio_plane == plane.value:
+        from opentelemetry.instrumentation.asyncio import AsyncioInstrumentor
+
+        AsyncioInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=provider)
+    return PlaneSDK(plane, config, provider, registry, pushers, tracer_provider)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import build_sdk
@@ -34,12 +35,13 @@ def init_metrics_exporter(
     *,
     config: TelemetryConfig | None = None,
     metric_readers: Sequence[MetricReader] = (),
+    span_exporters: Sequence[SpanExporter] = (),
 ) -> PlaneMetrics:
     """Set up the plane's MeterProvider and exporters and return its metrics object.
 
     Called again for the same plane, it returns the same object. ``config`` replaces
-    the configuration read from the environment; ``metric_readers`` are added to the
-    configured ones (for tests: an ``InMemoryMetricReader``).
+    the configuration read from the environment; ``metric_readers`` and
+    ``span_exporters`` are added to the configured ones (for tests: in-memory ones).
 
     Example::
 
@@ -53,12 +55,23 @@ def init_metrics_exporter(
     with _lock:
         existing = _planes.get(p)
         if existing is not None:
-            if config is not None or metric_readers:
+            if config is not None or metric_readers or span_exporters:
                 raise TradingTelemetryError(f"{p.value} is already initialised; call reset() before re-configuring it")
             return existing
-        metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers))
+        metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers, span_exporters))
         _planes[p] = metrics
         return metrics
+
+
+def plane_metrics(plane: Plane) -> PlaneMetrics:
+    """The plane's metrics object, initialised from the environment if need be: what
+    decorators use at call time. Never raises for a plane (the config may, once)."""
+    metrics = _planes.get(plane)
+    return metrics if metrics is not None else init_metrics_exporter(plane)
+
+
+def initialised_planes() -> list[PlaneMetrics]:
+    return list(_planes.values())
 
 
 def get_metrics(plane: str | Plane) -> PlaneMetrics:

@@ -30,6 +30,7 @@ __all__ = [
     "Kind",
     "MetricSpec",
     "Plane",
+    "lookup",
     "plane_specs",
     "spec",
 ]
@@ -266,8 +267,8 @@ def _index(catalog: tuple[MetricSpec, ...]) -> Mapping[Plane, Mapping[str, Metri
     names: set[str] = set()
     for s in catalog:
         where = f"catalog entry {s.plane.value}/{s.key}"
-        if s.key in by_plane[s.plane]:
-            raise CatalogError(f"{where}: duplicate key")
+        if any(s.key in specs for specs in by_plane.values()):
+            raise CatalogError(f"{where}: duplicate key (keys are unique across planes)")
         if s.prometheus_name in names:
             raise CatalogError(f"{where}: duplicate name {s.prometheus_name!r}")
         if s.unit == "1" or (s.unit not in ("s", "") and not (s.unit.startswith("{") and s.unit.endswith("}"))):
@@ -294,6 +295,15 @@ _BY_PLANE = _index(CATALOG)
 def plane_specs(plane: str | Plane) -> Mapping[str, MetricSpec]:
     """The plane's metrics by key."""
     return _BY_PLANE[Plane.parse(plane)]
+
+
+def lookup(key: str) -> MetricSpec | None:
+    """The metric ``key`` of whichever plane has it (keys are unique across planes)."""
+    for specs in _BY_PLANE.values():
+        found = specs.get(key)
+        if found is not None:
+            return found
+    return None
 
 
 def spec(plane: str | Plane, key: str) -> MetricSpec:

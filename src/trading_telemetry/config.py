@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = ["SETTINGS", "Setting", "TelemetryConfig"]
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+PLANES = ("data_plane", "order_plane", "strategy_plane")
 
 
 def _bool(variable: str, raw: str) -> bool:
@@ -134,7 +135,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _positive_int, "30000",
             "time limit of one push, ms"),
     Setting("traces_exporters", ("OTEL_TRACES_EXPORTER",), _choices(TRACES_EXPORTERS), "none",
-            "comma list of `otlp`, `console`, or `none`"),
+            "comma list of `otlp`, `console`, or `none`; `none` makes `traced` a plain call"),
+    Setting("otlp_traces_protocol", ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            _one_of(OTLP_PROTOCOLS), "http/protobuf", "protocol for spans"),
+    Setting("otlp_traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), _url, "",
+            "full URL for spans, used as given; default: the base URL (+ `/v1/traces` for http/protobuf)"),
     Setting("service_name", ("OTEL_SERVICE_NAME",), _text, "",
             "resource `service.name`; default: the plane's name. The `service` label is always the plane"),
     Setting("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), _key_values, "",
@@ -145,6 +150,9 @@ SETTINGS: tuple[Setting, ...] = (
             "address the /metrics and /health servers listen on (`0.0.0.0` in containers)"),
     Setting("cardinality_limit", ("TRADING_TELEMETRY_CARDINALITY_LIMIT",), _positive_int, "2000",
             "most label sets one metric may have; measurements with further label sets are dropped"),
+    Setting("asyncio_plane", ("TRADING_TELEMETRY_ASYNCIO_PLANE",), _one_of(PLANES), "",
+            "plane whose providers get the asyncio instrumentation (spans and metrics of the coroutines named in "
+            "`OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE`); unset: off"),
 )  # fmt: skip
 
 
@@ -163,11 +171,14 @@ class TelemetryConfig:
     metric_export_interval_ms: int = 60000
     metric_export_timeout_ms: int = 30000
     traces_exporters: tuple[str, ...] = ()
+    otlp_traces_protocol: str = "http/protobuf"
+    otlp_traces_endpoint: str = ""
     service_name: str = ""
     resource_attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     strict: bool = False
     bind_address: str = "127.0.0.1"
     cardinality_limit: int = 2000
+    asyncio_plane: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
@@ -189,17 +200,16 @@ class TelemetryConfig:
     @property
     def otlp_metrics_url(self) -> str:
         """Where OTLP metrics go, by the OTel specification's endpoint rules."""
-        if self.otlp_metrics_endpoint:
-            return self.otlp_metrics_endpoint
-        if self.otlp_protocol == "grpc":
+        return self._otlp_url(self.otlp_metrics_endpoint, self.otlp_protocol, "metrics")
+
+    @property
+    def otlp_traces_url(self) -> str:
+        """Where OTLP spans go, by the same rules."""
+        return self._otlp_url(self.otlp_traces_endpoint, self.otlp_traces_protocol, "traces")
+
+    def _otlp_url(self, specific: str, protocol: str, signal: str) -> str:
+        if specific:
+            return specific
+        if protocol == "grpc":
             return self.otlp_endpoint or "http://localhost:4317"
-        base = (self.otlp_endpoint or "http://localhost:4318").rstrip("/")
-        return base + "/v1/metrics"
-
-
-def _check_table() -> None:
-    names = {f.name for f in fields(TelemetryConfig)}
-    assert names == {s.field for s in SETTINGS}, "SETTINGS and TelemetryConfig disagree"
-
-
-_check_table()
+        return (self.otlp_endpoint or "http://localhost:4318").rstrip("/") + f"/v1/{signal}"

@@ -11,6 +11,7 @@ __all__ = [
     "CardinalityLimitError",
     "CatalogError",
     "ConfigError",
+    "InstrumentationError",
     "InvalidValueError",
     "LabelError",
     "MeasurementError",
@@ -35,6 +36,12 @@ class ConfigError(TradingTelemetryError, ValueError):
 
 class UnknownPlaneError(TradingTelemetryError, ValueError):
     """A plane name that is not one of ``data_plane``, ``order_plane``, ``strategy_plane``."""
+
+
+class InstrumentationError(TradingTelemetryError, TypeError):
+    """A decorator or helper set up wrongly (a key that is not a histogram, a label the
+    metric does not allow, an argument the function does not have): raised when
+    decorating, never on the hot path."""
 
 
 class CatalogError(TradingTelemetryError):

@@ -1,0 +1,230 @@
+"""``timed``: a call's (or a block's) duration into a catalog histogram, and its outcome
+into a catalog counter, with labels taken from the call's arguments or given."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from trading_telemetry import _state
+from trading_telemetry._recorder import BoundMetric, PlaneMetrics
+from trading_telemetry._wrapping import argument_extractor, check_function
+from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, lookup
+from trading_telemetry.errors import InstrumentationError, MeasurementError
+
+__all__ = ["Timing", "timed"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
+    found = lookup(key)
+    if found is None:
+        keys = [s.key for s in CATALOG if s.kind is kind]
+        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise InstrumentationError(f"timed: {role} {key!r} is not a catalog metric{hint}")
+    if found.kind is not kind:
+        raise InstrumentationError(f"timed: {role} {key!r} is a {found.kind.value}, not a {kind.value}")
+    return found
+
+
+class Timing:
+    """One timed block; ``outcome`` may be set inside it (default ``ok``, or the error
+    outcome when the block raises)."""
+
+    __slots__ = ("outcome", "start_ns")
+
+    def __init__(self) -> None:
+        self.outcome: str | None = None
+        self.start_ns = time.perf_counter_ns()
+
+
+class timed:
+    """Observe the duration of each call into the histogram ``key``.
+
+    ``labels_from`` names arguments whose values become labels; ``labels`` gives the
+    rest as constants; together they must be exactly the metric's labels. ``outcome``
+    names a catalog counter (e.g. ``qp_solve_status``) counted once per call with
+    ``outcome_label`` set to ``outcome_of(result)`` (default ``"ok"``), or to
+    ``on_error`` when the call raises; the exception is re-raised unchanged.
+
+    Example::
+
+        @timed("qp_solve_time", outcome="qp_solve_status", outcome_of=lambda r: r.status)
+        def solve(problem: QP) -> Solution: ...
+
+        with timed("storage_write_latency", labels={"event_type": "bar"}):
+            store.write(bar)
+
+    Works on sync and async functions and methods. A key that is not a histogram, a
+    label the metric does not have or lacks, or an argument the function does not have
+    raises :class:`~trading_telemetry.errors.InstrumentationError` here, not on the
+    hot path. Recording follows the plane's error regime (design: never raises in
+    production).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        /,
+        *,
+        labels_from: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        outcome: str | None = None,
+        outcome_label: str = "status",
+        outcome_of: Callable[[Any], str] | None = None,
+        on_error: str = "error",
+    ) -> None:
+        self.spec = _spec(key, Kind.HISTOGRAM, "key")
+        self._labels_from = tuple(labels_from)
+        self._static = dict(labels or {})
+        self._check_labels()
+        self._outcome = _spec(outcome, Kind.COUNTER, "outcome") if outcome is not None else None
+        self._outcome_label = outcome_label
+        self._outcome_of = outcome_of
+        self._on_error = on_error
+        if self._outcome is not None:
+            self._check_outcome(self._outcome)
+        self._plane = self.spec.plane
+        self._metrics: PlaneMetrics | None = None
+        self._handles: dict[tuple[Any, ...], BoundMetric] = {}
+        self._local = threading.local()
+
+    def _check_labels(self) -> None:
+        given = [*self._labels_from, *self._static]
+        wanted = set(self.spec.labels)
+        key = self.spec.key
+        for name in given:
+            if name not in wanted:
+                allowed = ", ".join(self.spec.labels) or "none"
+                raise InstrumentationError(f"timed({key!r}): label {name!r} is not allowed; allowed labels: {allowed}")
+        if len(given) != len(set(given)):
+            raise InstrumentationError(f"timed({key!r}): a label is given both in labels_from and labels")
+        missing = wanted - set(given)
+        if missing:
+            raise InstrumentationError(
+                f"timed({key!r}): labels {sorted(missing)} are missing; give them in labels_from or labels"
+            )
+        for name, value in self._static.items():
+            if not isinstance(value, str) or not value:
+                raise InstrumentationError(f"timed({key!r}): label {name}={value!r} must be a non-empty string")
+
+    def _check_outcome(self, counter: MetricSpec) -> None:
+        if counter.plane is not self.spec.plane:
+            raise InstrumentationError(f"timed: outcome {counter.key!r} is not on the {self.spec.plane.value}")
+        if self._outcome_label not in counter.labels:
+            raise InstrumentationError(f"timed: outcome {counter.key!r} has no label {self._outcome_label!r}")
+        others = set(counter.labels) - {self._outcome_label}
+        if not others <= {*self._labels_from, *self._static}:
+            raise InstrumentationError(
+                f"timed: outcome {counter.key!r} needs labels {sorted(others)} from labels_from or labels"
+            )
+
+    # -- recording ---------------------------------------------------------------
+
+    def _plane_metrics(self) -> PlaneMetrics:
+        metrics = _state.plane_metrics(self._plane)
+        if metrics is not self._metrics:  # first call, or the plane was reset
+            self._handles = {}
+            self._metrics = metrics
+        return metrics
+
+    def _histogram(self, metrics: PlaneMetrics, values: tuple[Any, ...]) -> BoundMetric:
+        try:
+            return self._handles[values]
+        except (KeyError, TypeError):  # TypeError: an unhashable argument, judged by bind()
+            labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
+            handle = metrics.bind(self.spec.key, **labels)
+            with contextlib.suppress(TypeError):
+                self._handles[values] = handle
+            return handle
+
+    def _finish(self, metrics: PlaneMetrics, values: tuple[Any, ...], start_ns: int, outcome: str | None) -> None:
+        self._histogram(metrics, values).observe((time.perf_counter_ns() - start_ns) / 1e9)
+        if self._outcome is not None and outcome is not None:
+            labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
+            counter_labels = {k: v for k, v in labels.items() if k in self._outcome.labels}
+            metrics.inc(self._outcome.key, **{**counter_labels, self._outcome_label: outcome})
+
+    def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> str | None:
+        if self._outcome is None:
+            return None
+        if self._outcome_of is None:
+            return "ok"
+        try:
+            return self._outcome_of(result)
+        except Exception as error:
+            if metrics.strict:
+                raise
+            metrics._policy.reject(
+                MeasurementError(f"{self._outcome.key}: outcome_of raised {error!r}", metric=self._outcome.key)
+            )
+            return None
+
+    # -- as a decorator ------------------------------------------------------------
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        check_function(fn, f"timed({self.spec.key!r})")
+        extract = argument_extractor(fn, self._labels_from, f"timed({self.spec.key!r})")
+        on_error = self._on_error
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                metrics = self._plane_metrics()
+                values = extract(args, kwargs)
+                start = time.perf_counter_ns()
+                try:
+                    result = await fn(*args, **kwargs)
+                except Exception:
+                    self._finish(metrics, values, start, on_error)
+                    raise
+                self._finish(metrics, values, start, self._success_outcome(metrics, result))
+                return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            metrics = self._plane_metrics()
+            values = extract(args, kwargs)
+            start = time.perf_counter_ns()
+            try:
+                result = fn(*args, **kwargs)
+            except Exception:
+                self._finish(metrics, values, start, on_error)
+                raise
+            self._finish(metrics, values, start, self._success_outcome(metrics, result))
+            return result
+
+        return wrapper
+
+    # -- as a context manager ------------------------------------------------------
+
+    def __enter__(self) -> Timing:
+        if self._labels_from:
+            raise InstrumentationError(f"timed({self.spec.key!r}): labels_from needs a function; use labels=")
+        timing = Timing()
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append(timing)
+        return timing
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        timing: Timing = self._local.stack.pop()
+        if exc_type is None:
+            outcome = timing.outcome or ("ok" if self._outcome is not None else None)
+        else:
+            outcome = self._on_error if issubclass(exc_type, Exception) else None
+        self._finish(self._plane_metrics(), (), timing.start_ns, outcome)

@@ -1,0 +1,153 @@
+"""Spans: the ``traced`` decorator and W3C trace-context helpers for messages.
+
+A plane's spans go to its own TracerProvider, configured by ``OTEL_TRACES_EXPORTER``.
+With no span exporter configured (the default), ``traced`` calls the function directly.
+
+Carry a trace from the Strategy plane to the Order plane inside an order intent::
+
+    intent = {"symbol": "SPY", "qty": 100}
+    inject_trace_context(intent)            # adds "traceparent" (and "tracestate")
+    ...                                     # the intent crosses a queue or the network
+    with continue_trace(intent):            # the Order plane's spans join the trace
+        execute(intent)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from trading_telemetry import _state
+from trading_telemetry._version import __version__
+from trading_telemetry._wrapping import argument_extractor, check_function
+from trading_telemetry.catalog import Plane
+
+__all__ = ["continue_trace", "extract_trace_context", "inject_trace_context", "traced"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def inject_trace_context(carrier: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Write the current span's W3C ``traceparent`` (and ``tracestate``) into ``carrier``
+    (a new dict if none) and return it. Without a current span nothing is written."""
+    carrier = {} if carrier is None else carrier
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+def extract_trace_context(carrier: Mapping[str, Any]) -> otel_context.Context:
+    """The context carried by ``carrier``, to parent spans with (an empty one if none)."""
+    return _PROPAGATOR.extract({k: v for k, v in carrier.items() if isinstance(v, str)})
+
+
+@contextmanager
+def continue_trace(carrier: Mapping[str, Any]) -> Iterator[None]:
+    """Make the trace carried by ``carrier`` current for the block."""
+    token = otel_context.attach(extract_trace_context(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def _tracer(plane: Plane | None) -> trace.Tracer | None:
+    """The tracer for a call: the plane's; with no plane named, the only initialised
+    plane's, or else the global OTel tracer. None means tracing is off."""
+    if plane is not None:
+        return _state.plane_metrics(plane).tracer
+    planes = _state.initialised_planes()
+    if len(planes) == 1:
+        return planes[0].tracer
+    return trace.get_tracer("trading_telemetry", __version__)
+
+
+def _attribute(value: Any) -> AttributeValue:
+    return value if isinstance(value, str | bool | int | float) else str(value)
+
+
+@overload
+def traced(func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def traced(
+    *,
+    name: str | None = None,
+    plane: str | Plane | None = None,
+    attributes_from: Sequence[str] = (),
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def traced(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    plane: str | Plane | None = None,
+    attributes_from: Sequence[str] = (),
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """One span per call of a sync or async function or method.
+
+    The span is named after the function (its ``__qualname__``) unless ``name`` is given.
+    The arguments named in ``attributes_from`` become span attributes, next to the fixed
+    ``attributes``. An exception is recorded on the span, which gets status ERROR, and
+    re-raised unchanged. ``plane`` chooses the TracerProvider; without it, the only
+    initialised plane's (or the global OTel one).
+
+    Example::
+
+        @traced(plane="strategy_plane", attributes_from=("strategy", "symbol"))
+        def generate_signal(strategy: str, symbol: str, book: Book) -> Signal: ...
+
+    Mistakes (an argument the function does not have, a generator) raise
+    :class:`~trading_telemetry.errors.InstrumentationError` when decorating.
+    """
+    the_plane = Plane.parse(plane) if plane is not None else None
+    static = dict(attributes or {})
+    names = tuple(attributes_from)
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        check_function(fn, "traced")
+        extract = argument_extractor(fn, names, "traced")
+        span_name = name or fn.__qualname__
+
+        def span_attributes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, AttributeValue]:
+            found = {k: _attribute(v) for k, v in zip(names, extract(args, kwargs), strict=True) if v is not None}
+            return {**static, **found}
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                tracer = _tracer(the_plane)
+                if tracer is None:
+                    return await fn(*args, **kwargs)
+                with tracer.start_as_current_span(span_name, attributes=span_attributes(args, kwargs)):
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            tracer = _tracer(the_plane)
+            if tracer is None:
+                return fn(*args, **kwargs)
+            with tracer.start_as_current_span(span_name, attributes=span_attributes(args, kwargs)):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
