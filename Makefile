@@ -25,8 +25,8 @@ system-deps:
 	@pkill -x prometheus 2>/dev/null || true
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
 test: $(STAMP) system-deps lint

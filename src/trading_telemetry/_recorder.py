@@ -73,6 +73,12 @@ class BoundMetric:
         """Record ``value`` in a histogram."""
         self._policy.reject(wrong_kind(self.spec, "observe", value))
 
+    def unchecked(self) -> tuple[_Record, Mapping[str, str]]:
+        """The instrument's record function and this label set's attributes, to call as
+        ``record(value, attributes)`` without the value check: for values the package
+        produced itself (a duration from the monotonic clock, a count of 1)."""
+        return self._record, self._attributes
+
     def _checked(self, value: object) -> None:
         try:
             number = check_value(self.spec, value)
@@ -134,6 +140,9 @@ class _Rejected(BoundMetric):
         self._policy.reject(self._error)
 
     set = observe = inc
+
+    def unchecked(self) -> tuple[_Record, Mapping[str, str]]:
+        return (lambda value, attributes: self.inc(value)), {}
 
     def __repr__(self) -> str:
         return f"<rejected metric: {self._error}>"
@@ -206,7 +215,8 @@ class PlaneMetrics:
         self._series: dict[str, dict[frozenset[tuple[str, str]], BoundMetric]] = {k: {} for k in self._specs}
         self._lock = threading.Lock()
         provider = sdk.tracer_provider
-        self._tracer = provider.get_tracer(METER_NAME, __version__) if provider is not None else None
+        self.tracer: Tracer | None = provider.get_tracer(METER_NAME, __version__) if provider else None
+        """The plane's tracer, or None when tracing is off (no span exporter configured)."""
 
     @property
     def strict(self) -> bool:
@@ -215,11 +225,6 @@ class PlaneMetrics:
     @property
     def sdk(self) -> PlaneSDK:
         return self._sdk
-
-    @property
-    def tracer(self) -> Tracer | None:
-        """The plane's tracer, or None when tracing is off (no span exporter configured)."""
-        return self._tracer
 
     def inc(self, key: str, value: float = 1, /, **labels: str) -> None:
         """Add ``value`` (default 1) to the counter ``key``."""

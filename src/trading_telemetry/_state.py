@@ -18,7 +18,8 @@ from trading_telemetry.errors import TradingTelemetryError
 
 _lock = threading.Lock()
 _config: TelemetryConfig | None = None
-_planes: dict[Plane, PlaneMetrics] = {}
+planes: dict[Plane, PlaneMetrics] = {}
+"""The initialised planes; cleared (never replaced) by reset(), so callers may keep it."""
 
 
 def current_config() -> TelemetryConfig:
@@ -53,25 +54,25 @@ def init_metrics_exporter(
     p = Plane.parse(plane)
     cfg = config or current_config()
     with _lock:
-        existing = _planes.get(p)
+        existing = planes.get(p)
         if existing is not None:
             if config is not None or metric_readers or span_exporters:
                 raise TradingTelemetryError(f"{p.value} is already initialised; call reset() before re-configuring it")
             return existing
         metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers, span_exporters))
-        _planes[p] = metrics
+        planes[p] = metrics
         return metrics
 
 
 def plane_metrics(plane: Plane) -> PlaneMetrics:
     """The plane's metrics object, initialised from the environment if need be: what
     decorators use at call time. Never raises for a plane (the config may, once)."""
-    metrics = _planes.get(plane)
+    metrics = planes.get(plane)
     return metrics if metrics is not None else init_metrics_exporter(plane)
 
 
 def initialised_planes() -> list[PlaneMetrics]:
-    return list(_planes.values())
+    return list(planes.values())
 
 
 def get_metrics(plane: str | Plane) -> PlaneMetrics:
@@ -79,7 +80,7 @@ def get_metrics(plane: str | Plane) -> PlaneMetrics:
     p = Plane.parse(plane)
     with _lock:
         try:
-            return _planes[p]
+            return planes[p]
         except KeyError:
             raise TradingTelemetryError(f"{p.value} is not initialised; call init_metrics_exporter() first") from None
 
@@ -88,8 +89,8 @@ def reset() -> None:
     """Shut every plane down and forget the configuration (tests, clean exits)."""
     global _config
     with _lock:
-        planes = list(_planes.values())
-        _planes.clear()
+        stopping = list(planes.values())
+        planes.clear()
         _config = None
-    for metrics in planes:
+    for metrics in stopping:
         metrics.shutdown()

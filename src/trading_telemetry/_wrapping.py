@@ -43,10 +43,8 @@ def argument_extractor(fn: Callable[..., Any], names: Sequence[str], decorator: 
         getters.append((params.index(param) if positional else None, name, default))
 
     def extract(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            args[index] if index is not None and index < len(args) else kwargs.get(name, default)
-            for index, name, default in getters
-        )
+        n = len(args)
+        return tuple([args[i] if i is not None and i < n else kwargs.get(k, d) for i, k, d in getters])
 
     return extract
 

@@ -43,6 +43,10 @@ class Plane(str, enum.Enum):
     ORDER = "order_plane"
     STRATEGY = "strategy_plane"
 
+    # Enum's own __hash__ is a Python function; planes are dict keys on the hot path, and
+    # a str-valued member equals its value, so hashing like the value is consistent.
+    __hash__ = str.__hash__
+
     @classmethod
     def parse(cls, value: str | Plane) -> Plane:
         """Return the plane named ``value``, or raise :class:`UnknownPlaneError`."""

@@ -37,6 +37,18 @@ def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     return found
 
 
+class _Bound:
+    """One label set's recorders: the histogram's, and the outcome counter's per outcome.
+    Unchecked: durations and counts of one are valid by construction."""
+
+    __slots__ = ("attributes", "labels", "outcomes", "record")
+
+    def __init__(self, histogram: BoundMetric, labels: dict[str, Any]) -> None:
+        self.record, self.attributes = histogram.unchecked()
+        self.labels = labels
+        self.outcomes: dict[str, tuple[Callable[[Any, Any], None], Any]] = {}
+
+
 class Timing:
     """One timed block; ``outcome`` may be set inside it (default ``ok``, or the error
     outcome when the block raises)."""
@@ -96,7 +108,7 @@ class timed:
             self._check_outcome(self._outcome)
         self._plane = self.spec.plane
         self._metrics: PlaneMetrics | None = None
-        self._handles: dict[tuple[Any, ...], BoundMetric] = {}
+        self._handles: dict[tuple[Any, ...], _Bound] = {}
         self._local = threading.local()
 
     def _check_labels(self) -> None:
@@ -138,22 +150,34 @@ class timed:
             self._metrics = metrics
         return metrics
 
-    def _histogram(self, metrics: PlaneMetrics, values: tuple[Any, ...]) -> BoundMetric:
+    def _bound(self, metrics: PlaneMetrics, values: tuple[Any, ...]) -> _Bound:
         try:
             return self._handles[values]
         except (KeyError, TypeError):  # TypeError: an unhashable argument, judged by bind()
             labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
-            handle = metrics.bind(self.spec.key, **labels)
+            bound = _Bound(metrics.bind(self.spec.key, **labels), labels)
             with contextlib.suppress(TypeError):
-                self._handles[values] = handle
-            return handle
+                self._handles[values] = bound
+            return bound
+
+    def _outcome_counter(
+        self, metrics: PlaneMetrics, bound: _Bound, outcome: str
+    ) -> tuple[Callable[[Any, Any], None], Any]:
+        counter = bound.outcomes.get(outcome)
+        if counter is None:
+            assert self._outcome is not None
+            labels = {k: v for k, v in bound.labels.items() if k in self._outcome.labels}
+            counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome}).unchecked()
+            if len(bound.outcomes) < 64:  # outcomes are a handful of statuses; never unbounded
+                bound.outcomes[outcome] = counter
+        return counter
 
     def _finish(self, metrics: PlaneMetrics, values: tuple[Any, ...], start_ns: int, outcome: str | None) -> None:
-        self._histogram(metrics, values).observe((time.perf_counter_ns() - start_ns) / 1e9)
-        if self._outcome is not None and outcome is not None:
-            labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
-            counter_labels = {k: v for k, v in labels.items() if k in self._outcome.labels}
-            metrics.inc(self._outcome.key, **{**counter_labels, self._outcome_label: outcome})
+        bound = self._bound(metrics, values)
+        bound.record((time.perf_counter_ns() - start_ns) / 1e9, bound.attributes)
+        if outcome is not None and self._outcome is not None:
+            add, attributes = self._outcome_counter(metrics, bound, outcome)
+            add(1, attributes)
 
     def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> str | None:
         if self._outcome is None:
@@ -194,17 +218,33 @@ class timed:
 
             return async_wrapper  # type: ignore[return-value]
 
+        planes, plane, clock = _state.planes, self._plane, time.perf_counter_ns
+        counted, outcome_of = self._outcome is not None, self._outcome_of
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            metrics = self._plane_metrics()
+            # The common path inlined: a plain call costs about as much as this wrapper.
+            metrics = planes.get(plane)
+            if metrics is not self._metrics or metrics is None:
+                metrics = self._plane_metrics()
             values = extract(args, kwargs)
-            start = time.perf_counter_ns()
+            start = clock()
             try:
                 result = fn(*args, **kwargs)
             except Exception:
                 self._finish(metrics, values, start, on_error)
                 raise
-            self._finish(metrics, values, start, self._success_outcome(metrics, result))
+            elapsed = clock() - start
+            try:
+                bound = self._handles[values]
+            except (KeyError, TypeError):
+                bound = self._bound(metrics, values)
+            bound.record(elapsed / 1e9, bound.attributes)
+            if counted:
+                outcome = "ok" if outcome_of is None else self._success_outcome(metrics, result)
+                if outcome is not None:
+                    add, attributes = bound.outcomes.get(outcome) or self._outcome_counter(metrics, bound, outcome)
+                    add(1, attributes)
             return result
 
         return wrapper
