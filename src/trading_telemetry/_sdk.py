@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import socket
 import threading
 import time
@@ -132,19 +133,6 @@ class TrackedExporter(MetricExporter):
             }
 
 
-def _otlp_span_exporter(config: TelemetryConfig) -> SpanExporter:
-    url = config.otlp_traces_url
-    timeout_s = config.otlp_timeout_ms / 1000
-    headers = dict(config.otlp_headers)
-    if config.otlp_traces_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-
-        return GrpcSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-
-    return HttpSpanExporter(endpoint=url, headers=headers, timeout=timeout_s)
-
-
 def build_tracer_provider(
     config: TelemetryConfig, resource: Resource, span_exporters: Sequence[SpanExporter]
 ) -> TracerProvider | None:
@@ -152,7 +140,7 @@ def build_tracer_provider(
     ``traced`` does not create spans at all)."""
     processors: list[SpanProcessor] = [SimpleSpanProcessor(e) for e in span_exporters]
     for name in config.traces_exporters:
-        exporter = _otlp_span_exporter(config) if name == "otlp" else ConsoleSpanExporter()
+        exporter = _otlp_exporter(config, "traces") if name == "otlp" else ConsoleSpanExporter()
         processors.append(BatchSpanProcessor(exporter))
     if not processors:
         return None
@@ -162,17 +150,24 @@ def build_tracer_provider(
     return provider
 
 
-def _otlp_exporter(config: TelemetryConfig) -> MetricExporter:
-    url = config.otlp_metrics_url
-    timeout_s = config.otlp_timeout_ms / 1000
-    headers = dict(config.otlp_headers)
-    if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+_OTLP_EXPORTERS = {
+    ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+    ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+}
 
-        return GrpcExporter(endpoint=url, headers=headers, timeout=timeout_s)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter(endpoint=url, headers=headers, timeout=timeout_s)
+def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
+    """The OTLP exporter for ``signal`` (``metrics`` or ``traces``) over its configured
+    protocol; grpc and http are imported only when used."""
+    if signal == "metrics":
+        protocol, url = config.otlp_protocol, config.otlp_metrics_url
+    else:
+        protocol, url = config.otlp_traces_protocol, config.otlp_traces_url
+    module, name = _OTLP_EXPORTERS[(signal, protocol)]
+    exporter = getattr(importlib.import_module(module), name)
+    return exporter(endpoint=url, headers=dict(config.otlp_headers), timeout=config.otlp_timeout_ms / 1000)
 
 
 @dataclass
@@ -226,7 +221,7 @@ def build_sdk(
             readers.append(PrometheusMetricReader(registry=registry))
             continue
         if name == "otlp":
-            pusher = TrackedExporter("otlp", _otlp_exporter(config), config.otlp_metrics_url)
+            pusher = TrackedExporter("otlp", _otlp_exporter(config, "metrics"), config.otlp_metrics_url)
         else:
             pusher = TrackedExporter("console", ConsoleMetricExporter())
         pushers.append(pusher)
