@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: demo test check lint docs system-deps
+.PHONY: demo test lint docs system-deps collector
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -17,19 +17,31 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/trading-telemetry demo $(ARGS)
 
-# Debian's Prometheus (and promtool) for the integration tests.
+# Debian's Prometheus (promtool), Alertmanager (amtool) and docker-compose (offline
+# validation of docker-compose.yml) for the integration tests.
+SYSTEM_TOOLS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+	amtool:prometheus-alertmanager docker-compose:docker-compose
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
-	@# Debian's package may start a service on :9090; the tests use their own instances.
+	@missing=$$(for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@# Debian's packages may start services on :9090/:9093; the tests run their own.
 	@pkill -x prometheus 2>/dev/null || true
+	@pkill -x prometheus-alertmanager 2>/dev/null || true
+
+# Our Collector distribution, built with Go from otel_collector/builder-config.yaml
+# (reused while the manifest is unchanged).
+collector:
+	bash otel_collector/build.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps collector lint
 	$(VENV)/bin/pytest
 
 docs: $(STAMP)

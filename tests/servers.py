@@ -1,4 +1,6 @@
-"""Real servers for integration tests: Debian's Prometheus on a free loopback port."""
+"""Real servers for integration tests, on free loopback ports: Debian's Prometheus running
+the repository's prometheus/prometheus.yml, and our own Collector build running
+otel_collector/config.yaml."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import os
 import shutil
 import subprocess
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -16,50 +19,91 @@ import yaml
 
 from helpers import free_port, http_get, wait_for
 
+ROOT = Path(__file__).resolve().parents[1]
+PROMETHEUS_DIR = ROOT / "prometheus"
+COLLECTOR_DIR = ROOT / "otel_collector"
 
-def require_binary(name: str) -> str:
+
+def require_binary(name: str, package: str = "prometheus") -> str:
     """The binary's path. Missing: a failure under CI=true (CI installs it), else a skip."""
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed (Debian package: apt-get install prometheus)"
+    message = f"{name} is not installed (Debian package: apt-get install {package})"
     if os.environ.get("CI") == "true":
         pytest.fail(message + "; under CI=true a real-component test must not skip")
     pytest.skip(message)
 
 
-class Prometheus:
-    """A Prometheus server scraping ``targets`` every second, queried over its HTTP API."""
+class Process:
+    """A server process with its log in the work directory."""
 
-    def __init__(self, workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = ()) -> None:
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"{name}.log"
+
+    def _spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        log.close()
+
+    def alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            raise AssertionError(f"{self.name} is not running; log:\n{tail}")
+        return True
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+class Prometheus(Process):
+    """Prometheus with the repository's configuration: its jobs, relabelling and rule
+    files, with the targets of this test and a 1 s scrape interval."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        targets: Mapping[str, Sequence[str]],
+        rule_files: Sequence[Path] = (),
+        alertmanagers: Sequence[str] = (),
+    ) -> None:
+        super().__init__("prometheus", workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": "planes", "static_configs": [{"targets": list(targets)}]}],
-        }
-        workdir.mkdir(parents=True, exist_ok=True)
+        config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+        config["rule_files"] = [str(p) for p in rule_files]
+        for job in config["scrape_configs"]:
+            job["scrape_interval"] = "1s"
+        (workdir / "targets").mkdir(parents=True, exist_ok=True)
+        for name in ("collector", "planes"):
+            entries = [{"targets": list(targets.get(name, ()))}] if targets.get(name) else []
+            (workdir / "targets" / f"{name}.json").write_text(json.dumps(entries))
+        (workdir / "targets" / "alertmanager.json").write_text(json.dumps([{"targets": list(alertmanagers)}]))
         config_file = workdir / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
-        self.log = (workdir / "prometheus.log").open("w")
-        self.proc = subprocess.Popen(
+        self._spawn(
             [
                 require_binary("prometheus"),
                 f"--config.file={config_file}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                "--enable-feature=exemplar-storage",
                 "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            ]
         )
-        wait_for("Prometheus to be ready", lambda: self._alive() and http_get(f"{self.url}/-/ready")[0] == 200)
-
-    def _alive(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with {self.proc.returncode}; see {self.log.name}")
-        return True
+        wait_for("Prometheus to be ready", lambda: self.alive() and http_get(f"{self.url}/-/ready")[0] == 200)
 
     def api(self, path: str, **params: Any) -> Any:
         query = urllib.parse.urlencode(params, doseq=True)
@@ -74,22 +118,68 @@ class Prometheus:
         assert isinstance(result, list)
         return result
 
+    def value(self, promql: str) -> float | None:
+        """The single value of ``promql`` now, or None if it returns nothing."""
+        result = self.query(promql)
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
     def wait_for_scrapes(self, targets: int, samples: int = 3) -> None:
-        """Until every target is up and has been scraped at least ``samples`` times."""
+        """Until ``targets`` targets are up and each was scraped at least ``samples`` times."""
 
         def scraped() -> bool:
-            counts = self.query("count_over_time(up[5m])")
-            ups = self.query("up == 1")
+            counts = self.query('count_over_time(up{job!="prometheus"}[5m])')
+            ups = self.query('up{job!="prometheus"} == 1')
             return (
                 len(ups) == targets and len(counts) == targets and all(float(c["value"][1]) >= samples for c in counts)
             )
 
         wait_for(f"{targets} targets scraped {samples} times", scraped, timeout=60)
 
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+    def series(self, match: str) -> list[dict[str, str]]:
+        found = self.api("series", **{"match[]": match})
+        assert isinstance(found, list)
+        return found
+
+
+@cache
+def collector_binary() -> str:
+    """Our Collector, built from otel_collector/builder-config.yaml (or reused)."""
+    if shutil.which("go") is None:
+        message = "Go is not installed: it builds the Collector (otel_collector/build.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; under CI=true a real-component test must not skip")
+        pytest.skip(message)
+    done = subprocess.run(
+        ["bash", str(COLLECTOR_DIR / "build.sh")], capture_output=True, text=True, timeout=1500, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+class Collector(Process):
+    """Our Collector build running otel_collector/config.yaml on free loopback ports;
+    stop() and start() keep the ports, as a restarted Collector would."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__("collector", workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {name: free_port() for name in ("grpc", "http", "prometheus", "health", "traces")}
+        self.otlp_http = f"http://127.0.0.1:{self.ports['http']}"
+        self.otlp_grpc = f"http://127.0.0.1:{self.ports['grpc']}"
+        self.prometheus_target = f"127.0.0.1:{self.ports['prometheus']}"
+        self.start()
+
+    def start(self) -> None:
+        p = self.ports
+        env = {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p['grpc']}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['http']}",
+            "OTELCOL_PROMETHEUS_ENDPOINT": f"127.0.0.1:{p['prometheus']}",
+            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
+            "OTELCOL_TRACES_ENDPOINT": f"127.0.0.1:{p['traces']}",  # no tracing backend in tests
+            "OTELCOL_LOG_LEVEL": "warn",
+        }
+        self._spawn([collector_binary(), f"--config={COLLECTOR_DIR / 'config.yaml'}"], env)
+        health = f"http://127.0.0.1:{p['health']}/"
+        wait_for("the Collector to be healthy", lambda: self.alive() and http_get(health)[0] == 200, timeout=60)

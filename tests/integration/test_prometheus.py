@@ -50,7 +50,7 @@ def _fresh_state() -> None:
 
 @pytest.fixture(scope="module")
 def prom(servers: list[MetricsServer], prometheus_factory: Any) -> Prometheus:
-    server = prometheus_factory([f"127.0.0.1:{s.port}" for s in servers])
+    server = prometheus_factory({"planes": [f"127.0.0.1:{s.port}" for s in servers]})
     server.wait_for_scrapes(targets=3)
     return server
 

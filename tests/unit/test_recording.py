@@ -218,3 +218,16 @@ def test_seed_async_usage_runs_in_an_event_loop() -> None:
     status, body = asyncio.run(main())
     assert status == 200
     assert b"data_ticks_received_total{" in body
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_otlp_exporters_build_for_both_signals(protocol: str) -> None:
+    """OTEL_TRACES_EXPORTER=otlp and OTEL_METRICS_EXPORTER=otlp build a tracer and a push exporter per protocol."""
+    cfg = TelemetryConfig.from_env({
+        "OTEL_METRICS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+    })  # fmt: skip
+    metrics = init_metrics_exporter("order_plane", config=cfg)
+    assert metrics.tracer is not None
+    assert metrics.health()["exporters"]["otlp"]["state"] == "pending"
+    expected = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/metrics"
+    assert metrics.health()["exporters"]["otlp"]["target"] == expected

@@ -1,0 +1,107 @@
+"""The stack's configuration files, checked with the tools that run them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from servers import ROOT, require_binary
+from trading_telemetry.catalog import CATALOG, Kind
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env, cwd=ROOT)
+
+
+def test_compose_file_validates_offline() -> None:
+    """`docker-compose config -q` accepts the file when the Grafana password is set, and refuses it when not."""
+    tool = require_binary("docker-compose", "docker-compose")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GRAFANA_")}
+    ok = run([tool, "-f", str(COMPOSE), "config", "-q"], {**base, "GRAFANA_ADMIN_PASSWORD": "s3cret"})
+    assert ok.returncode == 0, ok.stderr
+    refused = run([tool, "-f", str(COMPOSE), "config", "-q"], base)
+    assert refused.returncode != 0
+    assert "GRAFANA_ADMIN_PASSWORD" in refused.stderr
+
+
+def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
+    """Images carry an explicit version, every service has a healthcheck, host ports bind 127.0.0.1."""
+    services = compose()["services"]
+    assert set(services) == {"otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo"}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+        if "image" in service:
+            image = service["image"]
+            assert re.search(r":[vV]?\d+\.\d+(\.\d+)?$", image), f"{name}: {image} is not pinned to a version"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not on loopback"
+    assert "demo" in services["demo"]["profiles"]
+
+
+def test_collector_image_matches_the_builder_manifest() -> None:
+    """The compose Collector is the contrib image of the version the manifest builds; core, stable and contrib agree."""
+    manifest = yaml.safe_load((ROOT / "otel_collector" / "builder-config.yaml").read_text())
+    version = manifest["dist"]["version"]
+    assert compose()["services"]["otel-collector"]["image"] == f"otel/opentelemetry-collector-contrib:{version}"
+    minor = int(version.split(".")[1])
+    for section in ("receivers", "processors", "exporters", "extensions", "providers"):
+        for entry in manifest[section]:
+            module, module_version = entry["gomod"].split()
+            expected = f"v1.{minor - 94}.0" if "/confmap/provider/" in module else f"v{version}"
+            assert module_version == expected, module
+
+
+def test_compose_runs_the_repository_configs() -> None:
+    """The Collector runs otel_collector/config.yaml; Prometheus keeps 30 days, reloads over HTTP, stores exemplars."""
+    services = compose()["services"]
+    assert "./otel_collector/config.yaml:/etc/otelcol/config.yaml:ro" in services["otel-collector"]["volumes"]
+    flags = services["prometheus"]["command"]
+    assert "--storage.tsdb.retention.time=30d" in flags
+    assert "--web.enable-lifecycle" in flags
+    assert "prometheus_data:/prometheus" in services["prometheus"]["volumes"]
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "the Grafana password must come from the environment"
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    """`promtool check config` accepts prometheus/prometheus.yml and its rule files."""
+    done = run([require_binary("promtool"), "check", "config", str(ROOT / "prometheus" / "prometheus.yml")])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_collector_job_drops_exactly_the_series_the_direct_path_lacks() -> None:
+    """The otel-collector job drops _sum/_count of exactly the histograms that have none on the planes' endpoints."""
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "otel-collector"]
+    assert job["honor_labels"] is True
+    (drop,) = job["metric_relabel_configs"]
+    pattern = re.compile(f"^(?:{drop['regex']})$")
+    for spec in CATALOG:
+        for suffix in ("_sum", "_count"):
+            name = spec.prometheus_name + suffix
+            dropped = bool(pattern.match(name))
+            assert dropped == (spec.kind is Kind.HISTOGRAM and not spec.has_sum_and_count), name
+
+
+def test_target_files_are_valid_json_lists() -> None:
+    """Every file_sd target file the config names exists and is a JSON list."""
+    import json
+
+    for path in (ROOT / "prometheus" / "targets").glob("*.json"):
+        assert isinstance(json.loads(path.read_text()), list), path
+    assert {p.name for p in Path(ROOT / "prometheus" / "targets").glob("*.json")} == {
+        "collector.json", "planes.json", "alertmanager.json",
+    }  # fmt: skip
