@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: demo test lint docs system-deps collector
+.PHONY: demo test lint docs dashboards system-deps collector
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -46,3 +46,6 @@ test: $(STAMP) system-deps collector lint
 
 docs: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._docs README.md
+
+dashboards: $(STAMP)
+	$(VENV)/bin/python -m trading_telemetry._dashboards grafana/dashboards

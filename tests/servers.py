@@ -183,3 +183,47 @@ class Collector(Process):
         self._spawn([collector_binary(), f"--config={COLLECTOR_DIR / 'config.yaml'}"], env)
         health = f"http://127.0.0.1:{p['health']}/"
         wait_for("the Collector to be healthy", lambda: self.alive() and http_get(health)[0] == 200, timeout=60)
+
+
+ALERTMANAGER_TEMPLATE = PROMETHEUS_DIR / "alertmanager.yml"
+
+
+def render_env(template: str, env: Mapping[str, str]) -> str:
+    """``${NAME}`` / ``${NAME:-default}`` replaced as prometheus/render-env.awk does."""
+    import re
+
+    def value(match: re.Match[str]) -> str:
+        name, _, fallback = match.group(1).partition(":-")
+        return env.get(name) or fallback
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", value, template)
+
+
+class Alertmanager(Process):
+    """Debian's Alertmanager running prometheus/alertmanager.yml rendered with ``env``."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+        super().__init__("alertmanager", workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = workdir / "alertmanager.yml"
+        self.config.write_text(render_env(ALERTMANAGER_TEMPLATE.read_text(), env))
+        self._spawn(
+            [
+                require_binary("prometheus-alertmanager", "prometheus-alertmanager"),
+                f"--config.file={self.config}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",  # no gossip port: a single instance
+                "--log.level=warn",
+            ]
+        )
+        wait_for("Alertmanager to be ready", lambda: self.alive() and http_get(f"{self.url}/-/ready")[0] == 200)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        status, _, body = http_get(f"{self.url}/api/v2/alerts")
+        assert status == 200, body
+        found = json.loads(body)
+        assert isinstance(found, list)
+        return found

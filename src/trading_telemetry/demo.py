@@ -142,6 +142,9 @@ class Session:
         self.desk = Desk(random.Random(seed))
         self.orders: asyncio.Queue[Intent] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
+        # Counters that alerts watch start at 0, so their first increment is an increase.
+        for switch_type in ("drawdown", "pnl"):
+            self.strategy.inc("kill_switches_triggered", 0, switch_type=switch_type)
 
     # -- Data plane ------------------------------------------------------------------
 
