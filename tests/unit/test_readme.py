@@ -34,3 +34,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     """.ci/run calls the quick start's test command."""
     ci = (README.parent / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_alert_table_lists_every_alert() -> None:
+    """The README's alert table has a row for every alert in prometheus/rules/alerts.yml."""
+    import yaml
+
+    groups = yaml.safe_load((README.parent / "prometheus" / "rules" / "alerts.yml").read_text())["groups"]
+    text = README.read_text()
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        assert f"| `{rule['alert']}` | {rule['labels']['severity']} |" in text, rule["alert"]
