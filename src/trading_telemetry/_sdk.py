@@ -6,7 +6,7 @@ import importlib
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from prometheus_client import CollectorRegistry
 
+from trading_telemetry._aggregation import CellHistogramAggregation
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig
 
@@ -56,13 +57,13 @@ def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
     return Resource(attributes)
 
 
-def build_views(plane: Plane) -> list[View]:
+def build_views(plane: Plane, series: Mapping[str, Mapping[Any, Any]]) -> list[View]:
     """One view per catalog metric: its label allow-list (plus ``service``) and, for
-    histograms, its explicit bucket boundaries."""
+    histograms, its explicit bucket boundaries, aggregated by the series' handles."""
     views = []
     for s in plane_specs(plane).values():
         aggregation = (
-            ExplicitBucketHistogramAggregation(boundaries=s.buckets)
+            CellHistogramAggregation(s.buckets, series[s.key])
             if s.kind is Kind.HISTOGRAM and s.buckets is not None
             else None
         )
@@ -180,6 +181,10 @@ class PlaneSDK:
     registry: CollectorRegistry | None = None
     pushers: list[TrackedExporter] = field(default_factory=list)
     tracer_provider: TracerProvider | None = None
+    # key -> {frozenset(attributes): handle}: the series, read by the SDK at collection.
+    series: dict[str, dict[Any, Any]] = field(default_factory=dict)
+    # Whether a reader can carry exemplars (the Prometheus pull reader cannot).
+    exemplars: bool = False
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False
 
@@ -210,8 +215,9 @@ def build_sdk(
     """The plane's MeterProvider with views from the catalog and the readers the
     configuration asks for, and its TracerProvider; ``extra_readers`` and
     ``span_exporters`` (tests: in-memory ones) are added."""
+    series: dict[str, dict[Any, Any]] = {key: {} for key in plane_specs(plane)}
     if config.sdk_disabled:
-        return PlaneSDK(plane, config, NoOpMeterProvider())
+        return PlaneSDK(plane, config, NoOpMeterProvider(), series=series)
     registry: CollectorRegistry | None = None
     pushers: list[TrackedExporter] = []
     readers: list[MetricReader] = list(extra_readers)
@@ -233,10 +239,11 @@ def build_sdk(
             )
         )
     resource = build_resource(plane, config)
-    provider = MeterProvider(metric_readers=readers, resource=resource, views=build_views(plane))
+    provider = MeterProvider(metric_readers=readers, resource=resource, views=build_views(plane, series))
     tracer_provider = build_tracer_provider(config, resource, span_exporters)
     if config.asyncio_plane == plane.value:
         from opentelemetry.instrumentation.asyncio import AsyncioInstrumentor
 
         AsyncioInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=provider)
-    return PlaneSDK(plane, config, provider, registry, pushers, tracer_provider)
+    exemplars = bool(pushers) or bool(extra_readers)
+    return PlaneSDK(plane, config, provider, registry, pushers, tracer_provider, series, exemplars)

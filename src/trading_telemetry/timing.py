@@ -41,12 +41,12 @@ class _Bound:
     """One label set's recorders: the histogram's, and the outcome counter's per outcome.
     Unchecked: durations and counts of one are valid by construction."""
 
-    __slots__ = ("attributes", "labels", "outcomes", "record")
+    __slots__ = ("labels", "observe", "outcomes")
 
     def __init__(self, histogram: BoundMetric, labels: dict[str, Any]) -> None:
-        self.record, self.attributes = histogram.unchecked()
+        self.observe = histogram.unchecked()
         self.labels = labels
-        self.outcomes: dict[str, tuple[Callable[[Any, Any], None], Any]] = {}
+        self.outcomes: dict[str, Callable[[float], None]] = {}
 
 
 class Timing:
@@ -146,7 +146,7 @@ class timed:
     def _plane_metrics(self) -> PlaneMetrics:
         metrics = _state.plane_metrics(self._plane)
         if metrics is not self._metrics:  # first call, or the plane was reset
-            self._handles = {}
+            self._handles.clear()  # cleared, never replaced: the wrappers hold it
             self._metrics = metrics
         return metrics
 
@@ -160,9 +160,7 @@ class timed:
                 self._handles[values] = bound
             return bound
 
-    def _outcome_counter(
-        self, metrics: PlaneMetrics, bound: _Bound, outcome: str
-    ) -> tuple[Callable[[Any, Any], None], Any]:
+    def _outcome_counter(self, metrics: PlaneMetrics, bound: _Bound, outcome: str) -> Callable[[float], None]:
         counter = bound.outcomes.get(outcome)
         if counter is None:
             assert self._outcome is not None
@@ -174,10 +172,9 @@ class timed:
 
     def _finish(self, metrics: PlaneMetrics, values: tuple[Any, ...], start_ns: int, outcome: str | None) -> None:
         bound = self._bound(metrics, values)
-        bound.record((time.perf_counter_ns() - start_ns) / 1e9, bound.attributes)
+        bound.observe((time.perf_counter_ns() - start_ns) / 1e9)
         if outcome is not None and self._outcome is not None:
-            add, attributes = self._outcome_counter(metrics, bound, outcome)
-            add(1, attributes)
+            self._outcome_counter(metrics, bound, outcome)(1)
 
     def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> str | None:
         if self._outcome is None:
@@ -218,8 +215,8 @@ class timed:
 
             return async_wrapper  # type: ignore[return-value]
 
-        planes, plane, clock = _state.planes, self._plane, time.perf_counter_ns
-        counted, outcome_of = self._outcome is not None, self._outcome_of
+        planes, plane, clock, handles = _state.planes, self._plane, time.perf_counter_ns, self._handles
+        counted, outcome_of, by_arguments = self._outcome is not None, self._outcome_of, bool(self._labels_from)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -227,7 +224,7 @@ class timed:
             metrics = planes.get(plane)
             if metrics is not self._metrics or metrics is None:
                 metrics = self._plane_metrics()
-            values = extract(args, kwargs)
+            values = extract(args, kwargs) if by_arguments else ()
             start = clock()
             try:
                 result = fn(*args, **kwargs)
@@ -236,15 +233,14 @@ class timed:
                 raise
             elapsed = clock() - start
             try:
-                bound = self._handles[values]
+                bound = handles[values]
             except (KeyError, TypeError):
                 bound = self._bound(metrics, values)
-            bound.record(elapsed / 1e9, bound.attributes)
+            bound.observe(elapsed / 1e9)
             if counted:
                 outcome = "ok" if outcome_of is None else self._success_outcome(metrics, result)
                 if outcome is not None:
-                    add, attributes = bound.outcomes.get(outcome) or self._outcome_counter(metrics, bound, outcome)
-                    add(1, attributes)
+                    (bound.outcomes.get(outcome) or self._outcome_counter(metrics, bound, outcome))(1)
             return result
 
         return wrapper

@@ -231,3 +231,47 @@ def test_otlp_exporters_build_for_both_signals(protocol: str) -> None:
     assert metrics.health()["exporters"]["otlp"]["state"] == "pending"
     expected = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/metrics"
     assert metrics.health()["exporters"]["otlp"]["target"] == expected
+
+
+def test_concurrent_observations_keep_exact_histogram_counts() -> None:
+    """Eight threads observing into one histogram handle lose no observation and no bucket count."""
+    reader = InMemoryMetricReader()
+    metrics = init_metrics_exporter("order_plane", config=STRICT_NO_EXPORT, metric_readers=[reader])
+    labels = {"strategy": "OFI", "symbol": "SPY", "order_type": "LIMIT"}
+    handle = metrics.bind("total_fill_latency", **labels)
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for i in range(4000):
+            handle.observe(0.003 if i % 2 else 0.2)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (point,) = points(reader)["orders_total_fill_latency"]
+    bounds = list(point.explicit_bounds)
+    assert point.count == 32000
+    assert point.bucket_counts[bounds.index(0.005)] == 16000
+    assert point.bucket_counts[bounds.index(0.25)] == 16000
+    assert point.sum == pytest.approx(16000 * 0.003 + 16000 * 0.2)
+    assert (point.min, point.max) == (0.003, 0.2)
+
+
+def test_delta_temporality_reports_what_happened_since_the_last_export() -> None:
+    """With a delta-temporality reader, each collection reports only the new observations."""
+    from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    reader = InMemoryMetricReader(preferred_temporality={SdkHistogram: AggregationTemporality.DELTA})
+    metrics = init_metrics_exporter("strategy_plane", config=STRICT_NO_EXPORT, metric_readers=[reader])
+    metrics.observe("qp_solve_time", 0.01)
+    metrics.observe("qp_solve_time", 0.02)
+    (first,) = points(reader)["strategy_qp_solve_time"]
+    metrics.observe("qp_solve_time", 0.04)
+    (second,) = points(reader)["strategy_qp_solve_time"]
+    assert (first.count, round(first.sum, 9)) == (2, 0.03)
+    assert (second.count, round(second.sum, 9)) == (1, 0.04)
+    assert "strategy_qp_solve_time" not in points(reader)

@@ -1,0 +1,120 @@
+"""A histogram aggregation for views that reads the SDK-side state from our handles.
+
+OpenTelemetry has no asynchronous histogram. Our bound histogram handles count
+observations themselves (a lock, bucket counts, sum, min, max); this aggregation, set on
+the metric's view, hands that state to the SDK at collection time, so readers and
+exporters (Prometheus, OTLP) see ordinary explicit-bucket histogram points with the
+catalog's boundaries.
+
+The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
+the handles do so only for observations made inside a span, to offer them to the
+exemplar reservoir. A label set with no handle (a raw instrument recording) gets the
+SDK's own aggregation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, Protocol
+
+from opentelemetry.sdk.metrics._internal.aggregation import (
+    AggregationTemporality,
+    _Aggregation,
+    _ExplicitBucketHistogramAggregation,
+)
+from opentelemetry.sdk.metrics._internal.measurement import Measurement
+from opentelemetry.sdk.metrics._internal.point import HistogramDataPoint
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
+from opentelemetry.util.types import Attributes
+
+
+class HistogramCell(Protocol):
+    """What the aggregation reads from a handle."""
+
+    def snapshot(self) -> tuple[list[int], float, float, float]:
+        """(bucket counts, sum, min, max), consistent with each other."""
+        ...
+
+
+class _CellHistogramAggregation(_Aggregation[HistogramDataPoint]):
+    def __init__(
+        self,
+        cell: HistogramCell,
+        attributes: Attributes,
+        start_time_unix_nano: int,
+        reservoir_builder: Any,
+        boundaries: Sequence[float],
+    ) -> None:
+        super().__init__(attributes, reservoir_builder=partial(reservoir_builder, boundaries=boundaries))
+        self._cell = cell
+        self._boundaries = tuple(boundaries)
+        self._start_time_unix_nano = start_time_unix_nano
+        self._previous_counts = [0] * (len(self._boundaries) + 1)
+        self._previous_sum = 0.0
+        self._previous_collection = start_time_unix_nano
+
+    def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
+        # The handle has counted the value already; the SDK path only carries exemplars.
+        if not math.isnan(measurement.value):
+            self._sample_exemplar(measurement, should_sample_exemplar)
+
+    def collect(
+        self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
+    ) -> HistogramDataPoint | None:
+        counts, total, low, high = self._cell.snapshot()
+        count = sum(counts)
+        if collection_aggregation_temporality is AggregationTemporality.DELTA:
+            with self._lock:
+                delta = [now - before for now, before in zip(counts, self._previous_counts, strict=True)]
+                delta_sum = total - self._previous_sum
+                start = self._previous_collection
+                self._previous_counts, self._previous_sum = counts, total
+                self._previous_collection = collection_start_nano
+            if not any(delta):
+                return None
+            counts, total, count = delta, delta_sum, sum(delta)
+        elif count == 0:
+            return None
+        else:
+            start = self._start_time_unix_nano
+        return HistogramDataPoint(
+            attributes=self._attributes,
+            exemplars=self._collect_exemplars(),
+            start_time_unix_nano=start,
+            time_unix_nano=collection_start_nano,
+            count=count,
+            sum=total,
+            bucket_counts=tuple(counts),
+            explicit_bounds=self._boundaries,
+            min=low,
+            max=high,
+        )
+
+
+class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
+    """The view aggregation: label sets with a handle read the handle; others fall back
+    to the SDK's explicit-bucket aggregation with the same boundaries."""
+
+    def __init__(self, boundaries: Sequence[float], cells: Mapping[frozenset[tuple[str, Any]], HistogramCell]) -> None:
+        super().__init__(boundaries=boundaries)
+        self._cells = cells
+
+    def _create_aggregation(
+        self,
+        instrument: Any,
+        attributes: Attributes,
+        reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
+        start_time_unix_nano: int,
+    ) -> _Aggregation[Any]:
+        cell = self._cells.get(frozenset((attributes or {}).items()))
+        if cell is None:
+            return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        return _CellHistogramAggregation(
+            cell,
+            attributes,
+            start_time_unix_nano,
+            reservoir_factory(_ExplicitBucketHistogramAggregation),
+            self._boundaries or (),
+        )
