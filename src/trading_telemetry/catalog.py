@@ -155,10 +155,6 @@ class MetricSpec:
         ``_count`` too): its count is the ``le="+Inf"`` bucket."""
         return self.kind is Kind.HISTOGRAM and self.buckets is not None and self.buckets[0] >= 0
 
-    @property
-    def allows_negative(self) -> bool:
-        return self.min_value is None or self.min_value < 0
-
 
 def _c(plane: Plane, key: str, name: str, unit: str, description: str, *labels: str, **kw: object) -> MetricSpec:
     return MetricSpec(plane, key, name, Kind.COUNTER, unit, description, labels, min_value=0.0, **kw)  # type: ignore[arg-type]
