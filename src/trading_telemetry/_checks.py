@@ -9,10 +9,16 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane
 from trading_telemetry.errors import InvalidValueError, LabelError, UnknownMetricError
+
+
+def did_you_mean(key: object, keys: Iterable[str]) -> str:
+    """``"; did you mean 'a', 'b'?"`` with the keys closest to ``key``, or ``""``."""
+    close = difflib.get_close_matches(str(key), list(keys), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
 
 
 def find_spec(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> MetricSpec:
@@ -20,8 +26,7 @@ def find_spec(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> Met
     found = specs.get(key) if isinstance(key, str) else None
     if found is not None:
         return found
-    close = difflib.get_close_matches(str(key), list(specs), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+    hint = did_you_mean(key, specs)
     raise UnknownMetricError(f"{plane.value}: unknown metric {key!r}{hint}", metric=str(key), value=key)
 
 

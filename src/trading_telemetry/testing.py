@@ -72,18 +72,22 @@ class TelemetryCapture:
 
     # -- reading -----------------------------------------------------------------
 
-    def _points(self, s: MetricSpec) -> dict[frozenset[tuple[str, str]], Any]:
-        self.plane(s.plane)
-        data = self._readers[s.plane].get_metrics_data()
-        out: dict[frozenset[tuple[str, str]], Any] = {}
+    def _collect(self, plane: Plane) -> dict[str, dict[frozenset[tuple[str, str]], Any]]:
+        """One collection of the plane: instrument name -> label set -> data point."""
+        self.plane(plane)
+        data = self._readers[plane].get_metrics_data()
+        out: dict[str, dict[frozenset[tuple[str, str]], Any]] = {}
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    if metric.name == s.name:
-                        for point in metric.data.data_points:
-                            attrs = {k: str(v) for k, v in (point.attributes or {}).items() if k != SERVICE_LABEL}
-                            out[frozenset(attrs.items())] = point
+                    points = out.setdefault(metric.name, {})
+                    for point in metric.data.data_points:
+                        attrs = {k: str(v) for k, v in (point.attributes or {}).items() if k != SERVICE_LABEL}
+                        points[frozenset(attrs.items())] = point
         return out
+
+    def _points(self, s: MetricSpec) -> dict[frozenset[tuple[str, str]], Any]:
+        return self._collect(s.plane).get(s.name, {})
 
     def _spec(self, key: str, kind: Kind) -> MetricSpec:
         s = lookup(key)
@@ -124,10 +128,12 @@ class TelemetryCapture:
     def mark(self) -> None:
         """Count from now on: later assertions see only what happens after this."""
         self._mark = {}
-        for s in CATALOG:
-            if s.plane in self._readers and s.kind is not Kind.GAUGE:
-                for attrs, point in self._points(s).items():
-                    self._mark[(s.key, attrs)] = point
+        for plane in list(self._readers):
+            collected = self._collect(plane)
+            for s in CATALOG:
+                if s.plane is plane and s.kind is not Kind.GAUGE:
+                    for attrs, point in collected.get(s.name, {}).items():
+                        self._mark[(s.key, attrs)] = point
 
     def assert_counter_rose(self, key: str, by: float, **labels: str) -> None:
         """The counter rose by exactly ``by`` for these labels since the mark."""

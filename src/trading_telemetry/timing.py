@@ -4,7 +4,6 @@ into a catalog counter, with labels taken from the call's arguments or given."""
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import inspect
 import threading
@@ -14,6 +13,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from trading_telemetry import _state
+from trading_telemetry._checks import did_you_mean
 from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._wrapping import argument_extractor, check_function
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, lookup
@@ -28,9 +28,7 @@ R = TypeVar("R")
 def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     found = lookup(key)
     if found is None:
-        keys = [s.key for s in CATALOG if s.kind is kind]
-        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(key, (s.key for s in CATALOG if s.kind is kind))
         raise InstrumentationError(f"timed: {role} {key!r} is not a catalog metric{hint}")
     if found.kind is not kind:
         raise InstrumentationError(f"timed: {role} {key!r} is a {found.kind.value}, not a {kind.value}")

@@ -61,6 +61,13 @@ CASES: list[tuple[str, str, str, Any, dict[str, Any], type[MeasurementError], st
 IDS = [f"{c[6]}:{c[2]}={c[3]!r}"[:60] for c in CASES]
 
 
+def bad_calls(test: Any) -> Any:
+    """Every case, through the keyed call and through a bound handle."""
+    test = pytest.mark.parametrize(("plane", "method", "key", "value", "labels", "error", "reason", "words"),
+                                   CASES, ids=IDS)(test)  # fmt: skip
+    return pytest.mark.parametrize("bound", [False, True], ids=["keyed", "bound"])(test)
+
+
 def _call(metrics: Any, method: str, key: str, value: Any, labels: dict[str, Any], bound: bool) -> None:
     if bound:
         getattr(metrics.bind(key, **labels), method)(value)
@@ -68,8 +75,7 @@ def _call(metrics: Any, method: str, key: str, value: Any, labels: dict[str, Any
         getattr(metrics, method)(key, value, **labels)
 
 
-@pytest.mark.parametrize("bound", [False, True], ids=["keyed", "bound"])
-@pytest.mark.parametrize(("plane", "method", "key", "value", "labels", "error", "reason", "words"), CASES, ids=IDS)
+@bad_calls
 def test_strict_mode_raises_naming_metric_label_and_value(
     plane: str, method: str, key: str, value: Any, labels: dict[str, Any],
     error: type[MeasurementError], reason: str, words: tuple[str, ...], bound: bool,
@@ -83,8 +89,7 @@ def test_strict_mode_raises_naming_metric_label_and_value(
         assert word in str(caught.value)
 
 
-@pytest.mark.parametrize("bound", [False, True], ids=["keyed", "bound"])
-@pytest.mark.parametrize(("plane", "method", "key", "value", "labels", "error", "reason", "words"), CASES, ids=IDS)
+@bad_calls
 def test_production_mode_drops_counts_and_never_raises(
     plane: str, method: str, key: str, value: Any, labels: dict[str, Any],
     error: type[MeasurementError], reason: str, words: tuple[str, ...], bound: bool,
