@@ -1,7 +1,8 @@
 """Validation of keys, labels and values, raising the package's MeasurementErrors.
 
 Only called off the hot path: when a label set is first bound, and when a value fails
-the handles' one-comparison fast check.
+the handles' one-comparison fast check. Every message is built lazily from bounded
+reprs (``_safe``): a rejected call in production mode formats nothing.
 """
 
 from __future__ import annotations
@@ -9,85 +10,152 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import sys
+import threading
 from collections.abc import Iterable, Mapping
 
+from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane
 from trading_telemetry.errors import InvalidValueError, LabelError, UnknownMetricError
 
+MAX_LABEL_VALUE_LENGTH = 256
+"""Longest label value accepted, in characters (Mimir's default limit is 2048 bytes)."""
+
+_MAX = sys.float_info.max
+_SUGGESTION_KEY_LIMIT = 100  # keys longer than this get no suggestion (difflib is quadratic)
+_SUGGESTIONS_KEPT = 256
+_suggestions: dict[tuple[int, str], str] = {}
+_suggestions_lock = threading.Lock()
+
 
 def did_you_mean(key: object, keys: Iterable[str]) -> str:
-    """``"; did you mean 'a', 'b'?"`` with the keys closest to ``key``, or ``""``."""
-    close = difflib.get_close_matches(str(key), list(keys), n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+    """``"; did you mean 'a', 'b'?"`` with the keys closest to ``key``, or ``""``.
+
+    Computed at most once per distinct key (a bounded cache), and never for a key that
+    is not a short string: an unknown key repeated in a hot loop costs a dict lookup."""
+    if type(key) is not str or len(key) > _SUGGESTION_KEY_LIMIT:
+        return ""
+    candidates = tuple(keys)
+    cache_key = (hash(candidates), key)
+    hint = _suggestions.get(cache_key)
+    if hint is None:
+        close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
+        with _suggestions_lock:
+            if len(_suggestions) >= _SUGGESTIONS_KEPT:
+                _suggestions.clear()
+            _suggestions[cache_key] = hint
+    return hint
 
 
 def find_spec(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> MetricSpec:
     """The spec of ``key``, or UnknownMetricError suggesting the closest keys."""
-    found = specs.get(key) if isinstance(key, str) else None
+    found = specs.get(key) if type(key) is str else None
     if found is not None:
         return found
+    return _unknown(plane, specs, key)
+
+
+def _unknown(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> MetricSpec:
     hint = did_you_mean(key, specs)
-    raise UnknownMetricError(f"{plane.value}: unknown metric {key!r}{hint}", metric=str(key), value=key)
+    raise UnknownMetricError(
+        lambda: f"{plane.value}: unknown metric {safe_repr(key)}{hint}", metric=safe_repr(key, 40), value=key
+    )
 
 
-def check_labels(s: MetricSpec, labels: Mapping[str, object]) -> None:
-    """Raise LabelError unless ``labels`` are exactly the metric's labels, each a
-    non-empty string."""
+def label_value(s: MetricSpec, name: str, value: object) -> str:
+    """``value`` as a plain ``str`` fit for a label, or LabelError.
+
+    A ``str`` subclass (a ``StrEnum`` member, say) gives its characters; anything else
+    that is not a string is refused. The text must be non-empty, at most
+    MAX_LABEL_VALUE_LENGTH characters, and valid Unicode (no lone surrogates), so that
+    every export path can encode it as UTF-8."""
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise _bad_label(s, name, value, "must be a non-empty string")
+        value = str.__str__(value)  # the characters, whatever the subclass's __str__ says
+    if not value:
+        raise _bad_label(s, name, value, "must be a non-empty string")
+    if len(value) > MAX_LABEL_VALUE_LENGTH:
+        raise _bad_label(s, name, value, f"is longer than {MAX_LABEL_VALUE_LENGTH} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad_label(s, name, value, "is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _bad_label(s: MetricSpec, name: str, value: object, problem: str) -> LabelError:
+    return LabelError(
+        lambda: f"{s.key}: label {name}={safe_repr(value)} {problem}",
+        reason="invalid_label_value",
+        metric=s.key,
+        label=name,
+        value=value,
+    )
+
+
+def check_labels(s: MetricSpec, labels: Mapping[str, object]) -> dict[str, str]:
+    """The labels as plain strings, if they are exactly the metric's labels and each
+    value is fit for a label (:func:`label_value`); LabelError otherwise."""
+    out: dict[str, str] = {}
     for name, value in labels.items():
+        if type(name) is not str:
+            name = str.__str__(name)
         if name not in s.labels:
-            allowed = ", ".join(s.labels) or "none"
-            extra = f" ({SERVICE_LABEL!r} is set by the SDK)" if name == SERVICE_LABEL else ""
-            raise LabelError(
-                f"{s.key}: label {name}={value!r} is not allowed{extra}; allowed labels: {allowed}",
-                reason="unknown_label",
-                metric=s.key,
-                label=name,
-                value=value,
-            )
-        if not isinstance(value, str) or not value:
-            raise LabelError(
-                f"{s.key}: label {name}={value!r} must be a non-empty string",
-                reason="invalid_label_value",
-                metric=s.key,
-                label=name,
-                value=value,
-            )
+            raise _not_allowed(s, name, value)
+        out[name] = label_value(s, name, value)
     for name in s.labels:
-        if name not in labels:
+        if name not in out:
             raise LabelError(
                 f"{s.key}: label {name!r} is missing; required labels: {', '.join(s.labels)}",
                 reason="missing_label",
                 metric=s.key,
                 label=name,
             )
+    return out
+
+
+def _not_allowed(s: MetricSpec, name: str, value: object) -> LabelError:
+    allowed = ", ".join(s.labels) or "none"
+    extra = f" ({SERVICE_LABEL!r} is set by the SDK)" if name == SERVICE_LABEL else ""
+    shown_name = safe_repr(name, 40)
+    return LabelError(
+        lambda: f"{s.key}: label {shown_name}={safe_repr(value)} is not allowed{extra}; allowed labels: {allowed}",
+        reason="unknown_label",
+        metric=s.key,
+        label=shown_name,
+        value=value,
+    )
 
 
 def check_value(s: MetricSpec, value: object) -> float | int:
-    """Return ``value`` as a number fit for the metric, or raise InvalidValueError."""
+    """Return ``value`` as an int or float fit for the metric, or raise InvalidValueError.
+
+    Other real numbers (Fraction, numpy scalars) become floats; bool, Decimal and
+    non-numbers are refused, as are values that do not fit in a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidValueError(
-            f"{s.key}: value {value!r} is not a number", reason="non_numeric", metric=s.key, value=value
-        )
-    number: float = value if isinstance(value, int | float) else float(value)
+        return _invalid(s, value, "non_numeric", "is not a number")
+    number: float | int = int(value) if isinstance(value, int) else float(value)
+    if isinstance(number, int) and not -_MAX <= number <= _MAX:
+        return _invalid(s, value, "non_numeric", "is not a usable number (does not fit in a float)")
     if not math.isfinite(number):
-        raise InvalidValueError(
-            f"{s.key}: value {value!r} is not finite", reason="non_finite", metric=s.key, value=value
-        )
+        return _invalid(s, value, "non_finite", "is not finite")
     if s.kind is Kind.COUNTER and number < 0:
-        raise InvalidValueError(
-            f"{s.key}: counter increment {value!r} is negative", reason="negative_increment", metric=s.key, value=value
-        )
+        return _invalid(s, value, "negative_increment", "is negative (a counter only goes up)")
     low = -math.inf if s.min_value is None else s.min_value
     high = math.inf if s.max_value is None else s.max_value
     if not low <= number <= high or (s.integral and number != int(number)):
         allowed = f"one of {list(range(int(low), int(high) + 1))}" if s.integral else f"within [{low}, {high}]"
-        raise InvalidValueError(
-            f"{s.key}: value {value!r} is out of range; expected {allowed}",
-            reason="out_of_range",
-            metric=s.key,
-            value=value,
-        )
+        return _invalid(s, value, "out_of_range", f"is out of range; expected {allowed}")
     return number
+
+
+def _invalid(s: MetricSpec, value: object, reason: str, problem: str) -> float:
+    raise InvalidValueError(
+        lambda: f"{s.key}: value {safe_repr(value)} {problem}", reason=reason, metric=s.key, value=value
+    )
 
 
 def wrong_kind(s: MetricSpec, method: str, value: object) -> InvalidValueError:
@@ -101,5 +169,19 @@ def wrong_kind(s: MetricSpec, method: str, value: object) -> InvalidValueError:
 
 def unusable_number(s: MetricSpec, value: object) -> InvalidValueError:
     return InvalidValueError(
-        f"{s.key}: value {value!r} is not a usable number", reason="non_numeric", metric=s.key, value=value
+        lambda: f"{s.key}: value {safe_repr(value)} is not a usable number",
+        reason="non_numeric",
+        metric=s.key,
+        value=value,
+    )
+
+
+def overflow(s: MetricSpec, value: float, total: str) -> InvalidValueError:
+    """A value whose addition would make the series' running ``total`` (a counter's
+    value, a histogram's sum) non-finite: dropped, so the series stays exportable."""
+    return InvalidValueError(
+        lambda: f"{s.key}: adding {safe_repr(value)} would make the {total} overflow a float",
+        reason="overflow",
+        metric=s.key,
+        value=value,
     )

@@ -10,6 +10,7 @@ while recording costs a check, a lock and an add.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 
 from opentelemetry.trace import get_current_span
 
-from trading_telemetry._checks import check_value, unusable_number, wrong_kind
+from trading_telemetry._checks import check_value, overflow, unusable_number, wrong_kind
 from trading_telemetry._drops import DropPolicy
 from trading_telemetry.catalog import SERVICE_LABEL, MetricSpec
 from trading_telemetry.errors import MeasurementError
@@ -64,15 +65,15 @@ class BoundMetric:
 
     def inc(self, value: float = 1) -> None:
         """Add ``value`` (default 1) to a counter."""
-        self._policy.reject(wrong_kind(self.spec, "inc", value))
+        self._policy.reject(wrong_kind(self.spec, "inc", None))
 
     def set(self, value: float) -> None:
         """Set a gauge to ``value``."""
-        self._policy.reject(wrong_kind(self.spec, "set", value))
+        self._policy.reject(wrong_kind(self.spec, "set", None))
 
     def observe(self, value: float) -> None:
         """Record ``value`` in a histogram."""
-        self._policy.reject(wrong_kind(self.spec, "observe", value))
+        self._policy.reject(wrong_kind(self.spec, "observe", None))
 
     def unchecked(self) -> Callable[[float], None]:
         """Record without the value check, for values the package produced itself (a
@@ -83,12 +84,14 @@ class BoundMetric:
         raise NotImplementedError
 
     def _checked(self, value: object) -> None:
+        """The slow path of every value the fast check did not take; never raises in
+        production mode, whatever ``value`` is."""
         try:
             number = check_value(self.spec, value)
         except MeasurementError as error:
             self._policy.reject(error)
             return
-        except Exception:  # noqa: BLE001 - e.g. an int too large for a float
+        except Exception:  # noqa: BLE001 - a hostile __float__, __class__, ...
             self._policy.reject(unusable_number(self.spec, value))
             return
         self._apply(number)
@@ -107,15 +110,28 @@ class CounterHandle(BoundMetric):
         self.value: float = 0
 
     def inc(self, value: float = 1) -> None:
-        if (value.__class__ is int or value.__class__ is float) and 0 <= value <= _MAX:
-            with self._lock:
-                self.value += value
-        else:
-            self._checked(value)
+        try:
+            if (value.__class__ is int or value.__class__ is float) and 0 <= value <= _MAX:
+                with self._lock:
+                    total = self.value + value
+                    if total <= _MAX:  # an int total beyond a float, or inf, could not be exported
+                        self.value = total
+                        return
+                self._policy.reject(overflow(self.spec, value, "counter's total"))
+                return
+        except MeasurementError:
+            raise
+        except Exception:  # noqa: BLE001 - a hostile value: judged by _checked
+            pass
+        self._checked(value)
 
     def _apply(self, value: float) -> None:
         with self._lock:
-            self.value += value
+            total = self.value + value
+            if total <= _MAX:
+                self.value = total
+                return
+        self._policy.reject(overflow(self.spec, value, "counter's total"))
 
 
 class GaugeHandle(BoundMetric):
@@ -126,10 +142,13 @@ class GaugeHandle(BoundMetric):
         self.value: float | None = None  # None: never set, not exported
 
     def set(self, value: float) -> None:
-        if (value.__class__ is float or value.__class__ is int) and self._low <= value <= self._high:
-            self.value = value  # one store: atomic
-        else:
-            self._checked(value)
+        try:
+            if (value.__class__ is float or value.__class__ is int) and self._low <= value <= self._high:
+                self.value = value  # one store: atomic
+                return
+        except Exception:  # noqa: BLE001 - a hostile value: judged by _checked
+            pass
+        self._checked(value)
 
     def _apply(self, value: float) -> None:
         self.value = value
@@ -158,7 +177,11 @@ class HistogramHandle(BoundMetric):
         self._exemplars = exemplars
 
     def observe(self, value: float) -> None:
-        if (value.__class__ is float or value.__class__ is int) and self._low <= value <= self._high:
+        try:
+            fast = (value.__class__ is float or value.__class__ is int) and self._low <= value <= self._high
+        except Exception:  # noqa: BLE001 - a hostile value: judged by _checked
+            fast = False
+        if fast:
             self._apply(value)
         else:
             self._checked(value)
@@ -166,14 +189,21 @@ class HistogramHandle(BoundMetric):
     def _apply(self, value: float) -> None:
         index = bisect_left(self._bounds, value)  # the bucket (b[i-1], b[i]], as OTel counts
         with self._lock:
-            self._counts[index] += 1
-            self._sum += value
-            if value < self._min:
-                self._min = value
-            if value > self._max:
-                self._max = value
+            total = self._sum + value
+            finite = -_MAX <= total <= _MAX  # else the observation is dropped whole: the sum stays finite
+            if finite:
+                self._counts[index] += 1
+                self._sum = total
+                if value < self._min:
+                    self._min = value
+                if value > self._max:
+                    self._max = value
+        if not finite:
+            self._policy.reject(overflow(self.spec, value, "histogram's sum"))
+            return
         if self._exemplars is not None and get_current_span().is_recording():
-            self._exemplars(value, self._attributes)
+            with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
+                self._exemplars(value, self._attributes)
 
     def snapshot(self) -> tuple[list[int], float, float, float]:
         with self._lock:

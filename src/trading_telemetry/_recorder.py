@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.trace import Tracer
 
-from trading_telemetry._checks import check_labels, find_spec
+from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
 from trading_telemetry._drops import DROPPED_METRIC, DropPolicy
 from trading_telemetry._handles import (
     BoundMetric,
@@ -31,12 +31,24 @@ from trading_telemetry._handles import (
     counter_observations,
     gauge_observations,
 )
+from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry._sdk import METER_NAME, PlaneSDK
 from trading_telemetry._version import __version__
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, plane_specs
-from trading_telemetry.errors import CardinalityLimitError, MeasurementError
+from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
+
+REJECTED_KEPT = 1024
+"""Most rejected calls a plane caches (a repeated bad call then costs a lookup)."""
+
+
+def _input_error(key: object, error: BaseException) -> InvalidInputError:
+    metric = key if type(key) is str else safe_repr(key, 40)
+    return InvalidInputError(
+        lambda: f"{safe_repr(key)}: an argument broke recording: {type_name(error)}: {safe_str(error)}",
+        metric=metric,
+    )
 
 
 def _callback(
@@ -96,12 +108,18 @@ class PlaneMetrics:
         self._histograms: dict[str, Histogram] = {}
         for key, s in self._specs.items():
             self._create_instrument(meter, s, self._series[key])
-        dropped = meter.create_counter(
-            DROPPED_METRIC, unit="{measurement}", description="Measurements dropped as bad input, by metric and reason"
+        self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, keys=self._specs)
+        meter.create_observable_counter(
+            DROPPED_METRIC,
+            callbacks=[self._policy.observations],
+            unit="{measurement}",
+            description="Measurements dropped as bad input, by metric and reason",
         )
-        self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, counter=dropped)
         self._limit = sdk.config.cardinality_limit
+        # (key, *label items) of each call -> its handle. Rejected calls are kept too (so a
+        # repeated bad call costs a lookup), but at most REJECTED_KEPT of them.
         self._cache: dict[tuple[Any, ...], BoundMetric] = {}
+        self._rejected_kept = 0
         self._lock = threading.Lock()
         provider = sdk.tracer_provider
         self.tracer: Tracer | None = provider.get_tracer(METER_NAME, __version__) if provider else None
@@ -135,11 +153,14 @@ class PlaneMetrics:
     def sdk(self) -> PlaneSDK:
         return self._sdk
 
+    # The lookups below catch every exception: a label value whose __hash__ or __eq__
+    # raises is judged by _bind like any other bad input.
+
     def inc(self, key: str, value: float = 1, /, **labels: str) -> None:
         """Add ``value`` (default 1) to the counter ``key``."""
         try:
             handle = self._cache[(key, *labels.items())]
-        except (KeyError, TypeError):
+        except Exception:  # noqa: BLE001
             handle = self._bind(key, labels)
         handle.inc(value)
 
@@ -147,7 +168,7 @@ class PlaneMetrics:
         """Record ``value`` in the histogram ``key``."""
         try:
             handle = self._cache[(key, *labels.items())]
-        except (KeyError, TypeError):
+        except Exception:  # noqa: BLE001
             handle = self._bind(key, labels)
         handle.observe(value)
 
@@ -155,7 +176,7 @@ class PlaneMetrics:
         """Set the gauge ``key`` to ``value``."""
         try:
             handle = self._cache[(key, *labels.items())]
-        except (KeyError, TypeError):
+        except Exception:  # noqa: BLE001
             handle = self._bind(key, labels)
         handle.set(value)
 
@@ -168,31 +189,57 @@ class PlaneMetrics:
         return self._bind(key, labels)
 
     def _bind(self, key: str, labels: dict[str, Any]) -> BoundMetric:
+        """The handle of ``key`` and ``labels``, checked; in production mode a
+        RejectedHandle for bad input (strict mode raises). Never raises anything but a
+        MeasurementError, whatever the arguments."""
         try:
             s = find_spec(self.plane, self._specs, key)
-            check_labels(s, labels)
-            canonical = frozenset({**labels, SERVICE_LABEL: self.plane.value}.items())
+            clean = check_labels(s, labels)
+            canonical = frozenset({**clean, SERVICE_LABEL: self.plane.value}.items())
             with self._lock:
                 series = self._series[s.key]
                 handle = series.get(canonical)
                 if handle is None:
                     if len(series) >= self._limit:
-                        raise CardinalityLimitError(
-                            f"{s.key}: label set {labels!r} would exceed the cardinality limit of {self._limit} "
-                            "(TRADING_TELEMETRY_CARDINALITY_LIMIT)",
-                            metric=s.key,
-                            value=labels,
-                        )
-                    handle = self._new_handle(s, labels)
+                        raise self._over_limit(s, clean)
+                    handle = self._new_handle(s, clean)
                     series[canonical] = handle
                     if s.kind is Kind.HISTOGRAM:
                         _register(self._histograms[s.key], handle.attributes)
-                self._cache[(key, *labels.items())] = handle
+                if all(type(k) is str and type(v) is str for k, v in labels.items()):
+                    self._cache[(key, *labels.items())] = handle  # plain strings only: safe to hash and compare
             return handle
-        except MeasurementError as error:
+        except Exception as error:  # noqa: BLE001 - hostile arguments included
+            measurement_error = error if isinstance(error, MeasurementError) else _input_error(key, error)
             if self._policy.strict:
-                raise
-            return RejectedHandle(error, self._policy)
+                raise measurement_error from (None if error is measurement_error else error)
+            rejected = RejectedHandle(measurement_error, self._policy)
+            self._keep_rejected(key, labels, rejected)
+            return rejected
+
+    def _over_limit(self, s: MetricSpec, labels: dict[str, str]) -> CardinalityLimitError:
+        limit = self._limit
+        return CardinalityLimitError(
+            lambda: (
+                f"{s.key}: label set {safe_repr(labels, 200)} would exceed the cardinality limit of {limit} "
+                "(TRADING_TELEMETRY_CARDINALITY_LIMIT)"
+            ),
+            metric=s.key,
+            value=labels,
+        )
+
+    def _keep_rejected(self, key: object, labels: dict[str, Any], rejected: RejectedHandle) -> None:
+        """Cache a rejected call, so that repeating it costs a lookup and a count; only
+        plain-string keys and labels (safe to hash), and at most REJECTED_KEPT of them."""
+        if self._rejected_kept >= REJECTED_KEPT or type(key) is not str:
+            return
+        try:
+            if all(type(k) is str and type(v) is str and len(v) <= MAX_LABEL_VALUE_LENGTH for k, v in labels.items()):
+                with self._lock:
+                    self._cache[(key, *labels.items())] = rejected
+                    self._rejected_kept += 1
+        except Exception:  # noqa: BLE001 - not cached, still rejected
+            pass
 
     def series_count(self, key: str) -> int:
         """How many label sets ``key`` has recorded (what the cardinality limit counts)."""

@@ -73,18 +73,24 @@ def _one_of(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
-def _key_values(variable: str, raw: str) -> Mapping[str, str]:
+def _key_values(variable: str, raw: str, *, secret: bool = False) -> Mapping[str, str]:
     """The W3C-baggage-like ``key=value,key2=value2`` list of OTEL_RESOURCE_ATTRIBUTES
-    and OTEL_EXPORTER_OTLP_HEADERS; values are percent-decoded."""
+    and OTEL_EXPORTER_OTLP_HEADERS; values are percent-decoded. With ``secret`` (headers
+    carry bearer tokens) an error names the entry's position, never its text."""
     out: dict[str, str] = {}
-    for item in raw.split(","):
+    for position, item in enumerate(raw.split(","), 1):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(variable, raw, f"entry {item.strip()!r} is not key=value")
+            entry = f"entry {position}" if secret else f"entry {item.strip()!r}"
+            raise ConfigError(variable, raw, f"{entry} is not key=value", secret=secret)
         out[key.strip()] = urllib.parse.unquote(value.strip())
     return MappingProxyType(out)
+
+
+def _headers(variable: str, raw: str) -> Mapping[str, str]:
+    return _key_values(variable, raw, secret=True)
 
 
 def _url(variable: str, raw: str) -> str:
@@ -126,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Default `http://localhost:4317` (grpc) or `http://localhost:4318` (http/protobuf)"),
     Setting("otlp_metrics_endpoint", ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",), _url, "",
             "full URL for metrics, used as given; overrides the base URL"),
-    Setting("otlp_headers", ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _key_values, "",
+    Setting("otlp_headers", ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _headers, "",
             "`key=value,...` headers sent with every export"),
     Setting("otlp_timeout_ms", ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
             _positive_int, "10000", "export request timeout, ms"),

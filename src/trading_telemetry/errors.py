@@ -7,11 +7,16 @@ raised only in strict mode; in production mode it is dropped and counted instead
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from trading_telemetry._safe import safe_repr, safe_str
+
 __all__ = [
     "CardinalityLimitError",
     "CatalogError",
     "ConfigError",
     "InstrumentationError",
+    "InvalidInputError",
     "InvalidValueError",
     "LabelError",
     "MeasurementError",
@@ -26,12 +31,14 @@ class TradingTelemetryError(Exception):
 
 
 class ConfigError(TradingTelemetryError, ValueError):
-    """A configuration value is invalid. The message names the variable and the value."""
+    """A configuration value is invalid. The message names the variable and the value,
+    except for values that may hold secrets (headers), which are never echoed."""
 
-    def __init__(self, variable: str, value: object, problem: str) -> None:
+    def __init__(self, variable: str, value: object, problem: str, *, secret: bool = False) -> None:
         self.variable = variable
-        self.value = value
-        super().__init__(f"{variable}={value!r}: {problem}")
+        self.value = None if secret else value
+        shown = "<redacted>" if secret else safe_repr(value, 200)
+        super().__init__(f"{variable}={shown}: {problem}")
 
 
 class UnknownPlaneError(TradingTelemetryError, ValueError):
@@ -52,16 +59,34 @@ class MeasurementError(TradingTelemetryError, ValueError):
     """A measurement that cannot be recorded.
 
     ``reason`` is the value of the ``reason`` label under which production mode counts
-    the drop; ``metric``, ``label`` and ``value`` say what was wrong.
+    the drop; ``metric``, ``label`` and ``value`` say what was wrong. The message may be
+    given as a function: it is then built only when read (production mode drops most
+    errors unread), and a message that fails to build is replaced, never raised.
     """
 
     reason = "invalid"
 
-    def __init__(self, message: str, *, metric: str, label: str | None = None, value: object = None) -> None:
+    def __init__(
+        self, message: str | Callable[[], str], *, metric: str, label: str | None = None, value: object = None
+    ) -> None:
         self.metric = metric
         self.label = label
         self.value = value
-        super().__init__(message)
+        self._message = message
+        super().__init__()
+
+    def __str__(self) -> str:
+        message = self._message
+        if not isinstance(message, str):
+            try:
+                message = message()
+            except Exception:  # noqa: BLE001 - an error message must never raise
+                message = f"{self.metric}: bad measurement ({self.reason})"
+            self._message = message
+        return message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({safe_str(self)!r})"
 
 
 class UnknownMetricError(MeasurementError):
@@ -72,9 +97,11 @@ class UnknownMetricError(MeasurementError):
 
 class LabelError(MeasurementError):
     """A label that the metric does not allow, one it requires but did not get, or a
-    label value that is not a non-empty string."""
+    label value that is not a non-empty string of valid Unicode within the length limit."""
 
-    def __init__(self, message: str, *, reason: str, metric: str, label: str, value: object = None) -> None:
+    def __init__(
+        self, message: str | Callable[[], str], *, reason: str, metric: str, label: str, value: object = None
+    ) -> None:
         super().__init__(message, metric=metric, label=label, value=value)
         self.reason = reason
 
@@ -83,7 +110,7 @@ class InvalidValueError(MeasurementError):
     """A value that is not a finite number, a negative counter increment, a value outside
     the metric's documented range, or the wrong method for the metric's kind."""
 
-    def __init__(self, message: str, *, reason: str, metric: str, value: object) -> None:
+    def __init__(self, message: str | Callable[[], str], *, reason: str, metric: str, value: object) -> None:
         super().__init__(message, metric=metric, value=value)
         self.reason = reason
 
@@ -92,3 +119,10 @@ class CardinalityLimitError(MeasurementError):
     """A new label set beyond the metric's cardinality limit."""
 
     reason = "cardinality_limit"
+
+
+class InvalidInputError(MeasurementError):
+    """An argument that broke the recording code itself (an object whose ``__hash__``,
+    ``__eq__`` or ``__str__`` raises, say): dropped as ``invalid_input``."""
+
+    reason = "invalid_input"

@@ -3,23 +3,26 @@ into a catalog counter, with labels taken from the call's arguments or given."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from trading_telemetry import _state
-from trading_telemetry._checks import did_you_mean
+from trading_telemetry._checks import did_you_mean, label_value
 from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._wrapping import argument_extractor, check_function
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, lookup
 from trading_telemetry.errors import InstrumentationError, MeasurementError
 
 __all__ = ["Timing", "timed"]
+
+HANDLES_KEPT = 4096
+"""Most argument tuples one ``timed`` caches handles for (``labels_from`` values); calls
+with further values still record, through ``bind``."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -107,7 +110,9 @@ class timed:
         self._plane = self.spec.plane
         self._metrics: PlaneMetrics | None = None
         self._handles: dict[tuple[Any, ...], _Bound] = {}
-        self._local = threading.local()
+        # The blocks open in this thread or asyncio task, innermost last: a context
+        # variable, so overlapping tasks never see each other's blocks.
+        self._open: ContextVar[tuple[Timing, ...]] = ContextVar(f"timed-{key}", default=())
 
     def _check_labels(self) -> None:
         given = [*self._labels_from, *self._static]
@@ -151,10 +156,10 @@ class timed:
     def _bound(self, metrics: PlaneMetrics, values: tuple[Any, ...]) -> _Bound:
         try:
             return self._handles[values]
-        except (KeyError, TypeError):  # TypeError: an unhashable argument, judged by bind()
+        except Exception:  # noqa: BLE001 - unhashable or hostile arguments are judged by bind()
             labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
             bound = _Bound(metrics.bind(self.spec.key, **labels), labels)
-            with contextlib.suppress(TypeError):
+            if len(self._handles) < HANDLES_KEPT and all(type(v) is str for v in values):
                 self._handles[values] = bound
             return bound
 
@@ -169,24 +174,26 @@ class timed:
         return counter
 
     def _finish(self, metrics: PlaneMetrics, values: tuple[Any, ...], start_ns: int, outcome: str | None) -> None:
-        bound = self._bound(metrics, values)
-        bound.observe((time.perf_counter_ns() - start_ns) / 1e9)
-        if outcome is not None and self._outcome is not None:
-            self._outcome_counter(metrics, bound, outcome)(1)
+        """Record a call or block; never raises in production mode."""
+        try:
+            bound = self._bound(metrics, values)
+            bound.observe((time.perf_counter_ns() - start_ns) / 1e9)
+            if outcome is not None and self._outcome is not None:
+                self._outcome_counter(metrics, bound, outcome)(1)
+        except Exception as error:  # noqa: BLE001 - hostile arguments: strict raises, production drops
+            metrics._policy.failed(error, self.spec.key)
 
     def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> str | None:
+        """``outcome_of(result)`` as a label value; None (counted as a drop) when it
+        raises or returns something that is not a label value."""
         if self._outcome is None:
             return None
         if self._outcome_of is None:
             return "ok"
         try:
-            return self._outcome_of(result)
-        except Exception as error:
-            if metrics.strict:
-                raise
-            metrics._policy.reject(
-                MeasurementError(f"{self._outcome.key}: outcome_of raised {error!r}", metric=self._outcome.key)
-            )
+            return label_value(self._outcome, self._outcome_label, self._outcome_of(result))
+        except Exception as error:  # noqa: BLE001 - the user's function succeeded: never undo that
+            metrics._policy.failed(error, self._outcome.key)
             return None
 
     # -- as a decorator ------------------------------------------------------------
@@ -231,14 +238,17 @@ class timed:
                 raise
             elapsed = clock() - start
             try:
-                bound = handles[values]
-            except (KeyError, TypeError):
-                bound = self._bound(metrics, values)
-            bound.observe(elapsed / 1e9)
-            if counted:
-                outcome = "ok" if outcome_of is None else self._success_outcome(metrics, result)
-                if outcome is not None:
-                    (bound.outcomes.get(outcome) or self._outcome_counter(metrics, bound, outcome))(1)
+                try:
+                    bound = handles[values]
+                except Exception:  # noqa: BLE001 - a miss, or an argument that cannot be hashed
+                    bound = self._bound(metrics, values)
+                bound.observe(elapsed / 1e9)
+                if counted:
+                    outcome = "ok" if outcome_of is None else self._success_outcome(metrics, result)
+                    if outcome is not None:
+                        (bound.outcomes.get(outcome) or self._outcome_counter(metrics, bound, outcome))(1)
+            except Exception as error:  # noqa: BLE001 - strict raises a MeasurementError, production drops
+                metrics._policy.failed(error, self.spec.key)
             return result
 
         return wrapper
@@ -249,16 +259,23 @@ class timed:
         if self._labels_from:
             raise InstrumentationError(f"timed({self.spec.key!r}): labels_from needs a function; use labels=")
         timing = Timing()
-        stack = self._local.__dict__.setdefault("stack", [])
-        stack.append(timing)
+        self._open.set((*self._open.get(), timing))
         return timing
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        timing: Timing = self._local.stack.pop()
+        *outer, timing = self._open.get()
+        self._open.set(tuple(outer))
+        metrics = self._plane_metrics()
         if exc_type is None:
-            outcome = timing.outcome or ("ok" if self._outcome is not None else None)
+            outcome: Any = timing.outcome or ("ok" if self._outcome is not None else None)
+            if outcome is not None and type(outcome) is not str and self._outcome is not None:
+                try:
+                    outcome = label_value(self._outcome, self._outcome_label, outcome)
+                except MeasurementError as error:
+                    metrics._policy.reject(error)
+                    outcome = None
         else:
             outcome = self._on_error if issubclass(exc_type, Exception) else None
-        self._finish(self._plane_metrics(), (), timing.start_ns, outcome)
+        self._finish(metrics, (), timing.start_ns, outcome)

@@ -14,8 +14,10 @@ Carry a trace from the Strategy plane to the Order plane inside an order intent:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, overload
@@ -27,11 +29,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from trading_telemetry import _state
+from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry._version import __version__
 from trading_telemetry._wrapping import argument_extractor, check_function
 from trading_telemetry.catalog import Plane
 
 __all__ = ["continue_trace", "extract_trace_context", "inject_trace_context", "traced"]
+
+logger = logging.getLogger("trading_telemetry")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,17 +44,59 @@ R = TypeVar("R")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
+MAX_CARRIED_VALUE = 4096
+"""Longest header value read from a carrier (``traceparent`` is 55 characters; W3C
+asks ``tracestate`` to be kept up to 512): longer ones are ignored unread."""
+
+
 def inject_trace_context(carrier: MutableMapping[str, Any] | None = None) -> MutableMapping[str, Any]:
     """Write the current span's W3C ``traceparent`` (and ``tracestate``) into ``carrier``
-    (a new dict if none) and return it. Without a current span nothing is written."""
+    (a new dict if none) and return it. Without a current span nothing is written.
+
+    Never raises, in either mode: a carrier that cannot be written to is returned as it
+    is, and the failure logged (the message still goes out, without the trace)."""
     carrier = {} if carrier is None else carrier
-    _PROPAGATOR.inject(carrier)
+    try:
+        _PROPAGATOR.inject(carrier)
+    except Exception as error:  # noqa: BLE001 - a read-only or hostile carrier
+        _carrier_failed("inject_trace_context", carrier, error)
     return carrier
 
 
 def extract_trace_context(carrier: Mapping[str, Any]) -> otel_context.Context:
-    """The context carried by ``carrier``, to parent spans with (an empty one if none)."""
-    return _PROPAGATOR.extract({k: v for k, v in carrier.items() if isinstance(v, str)})
+    """The context carried by ``carrier``, to parent spans with (an empty one if none).
+
+    Never raises: a carrier that is not a mapping of strings, or values past
+    MAX_CARRIED_VALUE characters, carry no context."""
+    try:
+        headers = {
+            k: v
+            for k, v in carrier.items()
+            if type(k) is str and type(v) is str and len(v) <= MAX_CARRIED_VALUE and k.isascii()
+        }
+        return _PROPAGATOR.extract(headers)
+    except Exception as error:  # noqa: BLE001 - not a mapping, a hostile items()
+        _carrier_failed("extract_trace_context", carrier, error)
+        return otel_context.Context()
+
+
+_logged_failures: set[str] = set()
+
+
+def _carrier_failed(helper: str, carrier: object, error: Exception) -> None:
+    """Log a carrier the helpers could not use, once per helper and type (bounded)."""
+    kind = f"{helper}:{type_name(carrier)}"
+    if kind in _logged_failures or len(_logged_failures) >= 64:
+        return
+    _logged_failures.add(kind)
+    with contextlib.suppress(Exception):
+        logger.warning(
+            "%s: cannot use a carrier of type %s (%s: %s); no trace context carried",
+            helper,
+            type_name(carrier),
+            type_name(error),
+            safe_str(error),
+        )
 
 
 @contextmanager
@@ -73,14 +120,18 @@ def _tracer(plane: Plane | None) -> trace.Tracer | None:
     return trace.get_tracer("trading_telemetry", __version__)
 
 
-_PRIMITIVES = frozenset({str, bool, int, float})
+_PRIMITIVES = frozenset({bool, int, float})
+MAX_ATTRIBUTE_LENGTH = 256
+"""Longest text an argument becomes as a span attribute (``str()`` of it, cut)."""
 
 
 def _record_error(span: trace.Span, error: Exception) -> None:
-    """What ``trace.use_span`` does with an exception: an event and status ERROR."""
-    if span.is_recording():
-        span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    """What ``trace.use_span`` does with an exception: an event and status ERROR. Never
+    raises: the caller re-raises the user's exception, which must stay the one seen."""
+    with contextlib.suppress(Exception):
+        if span.is_recording():
+            span.set_status(Status(StatusCode.ERROR, f"{type_name(error)}: {safe_str(error)}"))
+            span.record_exception(error)
 
 
 @overload
@@ -136,9 +187,16 @@ def traced(
             if not names:
                 return static or None
             attrs = dict(static)
-            for key, value in zip(names, extract(args, kwargs), strict=True):
-                if value is not None:
-                    attrs[key] = value if value.__class__ in _PRIMITIVES else str(value)  # type: ignore[assignment]
+            try:
+                for key, value in zip(names, extract(args, kwargs), strict=True):
+                    if value is not None:
+                        kind = type(value)
+                        if kind is str:
+                            attrs[key] = value if len(value) <= MAX_ATTRIBUTE_LENGTH else value[:MAX_ATTRIBUTE_LENGTH]
+                        else:
+                            attrs[key] = value if kind in _PRIMITIVES else safe_str(value, MAX_ATTRIBUTE_LENGTH)
+            except Exception:  # noqa: BLE001 - a span without the attribute, never a failed call
+                pass
             return attrs
 
         # Spans are started and made current with the API's start_span/attach, as

@@ -15,6 +15,7 @@ from trading_telemetry import (
     UnknownMetricError,
     init_metrics_exporter,
 )
+from trading_telemetry._drops import UNKNOWN_METRIC
 from trading_telemetry.catalog import Plane
 
 SPY = {"source": "ibkr_rt", "symbol": "SPY"}
@@ -102,7 +103,8 @@ def test_production_mode_drops_counts_and_never_raises(
     got = points(reader)
     (dropped,) = got.pop("trading_telemetry_dropped_measurements")
     assert dropped.value == 2
-    assert dict(dropped.attributes) == {"metric": key, "reason": reason, "service": Plane(plane).value}
+    metric = UNKNOWN_METRIC if reason == "unknown_metric" else key  # bad keys share one series
+    assert dict(dropped.attributes) == {"metric": metric, "reason": reason, "service": Plane(plane).value}
     # A bound counter exists at 0 (as a prometheus_client child does); nothing was recorded.
     recorded = [p for ps in got.values() for p in ps if getattr(p, "value", None) or getattr(p, "count", None)]
     assert recorded == [], "a bad measurement reached an instrument"
