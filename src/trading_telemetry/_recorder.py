@@ -271,9 +271,15 @@ class PlaneMetrics:
         provider = self._sdk.meter_provider
         return bool(provider.force_flush(timeout_millis)) if isinstance(provider, MeterProvider) else True
 
-    def shutdown(self) -> None:
-        """Flush push exporters and stop the plane's SDK (idempotent)."""
-        self._sdk.shutdown()
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush push exporters and stop the plane's SDK (idempotent), waiting at most
+        ``timeout`` seconds (default TRADING_TELEMETRY_SHUTDOWN_TIMEOUT); whether it
+        finished in time."""
+        thread = self._sdk.shutdown()
+        if thread is None:
+            return True
+        thread.join(self._sdk.config.shutdown_timeout_ms / 1000 if timeout is None else timeout)
+        return not thread.is_alive()
 
     def __repr__(self) -> str:
         return f"<PlaneMetrics {self.plane.value} exporters={list(self._sdk.exporter_states())}>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import socket
 import threading
 import time
@@ -39,6 +40,19 @@ from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig
 
 METER_NAME = "trading_telemetry"
+logger = logging.getLogger("trading_telemetry")
+
+
+def _shut_down(providers: list[MeterProvider | TracerProvider]) -> None:
+    """Each provider's shutdown: the span processors' and the periodic readers' last
+    export (attempted once), then the exporters'."""
+    for provider in providers:
+        try:
+            provider.shutdown()
+        except Exception:
+            logger.warning("shutting down %s failed", type(provider).__name__, exc_info=True)
+
+
 DEFAULT_NAMESPACE = "trading"
 
 
@@ -145,7 +159,7 @@ def build_tracer_provider(
         processors.append(BatchSpanProcessor(exporter))
     if not processors:
         return None
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # _state bounds the exit
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
@@ -187,15 +201,31 @@ class PlaneSDK:
     exemplars: bool = False
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False
+    # Whether this plane turned on the asyncio instrumentation (and so turns it off).
+    asyncio_instrumented: bool = False
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> threading.Thread | None:
+        """Stop the plane: undo the asyncio instrumentation now, then flush and shut the
+        providers down in a daemon thread, returned for the caller to join with its
+        deadline (an exporter blocked on an unanswering Collector cannot hold the
+        process: the thread is abandoned, and dies with the interpreter). Idempotent."""
         if self.stopped:
-            return
+            return None
         self.stopped = True
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
-        if isinstance(self.meter_provider, MeterProvider):
-            self.meter_provider.shutdown()
+        if self.asyncio_instrumented:
+            from opentelemetry.instrumentation.asyncio import AsyncioInstrumentor
+
+            AsyncioInstrumentor().uninstrument()
+            self.asyncio_instrumented = False
+        providers: list[Any] = [self.tracer_provider, self.meter_provider]
+        stoppable = [p for p in providers if isinstance(p, MeterProvider | TracerProvider)]
+        if not stoppable:
+            return None
+        thread = threading.Thread(
+            target=_shut_down, args=(stoppable,), name=f"trading-telemetry-{self.plane.value}-shutdown", daemon=True
+        )
+        thread.start()
+        return thread
 
     def exporter_states(self) -> dict[str, dict[str, Any]]:
         states: dict[str, dict[str, Any]] = {}
@@ -239,11 +269,29 @@ def build_sdk(
             )
         )
     resource = build_resource(plane, config)
-    provider = MeterProvider(metric_readers=readers, resource=resource, views=build_views(plane, series))
+    # No atexit handler of the SDK's own: an unbounded one waits out an unanswering
+    # Collector; _state registers one bounded by TRADING_TELEMETRY_SHUTDOWN_TIMEOUT.
+    provider = MeterProvider(
+        metric_readers=readers, resource=resource, views=build_views(plane, series), shutdown_on_exit=False
+    )
     tracer_provider = build_tracer_provider(config, resource, span_exporters)
+    instrumented = False
     if config.asyncio_plane == plane.value:
         from opentelemetry.instrumentation.asyncio import AsyncioInstrumentor
 
-        AsyncioInstrumentor().instrument(tracer_provider=tracer_provider, meter_provider=provider)
+        instrumentor = AsyncioInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=provider)
+            instrumented = True
     exemplars = bool(pushers) or bool(extra_readers)
-    return PlaneSDK(plane, config, provider, registry, pushers, tracer_provider, series, exemplars)
+    return PlaneSDK(
+        plane,
+        config,
+        provider,
+        registry,
+        pushers,
+        tracer_provider,
+        series,
+        exemplars,
+        asyncio_instrumented=instrumented,
+    )

@@ -4,7 +4,11 @@ configuration and readers, and :func:`reset` returns everything to the start."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -16,6 +20,7 @@ from trading_telemetry.catalog import Plane
 from trading_telemetry.config import TelemetryConfig
 from trading_telemetry.errors import TradingTelemetryError
 
+logger = logging.getLogger("trading_telemetry")
 _lock = threading.Lock()
 _config: TelemetryConfig | None = None
 planes: dict[Plane, PlaneMetrics] = {}
@@ -85,12 +90,35 @@ def get_metrics(plane: str | Plane) -> PlaneMetrics:
             raise TradingTelemetryError(f"{p.value} is not initialised; call init_metrics_exporter() first") from None
 
 
-def reset() -> None:
-    """Shut every plane down and forget the configuration (tests, clean exits)."""
+def reset(timeout: float | None = None) -> bool:
+    """Shut every plane down and forget the configuration (tests, clean exits).
+
+    The planes' last exports are attempted once, all at the same time, and waited for
+    at most ``timeout`` seconds (default: TRADING_TELEMETRY_SHUTDOWN_TIMEOUT, 5 s), even
+    when a Collector accepts and never answers. Returns whether everything finished
+    within the bound; what did not is abandoned (its thread dies with the interpreter)."""
     global _config
     with _lock:
         stopping = list(planes.values())
         planes.clear()
-        _config = None
-    for metrics in stopping:
-        metrics.shutdown()
+        config, _config = _config, None
+    if timeout is None:
+        configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]
+        timeout = max(c.shutdown_timeout_ms for c in configs) / 1000
+    deadline = time.monotonic() + timeout
+    threads = [t for t in (m.sdk.shutdown() for m in stopping) if t is not None]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    finished = not any(t.is_alive() for t in threads)
+    if not finished:
+        logger.warning("shutdown: the last export did not finish within %.1f s; abandoned", timeout)
+    return finished
+
+
+def _at_exit() -> None:
+    """Interpreter exit: the planes' last exports, bounded like reset()."""
+    with contextlib.suppress(Exception):
+        reset()
+
+
+atexit.register(_at_exit)

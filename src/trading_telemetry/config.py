@@ -156,6 +156,14 @@ SETTINGS: tuple[Setting, ...] = (
             "address the /metrics and /health servers listen on (`0.0.0.0` in containers)"),
     Setting("cardinality_limit", ("TRADING_TELEMETRY_CARDINALITY_LIMIT",), _positive_int, "2000",
             "most label sets one metric may have; measurements with further label sets are dropped"),
+    Setting("http_max_connections", ("TRADING_TELEMETRY_HTTP_MAX_CONNECTIONS",), _positive_int, "500",
+            "most connections the /metrics and /health server holds open at once (further ones wait in the "
+            "listen backlog); capped at half the process's open-file limit"),
+    Setting("http_idle_timeout_ms", ("TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT",), _positive_int, "10000",
+            "a connection with no request or progress for this long is closed, ms"),
+    Setting("shutdown_timeout_ms", ("TRADING_TELEMETRY_SHUTDOWN_TIMEOUT",), _positive_int, "5000",
+            "longest `reset()`, SIGTERM on `serve`/`demo`, or interpreter exit waits for the last export "
+            "(attempted once) and the servers to stop, ms; an unanswering Collector cannot hold the process longer"),
     Setting("asyncio_plane", ("TRADING_TELEMETRY_ASYNCIO_PLANE",), _one_of(PLANES), "",
             "plane whose providers get the asyncio instrumentation (spans and metrics of the coroutines named in "
             "`OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE`); unset: off"),
@@ -184,6 +192,9 @@ class TelemetryConfig:
     strict: bool = False
     bind_address: str = "127.0.0.1"
     cardinality_limit: int = 2000
+    http_max_connections: int = 500
+    http_idle_timeout_ms: int = 10000
+    shutdown_timeout_ms: int = 5000
     asyncio_plane: str = ""
 
     @classmethod

@@ -1,8 +1,20 @@
 """The per-plane HTTP endpoint: ``GET /metrics`` and ``GET /health``.
 
-``/metrics`` is prometheus_client's own WSGI exposition (text format, or OpenMetrics when
-the scraper asks for it, gzip when accepted). The server runs in its own thread, so a
-scrape never waits for, or holds up, the trading program's event loop.
+The server is waitress, in its own thread: one event loop reads requests and writes
+responses without a thread per connection, and a small fixed pool of threads runs the
+handlers. So a scrape never waits for, or holds up, the trading program's event loop,
+and a flood of connections costs file descriptors up to a cap, never threads:
+
+- at most ``TRADING_TELEMETRY_HTTP_MAX_CONNECTIONS`` connections are held (capped at
+  half the open-file limit); further ones wait in the listen backlog;
+- a connection idle for ``TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT`` is closed;
+- request headers over 16 KiB and bodies over 64 KiB are refused;
+- concurrent scrapes share one render, and a scrape whose client has gone is not
+  rendered;
+- if rendering one metric family fails, the others are served and ``/health`` says so.
+
+``/metrics`` is prometheus_client's exposition of the plane's OTel Prometheus reader
+(text format, or OpenMetrics when the scraper asks for it, gzip when accepted).
 
 Run one plane on its own::
 
@@ -12,42 +24,120 @@ Run one plane on its own::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import json
+import math
+import resource
 import signal
-import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
+import time
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, cast
 
-from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import Metric
+from waitress import wasyncore
+from waitress.server import create_server
 
 from trading_telemetry._recorder import PlaneMetrics
+from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry.errors import TradingTelemetryError
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
+HTTP_THREADS = 4
+"""Handler threads per server: a render, /health and two spare."""
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
 
 __all__ = ["MetricsServer", "main", "serve_metrics", "start_metrics_server"]
 
 _StartResponse = Callable[..., Any]
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    """One thread per request, so a slow scraper does not hold up /health."""
+def connection_limit(configured: int) -> int:
+    """``configured``, capped at half the process's open-file limit: the trading
+    program's own sockets and files keep the other half."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return configured
+    return max(8, min(configured, soft // 2))
 
-    daemon_threads = True
+
+class _Families:
+    """A registry of given families, for rendering one family alone."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
-class _ThreadingServerV6(_ThreadingServer):
-    address_family = socket.AF_INET6
+class Exposition:
+    """The plane's /metrics body, rendered once for all the scrapes that wait for it.
 
+    A request arriving while a render runs waits for that render and takes its result;
+    the next request after it renders anew. If the render fails as a whole, each family
+    is rendered on its own and the failing ones are left out and counted."""
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        """Scrapes every few seconds would flood the trading program's log."""
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, bytes]] = {}  # content type -> (finished, body)
+        self.renders = 0
+        self.failures = 0
+        self.last_failure: str | None = None
+        self.last_render_failed = False
+
+    def body(self, accept: str, arrived: float, gone: Callable[[], bool]) -> tuple[str, bytes] | None:
+        """(content type, body) for an Accept header; None if the client has gone."""
+        encoder, content_type = choose_encoder(accept)
+        with self._lock:
+            done = self._last.get(content_type)
+            if done is not None and done[0] >= arrived:
+                return content_type, done[1]
+            if gone():
+                return None
+            output = self._render(encoder, content_type.startswith("application/openmetrics-text"))
+            self._last[content_type] = (time.monotonic(), output)
+            self.renders += 1
+            return content_type, output
+
+    def _render(self, encoder: Callable[[Any], bytes], openmetrics: bool) -> bytes:
+        try:
+            output = encoder(self._registry)
+            self.last_render_failed = False
+            return output
+        except Exception as error:  # noqa: BLE001 - defence in depth: serve what renders
+            self._failed(error)
+        families: list[Metric] = []
+        try:
+            families.extend(self._registry.collect())
+        except Exception as error:  # noqa: BLE001
+            self._failed(error)
+        parts = []
+        for family in families:
+            try:
+                part = encoder(_Families([family]))
+            except Exception as error:  # noqa: BLE001
+                self._failed(error, family)
+                continue
+            parts.append(part.removesuffix(b"# EOF\n") if openmetrics else part)
+        if openmetrics:
+            parts.append(b"# EOF\n")
+        self.last_render_failed = True
+        return b"".join(parts)
+
+    def _failed(self, error: Exception, family: Metric | None = None) -> None:
+        self.failures += 1
+        where = f" in family {safe_str(family.name, 100)}" if family is not None else ""
+        self.last_failure = f"{type_name(error)}{where}: {safe_str(error)}"
+
+    def state(self) -> dict[str, Any]:
+        return {"renders": self.renders, "render_failures": self.failures, "last_render_failure": self.last_failure}
 
 
 class MetricsServer:
@@ -59,18 +149,33 @@ class MetricsServer:
 
     def __init__(self, metrics: PlaneMetrics, port: int = 8000, addr: str | None = None) -> None:
         self.metrics = metrics
+        config = metrics.sdk.config
         registry = metrics.sdk.registry
-        self._metrics_app = make_wsgi_app(registry) if registry is not None else None
-        address = metrics.sdk.config.bind_address if addr is None else addr
-        server_class = _ThreadingServerV6 if ":" in address else _ThreadingServer
-        self._httpd = make_server(address, port, self._app, server_class=server_class, handler_class=_QuietHandler)
+        self.exposition = Exposition(registry) if registry is not None else None
+        address = config.bind_address if addr is None else addr
+        idle_s = max(1, math.ceil(config.http_idle_timeout_ms / 1000))
+        self.connection_limit = connection_limit(config.http_max_connections)
+        self._map: dict[int, Any] = {}
+        self._server: Any = cast(Any, create_server)(
+            self._app,
+            map=self._map,
+            host=address,
+            port=port,
+            threads=HTTP_THREADS,
+            connection_limit=self.connection_limit,
+            channel_timeout=idle_s,
+            cleanup_interval=max(1, idle_s // 2),
+            channel_request_lookahead=1,  # lets a handler see that its client has gone
+            max_request_header_size=MAX_HEADER_BYTES,
+            max_request_body_size=MAX_BODY_BYTES,
+            asyncore_use_poll=True,  # select() cannot watch descriptors past 1024
+            expose_tracebacks=False,
+            ident="trading-telemetry",
+        )
         self.address = address
-        self.port: int = self._httpd.server_port
+        self.port: int = self._server.effective_port
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"trading-telemetry-{metrics.plane.value}-http",
-            daemon=True,
+            target=self._server.run, name=f"trading-telemetry-{metrics.plane.value}-http", daemon=True
         )
         self._thread.start()
         self._closed = False
@@ -81,29 +186,55 @@ class MetricsServer:
         return f"http://{host}:{self.port}"
 
     def _app(self, environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
+        arrived = time.monotonic()
         path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _reply(start_response, "405 Method Not Allowed", b"only GET\n", extra=[("Allow", "GET, HEAD")])
         if path == "/metrics":
-            if self._metrics_app is None:
+            if self.exposition is None:
                 return _reply(
                     start_response, "404 Not Found", b"the prometheus exporter is off (OTEL_METRICS_EXPORTER)\n"
                 )
-            return self._metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            gone = environ.get("waitress.client_disconnected") or (lambda: False)
+            rendered = self.exposition.body(environ.get("HTTP_ACCEPT", ""), arrived, gone)
+            if rendered is None:  # nobody to send it to
+                return _reply(start_response, "499 Client Closed Request", b"")
+            content_type, body = rendered
+            headers = [("Content-Type", content_type)]
+            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+                body = gzip.compress(body, compresslevel=6)
+                headers.append(("Content-Encoding", "gzip"))
+            start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+            return [body]
         if path == "/health":
-            health = self.metrics.health()
+            health = self.health()
             status = "503 Service Unavailable" if health["status"] == "stopped" else "200 OK"
             return _reply(start_response, status, json.dumps(health).encode(), "application/json")
         if path == "/":
             return _reply(start_response, "200 OK", b"trading-telemetry: /metrics /health\n")
         return _reply(start_response, "404 Not Found", b"not found: try /metrics or /health\n")
 
-    def close(self) -> None:
-        """Stop serving and release the port (idempotent)."""
+    def health(self) -> dict[str, Any]:
+        """The plane's health, with this server's rendering state: a render that had to
+        leave families out makes an ``ok`` plane ``degraded``."""
+        health = self.metrics.health()
+        if self.exposition is not None:
+            health["exposition"] = self.exposition.state()
+            if self.exposition.last_render_failed and health["status"] == "ok":
+                health["status"] = "degraded"
+        return health
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop serving and release the port (idempotent); waits at most ``timeout`` s."""
         if self._closed:
             return
         self._closed = True
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        deadline = time.monotonic() + timeout
+        # Closed from the server's own loop thread: its sockets are never touched by two threads.
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._server.task_dispatcher.shutdown(timeout=max(0, math.ceil(deadline - time.monotonic())))
 
     def __enter__(self) -> MetricsServer:
         return self
@@ -123,8 +254,15 @@ class MetricsServer:
         return f"<MetricsServer {self.metrics.plane.value} {self.url}>"
 
 
-def _reply(start_response: _StartResponse, status: str, body: bytes, content_type: str = "text/plain") -> list[bytes]:
-    start_response(status, [("Content-Type", f"{content_type}; charset=utf-8"), ("Content-Length", str(len(body)))])
+def _reply(
+    start_response: _StartResponse,
+    status: str,
+    body: bytes,
+    content_type: str = "text/plain",
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    headers = [("Content-Type", f"{content_type}; charset=utf-8"), ("Content-Length", str(len(body))), *(extra or [])]
+    start_response(status, headers)
     return [body]
 
 
@@ -148,8 +286,12 @@ async def start_metrics_server(metrics: PlaneMetrics, port: int = 8000, addr: st
     return serve_metrics(metrics, port, addr)
 
 
-def wait_for_stop_signal() -> None:
-    """Block until SIGINT or SIGTERM arrives (main thread only)."""
+@contextlib.contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, for the block (main thread only).
+
+    Enter it before starting anything: a signal that arrives during start-up then
+    stops the process cleanly instead of killing it half-started."""
     stop = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -157,27 +299,29 @@ def wait_for_stop_signal() -> None:
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
 
 
 def run_server(plane: str, port: int, addr: str | None) -> int:
-    """Serve one plane until SIGINT or SIGTERM; the body of ``serve`` and ``python -m``."""
+    """Serve one plane until SIGINT or SIGTERM; the body of ``serve`` and ``python -m``.
+    Stopping takes at most TRADING_TELEMETRY_SHUTDOWN_TIMEOUT (plus closing the port)."""
     from trading_telemetry._state import init_metrics_exporter, reset
 
-    try:
-        metrics = init_metrics_exporter(plane)
-        with serve_metrics(metrics, port, addr) as server:
-            print(f"{plane}: {server.url}/metrics {server.url}/health", flush=True)
-            wait_for_stop_signal()
-    except (TradingTelemetryError, OSError) as error:
-        print(f"trading-telemetry: {error}", file=sys.stderr)
-        return 2
-    finally:
-        reset()
+    with stop_signals() as stop:
+        try:
+            metrics = init_metrics_exporter(plane)
+            with serve_metrics(metrics, port, addr) as server:
+                print(f"{plane}: {server.url}/metrics {server.url}/health", flush=True)
+                while not stop.wait(0.5):
+                    pass
+        except (TradingTelemetryError, OSError) as error:
+            print(f"trading-telemetry: {error}", file=sys.stderr)
+            return 2
+        finally:
+            reset()
     return 0
 
 
