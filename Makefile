@@ -17,19 +17,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/trading-telemetry demo $(ARGS)
 
-# Debian's Prometheus (promtool), Alertmanager (amtool) and docker-compose (offline
-# validation of docker-compose.yml) for the integration tests.
+# Debian's Prometheus (promtool), Alertmanager (amtool), docker-compose (offline
+# validation of docker-compose.yml) and busybox (the awk of the Alertmanager image) for
+# the integration tests. The tests start their own servers on free ports and never touch
+# processes they did not start.
 SYSTEM_TOOLS := prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
-	amtool:prometheus-alertmanager docker-compose:docker-compose
+	amtool:prometheus-alertmanager docker-compose:docker-compose busybox:busybox
 system-deps:
 	@missing=$$(for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@# Debian's packages may start services on :9090/:9093; the tests run their own.
-	@pkill -x prometheus 2>/dev/null || true
-	@pkill -x prometheus-alertmanager 2>/dev/null || true
 
 # Our Collector distribution, built with Go from otel_collector/builder-config.yaml
 # (reused while the manifest is unchanged).

