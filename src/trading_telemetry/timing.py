@@ -16,7 +16,7 @@ from trading_telemetry._checks import did_you_mean, label_value
 from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._wrapping import argument_extractor, check_function
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, lookup
-from trading_telemetry.errors import InstrumentationError, MeasurementError
+from trading_telemetry.errors import InstrumentationError
 
 __all__ = ["Timing", "timed"]
 
@@ -268,14 +268,16 @@ class timed:
         *outer, timing = self._open.get()
         self._open.set(tuple(outer))
         metrics = self._plane_metrics()
-        if exc_type is None:
-            outcome: Any = timing.outcome or ("ok" if self._outcome is not None else None)
-            if outcome is not None and type(outcome) is not str and self._outcome is not None:
-                try:
-                    outcome = label_value(self._outcome, self._outcome_label, outcome)
-                except MeasurementError as error:
-                    metrics._policy.reject(error)
-                    outcome = None
-        else:
+        outcome: str | None = None
+        if exc_type is not None:
             outcome = self._on_error if issubclass(exc_type, Exception) else None
+        elif self._outcome is not None:
+            given = timing.outcome
+            if given is None or (type(given) is str and not given):
+                outcome = "ok"
+            else:
+                try:
+                    outcome = label_value(self._outcome, self._outcome_label, given)
+                except Exception as error:  # noqa: BLE001 - a hostile outcome: strict raises, production drops
+                    metrics._policy.failed(error, self._outcome.key)
         self._finish(metrics, (), timing.start_ns, outcome)
