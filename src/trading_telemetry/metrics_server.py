@@ -39,7 +39,7 @@ from typing import Any, cast
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
-from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
 from trading_telemetry._recorder import PlaneMetrics
@@ -47,8 +47,10 @@ from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry.errors import TradingTelemetryError
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
-HTTP_THREADS = 4
-"""Handler threads per server: a render, /health and two spare."""
+HTTP_THREADS = 16
+"""Handler threads per server. At most HTTP_THREADS - 2 of them serve /metrics at once
+(one renders, the others wait for its result); further scrapes are answered 503 at once,
+so /health always finds a thread."""
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 
@@ -83,24 +85,38 @@ class Exposition:
     the next request after it renders anew. If the render fails as a whole, each family
     is rendered on its own and the failing ones are left out and counted."""
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any, max_scrapes: int = HTTP_THREADS - 2) -> None:
         self._registry = registry
         self._lock = threading.Lock()
+        self._scrapes = threading.BoundedSemaphore(max_scrapes)
+        self.busy = 0
+        self.skipped_gone = 0
         self._last: dict[str, tuple[float, bytes]] = {}  # content type -> (finished, body)
         self.renders = 0
         self.failures = 0
         self.last_failure: str | None = None
         self.last_render_failed = False
 
-    def body(self, accept: str, arrived: float, gone: Callable[[], bool]) -> tuple[str, bytes] | None:
-        """(content type, body) for an Accept header; None if the client has gone."""
+    def body(self, accept: str, arrived: float, gone: Callable[[], bool]) -> tuple[str, bytes] | str:
+        """(content type, body) for an Accept header; ``"gone"`` if the client has gone,
+        ``"busy"`` if as many scrapes as allowed are already under way."""
+        if not self._scrapes.acquire(blocking=False):
+            self.busy += 1
+            return "busy"
+        try:
+            return self._body(accept, arrived, gone)
+        finally:
+            self._scrapes.release()
+
+    def _body(self, accept: str, arrived: float, gone: Callable[[], bool]) -> tuple[str, bytes] | str:
         encoder, content_type = choose_encoder(accept)
         with self._lock:
             done = self._last.get(content_type)
             if done is not None and done[0] >= arrived:
                 return content_type, done[1]
             if gone():
-                return None
+                self.skipped_gone += 1
+                return "gone"
             output = self._render(encoder, content_type.startswith("application/openmetrics-text"))
             self._last[content_type] = (time.monotonic(), output)
             self.renders += 1
@@ -137,7 +153,13 @@ class Exposition:
         self.last_failure = f"{type_name(error)}{where}: {safe_str(error)}"
 
     def state(self) -> dict[str, Any]:
-        return {"renders": self.renders, "render_failures": self.failures, "last_render_failure": self.last_failure}
+        return {
+            "renders": self.renders,
+            "refused_busy": self.busy,
+            "skipped_client_gone": self.skipped_gone,
+            "render_failures": self.failures,
+            "last_render_failure": self.last_failure,
+        }
 
 
 class MetricsServer:
@@ -198,8 +220,15 @@ class MetricsServer:
                 )
             gone = environ.get("waitress.client_disconnected") or (lambda: False)
             rendered = self.exposition.body(environ.get("HTTP_ACCEPT", ""), arrived, gone)
-            if rendered is None:  # nobody to send it to
+            if rendered == "gone":  # nobody to send it to
                 return _reply(start_response, "499 Client Closed Request", b"")
+            if isinstance(rendered, str):  # busy
+                return _reply(
+                    start_response,
+                    "503 Service Unavailable",
+                    b"too many concurrent scrapes; retry\n",
+                    extra=[("Retry-After", "1")],
+                )
             content_type, body = rendered
             headers = [("Content-Type", content_type)]
             if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
@@ -232,7 +261,7 @@ class MetricsServer:
         self._closed = True
         deadline = time.monotonic() + timeout
         # Closed from the server's own loop thread: its sockets are never touched by two threads.
-        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map, ignore_all=True))
+        self._server.trigger.pull_trigger(lambda: _close_all(self._map))
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self._server.task_dispatcher.shutdown(timeout=max(0, math.ceil(deadline - time.monotonic())))
 
@@ -252,6 +281,18 @@ class MetricsServer:
 
     def __repr__(self) -> str:
         return f"<MetricsServer {self.metrics.plane.value} {self.url}>"
+
+
+def _close_all(channels: dict[int, Any]) -> None:
+    """Close the listener and every connection; a connection's response buffers too
+    (``handle_close``: they may be temporary files)."""
+    for channel in list(channels.values()):
+        with contextlib.suppress(Exception):
+            if isinstance(channel, HTTPChannel):
+                channel.handle_close()
+            else:
+                channel.close()
+    channels.clear()
 
 
 def _reply(
