@@ -386,7 +386,7 @@ async def run_session(
         report(session.summary(elapsed))
         if session.skipped:
             report(
-                f"could not keep up with --rate {rate:g}: ran {session.achieved_rate:.0f} ticks/s, "
+                f"could not keep up with --rate {rate:.12g}: ran {session.achieved_rate:.0f} ticks/s, "
                 f"skipped {session.skipped} ticks"
             )
     return session
