@@ -22,6 +22,7 @@ MAX_LABEL_VALUE_LENGTH = 256
 """Longest label value accepted, in characters (Mimir's default limit is 2048 bytes)."""
 
 _MAX = sys.float_info.max
+_INF = math.inf
 _SUGGESTION_KEY_LIMIT = 100  # keys longer than this get no suggestion (difflib is quadratic)
 _SUGGESTIONS_KEPT = 256
 _suggestions: dict[tuple[int, str], str] = {}
@@ -130,17 +131,22 @@ def _not_allowed(s: MetricSpec, name: str, value: object) -> LabelError:
     )
 
 
-def check_value(s: MetricSpec, value: object) -> float | int:
-    """Return ``value`` as an int or float fit for the metric, or raise InvalidValueError.
+def check_value(s: MetricSpec, value: object) -> float | int | InvalidValueError:
+    """``value`` as an int or float fit for the metric, or the InvalidValueError saying
+    why not (returned, not raised: production mode only counts it).
 
     Other real numbers (Fraction, numpy scalars) become floats; bool, Decimal and
     non-numbers are refused, as are values that do not fit in a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    kind = type(value)
+    if kind is float or kind is int:
+        number: float | int = value  # type: ignore[assignment]
+    elif kind is bool or not isinstance(value, numbers.Real):
         return _invalid(s, value, "non_numeric", "is not a number")
-    number: float | int = int(value) if isinstance(value, int) else float(value)
-    if isinstance(number, int) and not -_MAX <= number <= _MAX:
+    else:
+        number = int(value) if isinstance(value, int) else float(value)
+    if type(number) is int and not -_MAX <= number <= _MAX:
         return _invalid(s, value, "non_numeric", "is not a usable number (does not fit in a float)")
-    if not math.isfinite(number):
+    if number != number or number in (_INF, -_INF):
         return _invalid(s, value, "non_finite", "is not finite")
     if s.kind is Kind.COUNTER and number < 0:
         return _invalid(s, value, "negative_increment", "is negative (a counter only goes up)")
@@ -152,19 +158,29 @@ def check_value(s: MetricSpec, value: object) -> float | int:
     return number
 
 
-def _invalid(s: MetricSpec, value: object, reason: str, problem: str) -> float:
-    raise InvalidValueError(
+def _invalid(s: MetricSpec, value: object, reason: str, problem: str) -> InvalidValueError:
+    return InvalidValueError(
         lambda: f"{s.key}: value {safe_repr(value)} {problem}", reason=reason, metric=s.key, value=value
     )
 
 
-def wrong_kind(s: MetricSpec, method: str, value: object) -> InvalidValueError:
-    return InvalidValueError(
-        f"{s.key}: is a {s.kind.value}; record it with {s.kind.method}(), not {method}()",
-        reason="wrong_kind",
-        metric=s.key,
-        value=value,
-    )
+_wrong_kinds: dict[tuple[str, str], InvalidValueError] = {}
+
+
+def wrong_kind(s: MetricSpec, method: str, strict: bool) -> InvalidValueError:
+    """The error of recording ``s`` with the wrong method. Production mode reuses one
+    per (metric, method), a bounded set, so a repeated mistake costs a lookup."""
+    error = _wrong_kinds.get((s.key, method)) if not strict else None
+    if error is None:
+        error = InvalidValueError(
+            lambda: f"{s.key}: is a {s.kind.value}; record it with {s.kind.method}(), not {method}()",
+            reason="wrong_kind",
+            metric=s.key,
+            value=None,
+        )
+        if not strict:
+            _wrong_kinds[(s.key, method)] = error
+    return error
 
 
 def unusable_number(s: MetricSpec, value: object) -> InvalidValueError:

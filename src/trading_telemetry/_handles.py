@@ -65,15 +65,15 @@ class BoundMetric:
 
     def inc(self, value: float = 1) -> None:
         """Add ``value`` (default 1) to a counter."""
-        self._policy.reject(wrong_kind(self.spec, "inc", None))
+        self._policy.reject(wrong_kind(self.spec, "inc", self._policy.strict))
 
     def set(self, value: float) -> None:
         """Set a gauge to ``value``."""
-        self._policy.reject(wrong_kind(self.spec, "set", None))
+        self._policy.reject(wrong_kind(self.spec, "set", self._policy.strict))
 
     def observe(self, value: float) -> None:
         """Record ``value`` in a histogram."""
-        self._policy.reject(wrong_kind(self.spec, "observe", None))
+        self._policy.reject(wrong_kind(self.spec, "observe", self._policy.strict))
 
     def unchecked(self) -> Callable[[float], None]:
         """Record without the value check, for values the package produced itself (a
@@ -88,13 +88,12 @@ class BoundMetric:
         production mode, whatever ``value`` is."""
         try:
             number = check_value(self.spec, value)
-        except MeasurementError as error:
-            self._policy.reject(error)
-            return
         except Exception:  # noqa: BLE001 - a hostile __float__, __class__, ...
-            self._policy.reject(unusable_number(self.spec, value))
-            return
-        self._apply(number)
+            number = unusable_number(self.spec, value)
+        if isinstance(number, MeasurementError):
+            self._policy.reject(number)
+        else:
+            self._apply(number)
 
     def __repr__(self) -> str:
         labels = ", ".join(f"{k}={v!r}" for k, v in self.labels.items())

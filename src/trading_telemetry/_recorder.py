@@ -43,6 +43,16 @@ REJECTED_KEPT = 1024
 """Most rejected calls a plane caches (a repeated bad call then costs a lookup)."""
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
+def _cacheable(value: object) -> bool:
+    """Whether a rejected label value may key the call cache: a short str, or a number,
+    bool or None, whose hash and equality are the built-in ones."""
+    kind = type(value)
+    return (kind is str and len(value) <= MAX_LABEL_VALUE_LENGTH) or kind in _PLAIN  # type: ignore[arg-type]
+
+
 def _input_error(key: object, error: BaseException) -> InvalidInputError:
     metric = key if type(key) is str else safe_repr(key, 40)
     return InvalidInputError(
@@ -234,7 +244,7 @@ class PlaneMetrics:
         if self._rejected_kept >= REJECTED_KEPT or type(key) is not str:
             return
         try:
-            if all(type(k) is str and type(v) is str and len(v) <= MAX_LABEL_VALUE_LENGTH for k, v in labels.items()):
+            if all(type(k) is str and _cacheable(v) for k, v in labels.items()):
                 with self._lock:
                     self._cache[(key, *labels.items())] = rejected
                     self._rejected_kept += 1
