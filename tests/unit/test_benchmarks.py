@@ -1,0 +1,21 @@
+"""The benchmark scripts run (a quick smoke run each): a script that no longer runs measures nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_bad_input_benchmark_prints_a_ratio_for_every_kind_of_rejected_call() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_bad_input.py"), "--quick"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    for kind in ("unknown key", "label value not a string", "negative increment", "over the cardinality limit",
+                 "rejected (past the cardinality limit)"):  # fmt: skip
+        (line,) = [line for line in done.stdout.splitlines() if line.strip().startswith(kind)]
+        assert "x  (min " in line, line
+        assert line.rstrip().endswith(")"), line
