@@ -12,6 +12,7 @@ def test_public_surface_is_pinned() -> None:
         "CatalogError",
         "ConfigError",
         "InstrumentationError",
+        "InvalidInputError",
         "InvalidValueError",
         "Kind",
         "LabelError",
