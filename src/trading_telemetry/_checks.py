@@ -87,10 +87,12 @@ def label_value(s: MetricSpec, name: str, value: object) -> str:
     return value
 
 
-def _bad_label(s: MetricSpec, name: str, value: object, problem: str) -> LabelError:
+def _bad_label(
+    s: MetricSpec, name: str, value: object, problem: str, reason: str = "invalid_label_value"
+) -> LabelError:
     return LabelError(
         lambda: f"{s.key}: label {name}={safe_repr(value)} {problem}",
-        reason="invalid_label_value",
+        reason=reason,
         metric=s.key,
         label=name,
         value=value,
@@ -121,14 +123,8 @@ def check_labels(s: MetricSpec, labels: Mapping[str, object]) -> dict[str, str]:
 def _not_allowed(s: MetricSpec, name: str, value: object) -> LabelError:
     allowed = ", ".join(s.labels) or "none"
     extra = f" ({SERVICE_LABEL!r} is set by the SDK)" if name == SERVICE_LABEL else ""
-    shown_name = safe_repr(name, 40)
-    return LabelError(
-        lambda: f"{s.key}: label {shown_name}={safe_repr(value)} is not allowed{extra}; allowed labels: {allowed}",
-        reason="unknown_label",
-        metric=s.key,
-        label=shown_name,
-        value=value,
-    )
+    problem = f"is not allowed{extra}; allowed labels: {allowed}"
+    return _bad_label(s, safe_repr(name, 40), value, problem, reason="unknown_label")
 
 
 def check_value(s: MetricSpec, value: object) -> float | int | InvalidValueError:
