@@ -12,12 +12,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry.errors import InvalidInputError, MeasurementError
 
-__all__ = ["DROPPED_METRIC", "UNKNOWN_METRIC", "DropPolicy"]
+__all__ = ["DROPPED_HELP", "DROPPED_METRIC", "UNKNOWN_METRIC", "DropPolicy"]
 
 logger = logging.getLogger("trading_telemetry")
 
 DROPPED_METRIC = "trading_telemetry_dropped_measurements"
 """Self-metric counter (exposed as ``..._total``) with labels ``metric``, ``reason``, ``service``."""
+
+DROPPED_HELP = "Measurements dropped as bad input, by metric and reason"
 
 UNKNOWN_METRIC = "<unknown>"
 """The ``metric`` label of drops whose key is not in the catalog: one series for all of

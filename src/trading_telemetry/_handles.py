@@ -45,13 +45,14 @@ class BoundMetric:
             spy_ticks.inc()
     """
 
-    __slots__ = ("_attributes", "_high", "_low", "_policy", "labels", "spec")
+    __slots__ = ("_attributes", "_high", "_low", "_policy", "_text", "labels", "spec")
 
     def __init__(self, spec: MetricSpec, labels: Mapping[str, str], service: str, policy: DropPolicy) -> None:
         self.spec = spec
         self.labels = dict(labels)
         self._attributes = {**labels, SERVICE_LABEL: service}
         self._policy = policy
+        self._text: Any = None  # the escaped label string, rendered at the first scrape (_exposition)
         # The fast path accepts an int or float with low <= value <= high; everything else
         # (NaN, infinities, other number types, integral gauges) takes check_value().
         low = -_MAX if spec.min_value is None else spec.min_value

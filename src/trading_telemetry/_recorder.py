@@ -20,7 +20,8 @@ from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.trace import Tracer
 
 from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
-from trading_telemetry._drops import DROPPED_METRIC, DropPolicy
+from trading_telemetry._drops import DROPPED_HELP, DROPPED_METRIC, DropPolicy
+from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry._handles import (
     BoundMetric,
     CounterHandle,
@@ -123,8 +124,26 @@ class PlaneMetrics:
             DROPPED_METRIC,
             callbacks=[self._policy.observations],
             unit="{measurement}",
-            description="Measurements dropped as bad input, by metric and reason",
+            description=DROPPED_HELP,
         )
+        self.exposition: PlaneExposition | None = None
+        """What ``/metrics`` serves: rendered from the handles; None when the
+        ``prometheus`` exporter is off."""
+        if sdk.pull:
+            self.exposition = PlaneExposition(
+                self._specs,
+                self._series,
+                scope={
+                    "otel_scope_name": METER_NAME,
+                    "otel_scope_schema_url": "",
+                    "otel_scope_version": __version__,
+                },
+                resource=dict(sdk.resource.attributes) if sdk.resource is not None else {},
+                dropped=self._policy.counts,
+                dropped_name=DROPPED_METRIC,
+                dropped_help=DROPPED_HELP,
+                service=self.plane.value,
+            )
         self._limit = sdk.config.cardinality_limit
         # (key, *label items) of each call -> its handle. Rejected calls are kept too (so a
         # repeated bad call costs a lookup), but at most REJECTED_KEPT of them.

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import MeterProvider as APIMeterProvider
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -33,7 +32,6 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from prometheus_client import CollectorRegistry
 
 from trading_telemetry._aggregation import CellHistogramAggregation
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
@@ -192,7 +190,9 @@ class PlaneSDK:
     plane: Plane
     config: TelemetryConfig
     meter_provider: APIMeterProvider
-    registry: CollectorRegistry | None = None
+    # Whether /metrics is served (the `prometheus` exporter): rendered from the handles.
+    pull: bool = False
+    resource: Resource | None = None
     pushers: list[TrackedExporter] = field(default_factory=list)
     tracer_provider: TracerProvider | None = None
     # key -> {frozenset(attributes): handle}: the series, read by the SDK at collection.
@@ -229,7 +229,7 @@ class PlaneSDK:
 
     def exporter_states(self) -> dict[str, dict[str, Any]]:
         states: dict[str, dict[str, Any]] = {}
-        if self.registry is not None:
+        if self.pull:
             states["prometheus"] = {"state": "stopped" if self.stopped else "ok"}
         for pusher in self.pushers:
             states[pusher.name] = pusher.state()
@@ -248,13 +248,12 @@ def build_sdk(
     series: dict[str, dict[Any, Any]] = {key: {} for key in plane_specs(plane)}
     if config.sdk_disabled:
         return PlaneSDK(plane, config, NoOpMeterProvider(), series=series)
-    registry: CollectorRegistry | None = None
+    pull = False
     pushers: list[TrackedExporter] = []
     readers: list[MetricReader] = list(extra_readers)
     for name in config.metrics_exporters:
         if name == "prometheus":
-            registry = CollectorRegistry()
-            readers.append(PrometheusMetricReader(registry=registry))
+            pull = True  # rendered from the handles by _exposition, not by an SDK reader
             continue
         if name == "otlp":
             pusher = TrackedExporter("otlp", _otlp_exporter(config, "metrics"), config.otlp_metrics_url)
@@ -288,7 +287,8 @@ def build_sdk(
         plane,
         config,
         provider,
-        registry,
+        pull,
+        resource,
         pushers,
         tracer_provider,
         series,

@@ -38,12 +38,11 @@ from types import TracebackType
 from typing import Any, cast
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.metrics_core import Metric
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 
+from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry._recorder import PlaneMetrics
-from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry.errors import TradingTelemetryError
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
@@ -68,97 +67,53 @@ def connection_limit(configured: int) -> int:
     return max(8, min(configured, soft // 2))
 
 
-class _Families:
-    """A registry of given families, for rendering one family alone."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
-
-
 class Exposition:
     """The plane's /metrics body, rendered once for all the scrapes that wait for it.
 
     A request arriving while a render runs waits for that render and takes its result;
-    the next request after it renders anew. If the render fails as a whole, each family
-    is rendered on its own and the failing ones are left out and counted."""
+    the next request after it renders anew. At most ``max_scrapes`` scrapes wait or
+    render at once; further ones are told to come back (``busy``)."""
 
-    def __init__(self, registry: Any, max_scrapes: int = HTTP_THREADS - 2) -> None:
-        self._registry = registry
+    def __init__(self, plane: PlaneExposition, max_scrapes: int = HTTP_THREADS - 2) -> None:
+        self._plane = plane
         self._lock = threading.Lock()
         self._scrapes = threading.BoundedSemaphore(max_scrapes)
+        self._last: dict[bool, tuple[float, bytes]] = {}  # OpenMetrics? -> (finished, body)
+        self.renders = 0
         self.busy = 0
         self.skipped_gone = 0
-        self._last: dict[str, tuple[float, bytes]] = {}  # content type -> (finished, body)
-        self.renders = 0
-        self.failures = 0
-        self.last_failure: str | None = None
         self.last_render_failed = False
 
-    def body(self, accept: str, arrived: float, gone: Callable[[], bool]) -> tuple[str, bytes] | str:
-        """(content type, body) for an Accept header; ``"gone"`` if the client has gone,
-        ``"busy"`` if as many scrapes as allowed are already under way."""
+    def body(self, openmetrics: bool, arrived: float, gone: Callable[[], bool]) -> bytes | str:
+        """The body for a scrape that arrived at ``arrived``; ``"gone"`` if the client has
+        gone, ``"busy"`` if as many scrapes as allowed are already under way."""
         if not self._scrapes.acquire(blocking=False):
             self.busy += 1
             return "busy"
         try:
-            return self._body(accept, arrived, gone)
+            with self._lock:
+                done = self._last.get(openmetrics)
+                if done is not None and done[0] >= arrived:
+                    return done[1]
+                if gone():
+                    self.skipped_gone += 1
+                    return "gone"
+                failures = self._plane.failures
+                output = self._plane.render(openmetrics)
+                self.last_render_failed = self._plane.failures != failures
+                self._last[openmetrics] = (time.monotonic(), output)
+                self.renders += 1
+                return output
         finally:
             self._scrapes.release()
-
-    def _body(self, accept: str, arrived: float, gone: Callable[[], bool]) -> tuple[str, bytes] | str:
-        encoder, content_type = choose_encoder(accept)
-        with self._lock:
-            done = self._last.get(content_type)
-            if done is not None and done[0] >= arrived:
-                return content_type, done[1]
-            if gone():
-                self.skipped_gone += 1
-                return "gone"
-            output = self._render(encoder, content_type.startswith("application/openmetrics-text"))
-            self._last[content_type] = (time.monotonic(), output)
-            self.renders += 1
-            return content_type, output
-
-    def _render(self, encoder: Callable[[Any], bytes], openmetrics: bool) -> bytes:
-        try:
-            output = encoder(self._registry)
-            self.last_render_failed = False
-            return output
-        except Exception as error:  # noqa: BLE001 - defence in depth: serve what renders
-            self._failed(error)
-        families: list[Metric] = []
-        try:
-            families.extend(self._registry.collect())
-        except Exception as error:  # noqa: BLE001
-            self._failed(error)
-        parts = []
-        for family in families:
-            try:
-                part = encoder(_Families([family]))
-            except Exception as error:  # noqa: BLE001
-                self._failed(error, family)
-                continue
-            parts.append(part.removesuffix(b"# EOF\n") if openmetrics else part)
-        if openmetrics:
-            parts.append(b"# EOF\n")
-        self.last_render_failed = True
-        return b"".join(parts)
-
-    def _failed(self, error: Exception, family: Metric | None = None) -> None:
-        self.failures += 1
-        where = f" in family {safe_str(family.name, 100)}" if family is not None else ""
-        self.last_failure = f"{type_name(error)}{where}: {safe_str(error)}"
 
     def state(self) -> dict[str, Any]:
         return {
             "renders": self.renders,
             "refused_busy": self.busy,
             "skipped_client_gone": self.skipped_gone,
-            "render_failures": self.failures,
-            "last_render_failure": self.last_failure,
+            "render_failures": self._plane.failures,
+            "last_render_failure": self._plane.last_failure,
         }
 
 
@@ -172,8 +127,7 @@ class MetricsServer:
     def __init__(self, metrics: PlaneMetrics, port: int = 8000, addr: str | None = None) -> None:
         self.metrics = metrics
         config = metrics.sdk.config
-        registry = metrics.sdk.registry
-        self.exposition = Exposition(registry) if registry is not None else None
+        self.exposition = Exposition(metrics.exposition) if metrics.exposition is not None else None
         address = config.bind_address if addr is None else addr
         idle_s = max(1, math.ceil(config.http_idle_timeout_ms / 1000))
         self.connection_limit = connection_limit(config.http_max_connections)
@@ -219,7 +173,9 @@ class MetricsServer:
                     start_response, "404 Not Found", b"the prometheus exporter is off (OTEL_METRICS_EXPORTER)\n"
                 )
             gone = environ.get("waitress.client_disconnected") or (lambda: False)
-            rendered = self.exposition.body(environ.get("HTTP_ACCEPT", ""), arrived, gone)
+            _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            openmetrics = content_type.startswith("application/openmetrics-text")
+            rendered = self.exposition.body(openmetrics, arrived, gone)
             if rendered == "gone":  # nobody to send it to
                 return _reply(start_response, "499 Client Closed Request", b"")
             if isinstance(rendered, str):  # busy
@@ -229,7 +185,7 @@ class MetricsServer:
                     b"too many concurrent scrapes; retry\n",
                     extra=[("Retry-After", "1")],
                 )
-            content_type, body = rendered
+            body = rendered
             headers = [("Content-Type", content_type)]
             if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
                 body = gzip.compress(body, compresslevel=6)

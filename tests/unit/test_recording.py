@@ -172,7 +172,8 @@ def test_sdk_disabled_still_checks_calls() -> None:
     cfg = TelemetryConfig(sdk_disabled=True, strict=True)
     m = init_metrics_exporter("data_plane", config=cfg)
     m.inc("ticks_received", source="ibkr_rt", symbol="SPY")
-    assert m.sdk.registry is None
+    assert not m.sdk.pull
+    assert m.exposition is None
     assert m.health()["status"] == "disabled"
     with pytest.raises(TradingTelemetryError):
         m.inc("ticks_received", -1, source="ibkr_rt", symbol="SPY")

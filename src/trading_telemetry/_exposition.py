@@ -1,0 +1,228 @@
+"""``/metrics`` rendered straight from the handles.
+
+The OTel Prometheus exporter turns each scrape into an SDK collection (an Observation per
+series), then into prometheus_client families, which escape and validate every label of
+every sample again: at 20,000 series that held the trading process's GIL for seconds.
+Here each series renders its escaped label string once, when first scraped, and a scrape
+is a walk over the handles formatting numbers. The output is what the OTel exporter
+produces for the same instruments and views (the same families, samples, label sets and
+values, ``otel_scope_*`` labels and ``target_info`` included): ``tests/unit/test_exposition.py``
+keeps that exporter as the oracle on randomized workloads.
+
+A render proceeds in chunks of CHUNK_SERIES series, each encoded on its own, with a
+``time.sleep(0)`` between them, so other threads (the trading loop) get the GIL back
+within a chunk's time; no single step is a long C call over the whole body.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client.exposition import generate_latest as text_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.utils import floatToGoString
+
+from trading_telemetry._safe import safe_str, type_name
+from trading_telemetry.catalog import Kind, MetricSpec
+
+__all__ = ["CHUNK_SERIES", "PlaneExposition"]
+
+CHUNK_SERIES = 500
+"""Series rendered between two yields of the GIL."""
+
+_EOF = b"# EOF\n"
+
+
+def escape_label_value(value: str) -> str:
+    """The text format's (and OpenMetrics') escaping of a label value."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def label_name(key: str) -> str:
+    """An attribute key as the OTel exporter turns it into a label name."""
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", key)
+    return f"key_{name}" if name[:1].isdigit() else name
+
+
+_go_float: Callable[[float], str] = floatToGoString
+
+
+def number(value: float) -> str:
+    """``value`` as prometheus_client writes a sample value (``floatToGoString``)."""
+    if value.__class__ is int and -1_000_000 < value < 1_000_000:
+        return f"{value}.0"
+    return _go_float(value)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def _headers(family: Metric) -> tuple[str, str]:
+    """(text format, OpenMetrics) HELP/TYPE/UNIT lines of a family, as prometheus_client writes them."""
+    text = text_latest(_Families([family])).decode()
+    om = openmetrics_latest(_Families([family])).decode().removesuffix("# EOF\n")  # type: ignore[no-untyped-call]
+    return text, om
+
+
+def _family(s: MetricSpec) -> Metric:
+    unit = "seconds" if s.unit == "s" else ""
+    if s.kind is Kind.COUNTER:
+        return CounterMetricFamily(s.prometheus_name, s.description, labels=[], unit=unit)
+    if s.kind is Kind.GAUGE:
+        return GaugeMetricFamily(s.prometheus_name, s.description, labels=[], unit=unit)
+    return HistogramMetricFamily(s.prometheus_name, s.description, labels=[], unit=unit)
+
+
+class _Metric:
+    """One catalog metric's rendering: headers, names, bucket bounds."""
+
+    __slots__ = ("buckets", "headers", "kind", "name", "series", "sum_and_count")
+
+    def __init__(self, s: MetricSpec, series: Mapping[Any, Any]) -> None:
+        self.kind = s.kind
+        self.headers = _headers(_family(s))
+        self.name = s.prometheus_name
+        self.series = series
+        self.sum_and_count = s.has_sum_and_count
+        self.buckets = [_go_float(b) for b in s.buckets or ()] + ["+Inf"]
+
+
+class PlaneExposition:
+    """Renders one plane's ``/metrics`` from its handles.
+
+    ``specs`` and ``series`` are the plane's catalog and its handles by key;
+    ``scope`` the ``otel_scope_*`` labels every series carries; ``resource`` the
+    Resource attributes for ``target_info``; ``dropped`` the self-metric's counts and
+    ``dropped_help`` its description.
+    """
+
+    def __init__(
+        self,
+        specs: Mapping[str, MetricSpec],
+        series: Mapping[str, Mapping[Any, Any]],
+        scope: Mapping[str, str],
+        resource: Mapping[str, Any],
+        dropped: Callable[[], Mapping[tuple[str, str], int]],
+        dropped_name: str,
+        dropped_help: str,
+        service: str,
+    ) -> None:
+        self._metrics = [_Metric(s, series[s.key]) for s in specs.values()]
+        self._scope = dict(scope)
+        self._service = service
+        self._dropped = dropped
+        self._dropped_name = dropped_name + "_total"
+        self._dropped_headers = _headers(CounterMetricFamily(dropped_name, dropped_help, labels=[]))
+        info = InfoMetricFamily("target", "Target metadata", labels=[])
+        target = {label_name(k): str(v) for k, v in resource.items()}
+        self._target = (
+            _headers(info),
+            "target_info{" + ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(target.items())) + "} 1.0\n",
+        )
+        self.failures = 0
+        self.last_failure: str | None = None
+
+    def _labels(self, attributes: Mapping[str, str]) -> str:
+        items = sorted({**attributes, **self._scope}.items())
+        return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in items)
+
+    def _split(self, attributes: Mapping[str, str]) -> tuple[str, str, str]:
+        """A histogram's label string, and its two halves around where ``le`` sorts."""
+        items = sorted({**attributes, **self._scope}.items())
+        before = "".join(f'{k}="{escape_label_value(v)}",' for k, v in items if k < "le")
+        after = "".join(f',{k}="{escape_label_value(v)}"' for k, v in items if k > "le")
+        return self._labels(attributes), before, after
+
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The body of a scrape: text format, or OpenMetrics (with ``# EOF``).
+
+        Each family is encoded on its own (a long one in chunks of CHUNK_SERIES series,
+        yielding the GIL between them); a family that fails to render or encode is left
+        out whole and counted in ``failures``, and the rest is served."""
+        form = 1 if openmetrics else 0
+        chunks: list[bytes] = []
+        for metric in self._metrics:
+            handles = list(metric.series.values())
+            if not handles:
+                continue
+            mark = len(chunks)
+            try:
+                self._render_metric(metric, handles, form, chunks)
+            except Exception as error:  # noqa: BLE001 - leave the family out, serve the rest
+                self._failed(metric.name, error)
+                del chunks[mark:]
+        try:
+            chunks.append("".join(self._render_dropped(form)).encode())
+        except Exception as error:  # noqa: BLE001
+            self._failed(self._dropped_name, error)
+        if not any(chunks):  # nothing recorded: no target_info either, as in the SDK
+            return _EOF if openmetrics else b""
+        head = (self._target[0][form] + self._target[1]).encode()
+        return b"".join([head, *chunks, _EOF] if openmetrics else [head, *chunks])
+
+    def _render_metric(self, metric: _Metric, handles: list[Any], form: int, chunks: list[bytes]) -> None:
+        """Append the family's encoded lines to ``chunks``: nothing if no handle has a point."""
+        parts = [metric.headers[form]]
+        name = metric.name
+        rendered = pending = 0
+        for handle in handles:
+            text = handle._text
+            if metric.kind is Kind.HISTOGRAM:
+                counts, total, _, _ = handle.snapshot()
+                if not any(counts):  # no observation yet: no point, as in the SDK
+                    continue
+                if text is None:
+                    text = handle._text = self._split(handle.attributes)
+                count = 0
+                for le, n in zip(metric.buckets, counts, strict=True):
+                    count += n
+                    parts.append(f'{name}_bucket{{{text[1]}le="{le}"{text[2]}}} {number(count)}\n')
+                if metric.sum_and_count:
+                    parts.append(f"{name}_count{{{text[0]}}} {number(count)}\n")
+                    parts.append(f"{name}_sum{{{text[0]}}} {number(total)}\n")
+            else:
+                value = handle.value
+                if value is None:  # a gauge never set
+                    continue
+                if text is None:
+                    text = handle._text = self._labels(handle.attributes)
+                parts.append(f"{name}{{{text}}} {number(value)}\n")
+            rendered += 1
+            pending += 1
+            if pending >= CHUNK_SERIES:
+                chunks.append("".join(parts).encode())
+                parts.clear()
+                pending = 0
+                time.sleep(0)  # give the GIL to the trading threads
+        if rendered:
+            chunks.append("".join(parts).encode())
+            time.sleep(0)
+
+    def _render_dropped(self, form: int) -> list[str]:
+        counts = self._dropped()
+        if not counts:
+            return []
+        lines = [self._dropped_headers[form]]
+        for (metric, reason), count in sorted(counts.items()):
+            labels = self._labels({"metric": metric, "reason": reason, "service": self._service})
+            lines.append(f"{self._dropped_name}{{{labels}}} {number(count)}\n")
+        return lines
+
+    def _failed(self, family: str, error: Exception) -> None:
+        self.failures += 1
+        self.last_failure = f"{type_name(error)} in family {family}: {safe_str(error)}"
