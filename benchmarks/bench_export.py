@@ -1,0 +1,300 @@
+"""What exporting costs the trading process, against its baselines, measured in one run.
+
+    .venv/bin/python benchmarks/bench_export.py [--quick] [--sizes 1000,5000,20000]
+
+For planes of 1k / 5k / 20k series (counters, gauges and histograms, as a desk has them)
+it prints, each as a ratio to a baseline measured in the same run over interleaved
+rounds (min / median / max):
+
+- render CPU: one /metrics body, ours vs prometheus_client's ``generate_latest`` over the
+  same series (thread CPU time);
+- OTLP collect + encode: our plane's SDK collection and protobuf encoding vs the raw OTel
+  SDK's with the same instruments and series (thread CPU time);
+- the trading loop: a thread doing 20 µs iterations, with a real HTTP scrape of the plane
+  once a second vs without: p99.9 and worst iteration;
+- memory per active series, ours vs prometheus_client (tracemalloc), counters and gauges
+  and histograms apart;
+- an ``OrderLifecycle`` order vs the same records on bound handles.
+
+Goals (issue 10): render <= 0.2x at 20k; p99.9 with scraping <= 1.5x without; OTLP
+collect+encode <= 1.0x; memory per counter/gauge series <= 1.0x; lifecycle <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import threading
+import time
+import tracemalloc
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, serve_metrics
+from trading_telemetry.catalog import Plane, spec
+
+# A desk's mix on the Data plane: per symbol, two counters, a gauge and a histogram.
+TICKS = spec("data_plane", "ticks_received")
+OFI = spec("data_plane", "ofi_events_generated")
+COMPLETE = spec("data_plane", "completeness_score")
+FRESH = spec("data_plane", "data_freshness")
+PER_SYMBOL = 4
+
+
+def symbols(series: int) -> list[str]:
+    return [f"S{i:05d}" for i in range(series // PER_SYMBOL)]
+
+
+def fill_ours(metrics: PlaneMetrics, names: list[str]) -> None:
+    for i, sym in enumerate(names):
+        metrics.inc("ticks_received", i + 1, source="ibkr_rt", symbol=sym)
+        metrics.inc("ofi_events_generated", source="ibkr_rt", symbol=sym)
+        metrics.set("completeness_score", 0.5, symbol=sym)
+        metrics.observe("data_freshness", 0.01 * (i % 50), source="ibkr_rt", symbol=sym)
+
+
+def fill_prometheus_client(names: list[str]) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    ticks = Counter(TICKS.prometheus_name.removesuffix("_total"), TICKS.description, ["source", "symbol", "service"],
+                    registry=reg)  # fmt: skip
+    ofi = Counter(OFI.prometheus_name.removesuffix("_total"), OFI.description, ["source", "symbol", "service"],
+                  registry=reg)  # fmt: skip
+    complete = Gauge(COMPLETE.prometheus_name, COMPLETE.description, ["symbol", "service"], registry=reg)
+    fresh = Histogram(FRESH.prometheus_name, FRESH.description, ["source", "symbol", "service"],
+                      buckets=FRESH.buckets or (), registry=reg)  # fmt: skip
+    for i, sym in enumerate(names):
+        ticks.labels("ibkr_rt", sym, "data_plane").inc(i + 1)
+        ofi.labels("ibkr_rt", sym, "data_plane").inc()
+        complete.labels(sym, "data_plane").set(0.5)
+        fresh.labels("ibkr_rt", sym, "data_plane").observe(0.01 * (i % 50))
+    return reg
+
+
+def raw_sdk(names: list[str]) -> InMemoryMetricReader:
+    """The raw OTel SDK with the same instruments, views and series."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(
+        metric_readers=[reader],
+        views=[View(instrument_name=FRESH.name, aggregation=ExplicitBucketHistogramAggregation(FRESH.buckets))],
+    )
+    meter = provider.get_meter("raw")
+    ticks = meter.create_counter(TICKS.name)
+    ofi = meter.create_counter(OFI.name)
+    complete = meter.create_gauge(COMPLETE.name)
+    fresh = meter.create_histogram(FRESH.name, unit="s")
+    for i, sym in enumerate(names):
+        ticks.add(i + 1, {"source": "ibkr_rt", "symbol": sym, "service": "data_plane"})
+        ofi.add(1, {"source": "ibkr_rt", "symbol": sym, "service": "data_plane"})
+        complete.set(0.5, {"symbol": sym, "service": "data_plane"})
+        fresh.record(0.01 * (i % 50), {"source": "ibkr_rt", "symbol": sym, "service": "data_plane"})
+    return reader
+
+
+def cpu(fn: Callable[[], object]) -> float:
+    start = time.thread_time()
+    fn()
+    return time.thread_time() - start
+
+
+def spread(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):5.3f}x (min {min(ratios):.3f}, max {max(ratios):.3f})"
+
+
+def collect_encode(reader: InMemoryMetricReader) -> Callable[[], object]:
+    def run() -> object:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return encode_metrics(data).SerializeToString()
+
+    return run
+
+
+def render_and_otlp(size: int, rounds: int) -> None:
+    reset()
+    names = symbols(size)
+    reader = InMemoryMetricReader()
+    ours = init_metrics_exporter("data_plane", config=TelemetryConfig(cardinality_limit=10**7), metric_readers=[reader])
+    fill_ours(ours, names)
+    reg = fill_prometheus_client(names)
+    raw = raw_sdk(names)
+    assert ours.exposition is not None
+    exposition = ours.exposition
+    render: list[float] = []
+    otlp: list[float] = []
+    ours_render = prom_render = ours_otlp = raw_otlp = 0.0
+    for _ in range(rounds):
+        a, b = cpu(exposition.render), cpu(lambda: generate_latest(reg))
+        render.append(a / b)
+        ours_render, prom_render = a, b
+        c, d = cpu(collect_encode(reader)), cpu(collect_encode(raw))
+        otlp.append(c / d)
+        ours_otlp, raw_otlp = c, d
+    body, prom_body = exposition.render(), generate_latest(reg)
+    last = f"{ours_render * 1000:7.1f} vs {prom_render * 1000:7.1f} ms"
+    size = f"bytes {len(body) / len(prom_body):.2f}x ({len(body) / 1e6:.1f} vs {len(prom_body) / 1e6:.1f} MB)"
+    print(f"  render /metrics          {spread(render)}   last: {last}   {size}")
+    print(f"  OTLP collect + encode    {spread(otlp)}   last: {ours_otlp * 1000:7.1f} vs {raw_otlp * 1000:7.1f} ms")
+    reset()
+
+
+def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
+    """Iteration times of a trading loop doing 20 µs of work per iteration, for ``seconds``,
+    with a scrape of ``scrape_url`` once a second from another thread (or none)."""
+    stop = threading.Event()
+
+    def scraper() -> None:
+        while not stop.wait(1.0):
+            with urllib.request.urlopen(scrape_url, timeout=60) as response:
+                response.read()
+
+    thread = threading.Thread(target=scraper) if scrape_url else None
+    if thread:
+        thread.start()
+    times: list[float] = []
+    clock = time.perf_counter
+    end = clock() + seconds
+    while True:
+        start = clock()
+        if start > end:
+            break
+        while clock() - start < 20e-6:
+            pass
+        times.append(clock() - start)
+    stop.set()
+    if thread:
+        thread.join()
+    return times
+
+
+def trading_loop(size: int, rounds: int, seconds: float) -> None:
+    reset()
+    ours = init_metrics_exporter("data_plane", config=TelemetryConfig(cardinality_limit=10**7))
+    fill_ours(ours, symbols(size))
+    p999: list[float] = []
+    worst: list[float] = []
+    last = (0.0, 0.0, 0.0, 0.0)
+    with serve_metrics(ours, port=0) as server:
+        for _ in range(rounds):
+            quiet = sorted(loop_iterations(seconds, None))
+            busy = sorted(loop_iterations(seconds, f"{server.url}/metrics"))
+            q, b = quiet[int(len(quiet) * 0.999)], busy[int(len(busy) * 0.999)]
+            p999.append(b / q)
+            worst.append(busy[-1] / quiet[-1])
+            last = (b, q, busy[-1], quiet[-1])
+    print(f"  loop p99.9 scraped/quiet {spread(p999)}   last: {last[0] * 1e6:7.1f} vs {last[1] * 1e6:7.1f} us")
+    print(f"  loop worst scraped/quiet {spread(worst)}   last: {last[2] * 1e3:7.2f} vs {last[3] * 1e3:7.2f} ms")
+    reset()
+
+
+def memory(size: int) -> None:
+    """Bytes per active series, ours (pull only: no SDK reader) vs prometheus_client."""
+    names = symbols(size * PER_SYMBOL)  # size series of each kind
+    results: dict[str, tuple[float, float]] = {}
+    for kind, ours_fill, prom_fill in (
+        ("counter", lambda m, s: m.inc("ticks_received", source="ibkr_rt", symbol=s),
+         lambda reg: Counter("c", "c", ["source", "symbol", "service"], registry=reg)),
+        ("gauge", lambda m, s: m.set("completeness_score", 0.5, symbol=s),
+         lambda reg: Gauge("g", "g", ["symbol", "service"], registry=reg)),
+        ("histogram", lambda m, s: m.observe("data_freshness", 0.01, source="ibkr_rt", symbol=s),
+         lambda reg: Histogram("h", "h", ["source", "symbol", "service"], buckets=FRESH.buckets or (), registry=reg)),
+    ):  # fmt: skip
+        reset()
+        ours = init_metrics_exporter("data_plane", config=TelemetryConfig(cardinality_limit=10**7))
+        assert ours.exposition is not None
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for sym in names:
+            ours_fill(ours, sym)
+        ours.exposition.render()  # what a scrape keeps (the label strings) is part of the cost
+        gc.collect()
+        ours_bytes = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
+        tracemalloc.stop()
+        reg = CollectorRegistry()
+        family: Any = prom_fill(reg)
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for sym in names:
+            child = family.labels("ibkr_rt", sym, "data_plane") if kind != "gauge" else family.labels(sym, "data_plane")
+            getattr(child, {"counter": "inc", "gauge": "set", "histogram": "observe"}[kind])(
+                *([] if kind == "counter" else [0.5 if kind == "gauge" else 0.01])
+            )
+        gc.collect()
+        prom_bytes = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(before, "filename"))
+        tracemalloc.stop()
+        results[kind] = (ours_bytes / len(names), prom_bytes / len(names))
+    for kind, (ours_b, prom_b) in results.items():
+        print(f"  memory per {kind:<9} series {ours_b / prom_b:5.2f}x   {ours_b:6.0f} vs {prom_b:6.0f} B")
+    reset()
+
+
+def lifecycle(orders: int, rounds: int) -> None:
+    reset()
+    m = init_metrics_exporter("order_plane", config=TelemetryConfig())
+    base = {"strategy": "OFI", "symbol": "SPY"}
+    order = {**base, "direction": "BUY", "order_type": "LIMIT"}
+    latency = {**base, "order_type": "LIMIT"}
+    handles = {
+        "received": m.bind("orders_received", **order), "submitted": m.bind("orders_submitted", **order),
+        "filled": m.bind("orders_filled", **base, direction="BUY", status="FILLED"),
+        "i2s": m.bind("intent_to_submit_latency", **latency), "s2a": m.bind("submit_to_ack_latency", **latency),
+        "a2f": m.bind("ack_to_fill_latency", **latency), "total": m.bind("total_fill_latency", **latency),
+        "slippage": m.bind("slippage_bps", **base, direction="BUY"), "commission": m.bind("commission_usd", **base),
+    }  # fmt: skip
+
+    def ours() -> None:
+        for _ in range(orders):
+            o = OrderLifecycle(**order, metrics=m)
+            o.intent(at=1.0)
+            o.submitted(at=1.001)
+            o.acked(at=1.002)
+            o.filled(at=1.01, slippage_bps=-0.5, commission_usd=0.35)
+
+    def by_hand() -> None:
+        h = handles
+        for _ in range(orders):
+            h["received"].inc()
+            h["submitted"].inc()
+            h["i2s"].observe(0.001)
+            h["s2a"].observe(0.001)
+            h["filled"].inc()
+            h["a2f"].observe(0.008)
+            h["total"].observe(0.01)
+            h["slippage"].observe(-0.5)
+            h["commission"].inc(0.35)
+
+    ratios = [cpu(ours) / cpu(by_hand) for _ in range(rounds)]
+    print(f"  OrderLifecycle vs the same 9 records on bound handles   {spread(ratios)}")
+    reset()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few rounds: a smoke run")
+    parser.add_argument("--sizes", default="1000,5000,20000", help="series per plane, comma separated")
+    args = parser.parse_args()
+    sizes = [400] if args.quick else [int(s) for s in args.sizes.split(",")]
+    rounds, seconds = (2, 1.5) if args.quick else (5, 3.0)
+    for size in sizes:
+        print(f"{size} series (Data plane: {size // PER_SYMBOL} symbols x ticks, OFI, completeness, freshness)")
+        render_and_otlp(size, rounds)
+        trading_loop(size, max(1, rounds // 2), seconds)
+    print(f"memory ({sizes[-1]} series of each kind)")
+    memory(sizes[-1])
+    print("order lifecycle")
+    lifecycle(200 if args.quick else 2000, rounds)
+    reset()
+
+
+if __name__ == "__main__":
+    Plane.parse("data_plane")
+    main()
