@@ -133,11 +133,6 @@ class PlaneMetrics:
             self.exposition = PlaneExposition(
                 self._specs,
                 self._series,
-                scope={
-                    "otel_scope_name": METER_NAME,
-                    "otel_scope_schema_url": "",
-                    "otel_scope_version": __version__,
-                },
                 resource=dict(sdk.resource.attributes) if sdk.resource is not None else {},
                 dropped=self._policy.counts,
                 dropped_name=DROPPED_METRIC,

@@ -75,7 +75,7 @@ def test_the_render_equals_the_otel_prometheus_exporter(workload: tuple[Plane, l
     metrics = init_metrics_exporter(
         plane,
         config=TelemetryConfig(metrics_exporters=("prometheus",)),
-        metric_readers=[PrometheusMetricReader(registry=registry)],
+        metric_readers=[PrometheusMetricReader(scope_info_enabled=False, registry=registry)],
     )
     _record(metrics, ops)
     metrics.bind(
@@ -98,7 +98,7 @@ def test_an_empty_plane_renders_nothing() -> None:
     metrics = init_metrics_exporter(
         "strategy_plane",
         config=TelemetryConfig(metrics_exporters=("prometheus",)),
-        metric_readers=[PrometheusMetricReader(registry=registry)],
+        metric_readers=[PrometheusMetricReader(scope_info_enabled=False, registry=registry)],
     )
     assert metrics.exposition is not None
     assert parsed(metrics.exposition.render().decode(), False) == parsed(generate_latest(registry).decode(), False)
