@@ -97,9 +97,12 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
     """The view aggregation: label sets with a handle read the handle; others fall back
     to the SDK's explicit-bucket aggregation with the same boundaries."""
 
-    def __init__(self, boundaries: Sequence[float], cells: Mapping[frozenset[tuple[str, Any]], HistogramCell]) -> None:
+    def __init__(
+        self, boundaries: Sequence[float], cells: Mapping[tuple[str, ...], HistogramCell], labels: Sequence[str]
+    ) -> None:
         super().__init__(boundaries=boundaries)
         self._cells = cells
+        self._labels = tuple(labels)
 
     def _create_aggregation(
         self,
@@ -108,7 +111,8 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
         reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
         start_time_unix_nano: int,
     ) -> _Aggregation[Any]:
-        cell = self._cells.get(frozenset((attributes or {}).items()))
+        # attributes None: the SDK's probe of the aggregation's type, never a series.
+        cell = self._cells.get(tuple([attributes.get(name) for name in self._labels])) if attributes else None  # type: ignore[misc]
         if cell is None:
             return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
         return _CellHistogramAggregation(

@@ -41,6 +41,7 @@ class DropPolicy:
         self, *, strict: bool, service: str, keys: Collection[str], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.strict = strict
+        self.service = service
         self._service = service
         self._keys = frozenset(keys)
         self._clock = clock

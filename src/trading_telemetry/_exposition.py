@@ -139,16 +139,16 @@ class PlaneExposition:
         self.failures = 0
         self.last_failure: str | None = None
 
-    def _labels(self, attributes: Mapping[str, str]) -> str:
-        items = sorted(attributes.items())
+    def _labels(self, items: list[tuple[str, str]]) -> str:
+        items = sorted(items)
         return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in items)
 
-    def _split(self, attributes: Mapping[str, str]) -> tuple[str, str, str]:
+    def _split(self, items: list[tuple[str, str]]) -> tuple[str, str, str]:
         """A histogram's label string, and its two halves around where ``le`` sorts."""
-        items = sorted(attributes.items())
+        items = sorted(items)
         before = "".join(f'{k}="{escape_label_value(v)}",' for k, v in items if k < "le")
         after = "".join(f',{k}="{escape_label_value(v)}"' for k, v in items if k > "le")
-        return self._labels(attributes), before, after
+        return self._labels(items), before, after
 
     def render(self, openmetrics: bool = False) -> bytes:
         """The body of a scrape: text format, or OpenMetrics (with ``# EOF``).
@@ -189,7 +189,7 @@ class PlaneExposition:
                 if not any(counts):  # no observation yet: no point, as in the SDK
                     continue
                 if text is None:
-                    text = handle._text = self._split(handle.attributes)
+                    text = handle._text = self._split(handle.label_items())
                 count = 0
                 for le, n in zip(metric.buckets, counts, strict=True):
                     count += n
@@ -202,7 +202,7 @@ class PlaneExposition:
                 if value is None:  # a gauge never set
                     continue
                 if text is None:
-                    text = handle._text = self._labels(handle.attributes)
+                    text = handle._text = self._labels(handle.label_items())
                 parts.append(f"{name}{{{text}}} {number(value)}\n")
             rendered += 1
             pending += 1
@@ -221,7 +221,7 @@ class PlaneExposition:
             return []
         lines = [self._dropped_headers[form]]
         for (metric, reason), count in sorted(counts.items()):
-            labels = self._labels({"metric": metric, "reason": reason, "service": self._service})
+            labels = self._labels([("metric", metric), ("reason", reason), ("service", self._service)])
             lines.append(f"{self._dropped_name}{{{labels}}} {number(count)}\n")
         return lines
 

@@ -45,12 +45,16 @@ class BoundMetric:
             spy_ticks.inc()
     """
 
-    __slots__ = ("_attributes", "_high", "_low", "_policy", "_text", "labels", "spec")
+    # Lean on purpose (a desk has tens of thousands of series): the label values as one
+    # tuple, which is also the series' key; the attributes dict only once an SDK reader
+    # asks for it.
+    __slots__ = ("_attrs", "_high", "_low", "_policy", "_text", "key", "spec")
 
-    def __init__(self, spec: MetricSpec, labels: Mapping[str, str], service: str, policy: DropPolicy) -> None:
+    def __init__(self, spec: MetricSpec, key: tuple[str, ...], policy: DropPolicy) -> None:
         self.spec = spec
-        self.labels = dict(labels)
-        self._attributes = {**labels, SERVICE_LABEL: service}
+        self.key = key
+        """The label values, in the order of ``spec.labels``."""
+        self._attrs: dict[str, str] | None = None
         self._policy = policy
         self._text: Any = None  # the escaped label string, rendered at the first scrape (_exposition)
         # The fast path accepts an int or float with low <= value <= high; everything else
@@ -60,9 +64,21 @@ class BoundMetric:
         self._low, self._high = (_MAX, -_MAX) if spec.integral else (low, high)
 
     @property
+    def labels(self) -> dict[str, str]:
+        """The labels this handle is bound to (``service`` aside)."""
+        return dict(zip(self.spec.labels, self.key, strict=True))
+
+    def label_items(self) -> list[tuple[str, str]]:
+        """The series' labels, ``service`` included."""
+        return [*zip(self.spec.labels, self.key, strict=True), (SERVICE_LABEL, self._policy.service)]
+
+    @property
     def attributes(self) -> Mapping[str, str]:
         """The OTel attributes of this series: the labels and ``service``."""
-        return self._attributes
+        attrs = self._attrs
+        if attrs is None:
+            attrs = self._attrs = dict(self.label_items())
+        return attrs
 
     def inc(self, value: float = 1) -> None:
         """Add ``value`` (default 1) to a counter."""
@@ -104,8 +120,8 @@ class BoundMetric:
 class CounterHandle(BoundMetric):
     __slots__ = ("_lock", "value")
 
-    def __init__(self, spec: MetricSpec, labels: Mapping[str, str], service: str, policy: DropPolicy) -> None:
-        super().__init__(spec, labels, service, policy)
+    def __init__(self, spec: MetricSpec, key: tuple[str, ...], policy: DropPolicy) -> None:
+        super().__init__(spec, key, policy)
         self._lock = threading.Lock()
         self.value: float = 0
 
@@ -137,8 +153,8 @@ class CounterHandle(BoundMetric):
 class GaugeHandle(BoundMetric):
     __slots__ = ("value",)
 
-    def __init__(self, spec: MetricSpec, labels: Mapping[str, str], service: str, policy: DropPolicy) -> None:
-        super().__init__(spec, labels, service, policy)
+    def __init__(self, spec: MetricSpec, key: tuple[str, ...], policy: DropPolicy) -> None:
+        super().__init__(spec, key, policy)
         self.value: float | None = None  # None: never set, not exported
 
     def set(self, value: float) -> None:
@@ -160,12 +176,11 @@ class HistogramHandle(BoundMetric):
     def __init__(
         self,
         spec: MetricSpec,
-        labels: Mapping[str, str],
-        service: str,
+        key: tuple[str, ...],
         policy: DropPolicy,
         exemplars: Exemplars | None,
     ) -> None:
-        super().__init__(spec, labels, service, policy)
+        super().__init__(spec, key, policy)
         self._bounds = tuple(spec.buckets or ())
         self._counts = [0] * (len(self._bounds) + 1)
         self._sum = 0.0
@@ -203,7 +218,7 @@ class HistogramHandle(BoundMetric):
             return
         if self._exemplars is not None and get_current_span().is_recording():
             with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
-                self._exemplars(value, self._attributes)
+                self._exemplars(value, self.attributes)
 
     def snapshot(self) -> tuple[list[int], float, float, float]:
         with self._lock:
@@ -219,7 +234,11 @@ class RejectedHandle(BoundMetric):
     def __init__(self, error: MeasurementError, policy: DropPolicy) -> None:
         self._error = error
         self._policy = policy
-        self.labels = {}
+        self.key = ()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {}
 
     def inc(self, value: float = 1) -> None:
         self._policy.reject(self._error)

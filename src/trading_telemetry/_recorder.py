@@ -35,7 +35,7 @@ from trading_telemetry._handles import (
 from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry._sdk import METER_NAME, PlaneSDK
 from trading_telemetry._version import __version__
-from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, plane_specs
+from trading_telemetry.catalog import Kind, MetricSpec, Plane, plane_specs
 from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
@@ -113,7 +113,7 @@ class PlaneMetrics:
         self.plane: Plane = sdk.plane
         self._sdk = sdk
         self._specs = plane_specs(self.plane)
-        # key -> {frozenset(attributes): handle}; shared with the histogram views.
+        # key -> {label values in the spec's order: handle}; shared with the histogram views.
         self._series = sdk.series
         meter = sdk.meter_provider.get_meter(METER_NAME, __version__)
         self._histograms: dict[str, Histogram] = {}
@@ -159,15 +159,14 @@ class PlaneMetrics:
         else:
             self._histograms[s.key] = meter.create_histogram(s.name, unit=s.unit, description=s.description)
 
-    def _new_handle(self, s: MetricSpec, labels: Mapping[str, str]) -> BoundMetric:
-        service = self.plane.value
+    def _new_handle(self, s: MetricSpec, key: tuple[str, ...]) -> BoundMetric:
         if s.kind is Kind.COUNTER:
-            return CounterHandle(s, labels, service, self._policy)
+            return CounterHandle(s, key, self._policy)
         if s.kind is Kind.GAUGE:
-            return GaugeHandle(s, labels, service, self._policy)
+            return GaugeHandle(s, key, self._policy)
         histogram = self._histograms[s.key]
         exemplars = _exemplar_path(histogram) if self._sdk.exemplars else None
-        return HistogramHandle(s, labels, service, self._policy, exemplars)
+        return HistogramHandle(s, key, self._policy, exemplars)
 
     @property
     def strict(self) -> bool:
@@ -183,7 +182,7 @@ class PlaneMetrics:
     def inc(self, key: str, value: float = 1, /, **labels: str) -> None:
         """Add ``value`` (default 1) to the counter ``key``."""
         try:
-            handle = self._cache[(key, *labels.items())]
+            handle = self._cache[(key, *labels, *labels.values())]
         except Exception:  # noqa: BLE001
             handle = self._bind(key, labels)
         handle.inc(value)
@@ -191,7 +190,7 @@ class PlaneMetrics:
     def observe(self, key: str, value: float, /, **labels: str) -> None:
         """Record ``value`` in the histogram ``key``."""
         try:
-            handle = self._cache[(key, *labels.items())]
+            handle = self._cache[(key, *labels, *labels.values())]
         except Exception:  # noqa: BLE001
             handle = self._bind(key, labels)
         handle.observe(value)
@@ -199,7 +198,7 @@ class PlaneMetrics:
     def set(self, key: str, value: float, /, **labels: str) -> None:
         """Set the gauge ``key`` to ``value``."""
         try:
-            handle = self._cache[(key, *labels.items())]
+            handle = self._cache[(key, *labels, *labels.values())]
         except Exception:  # noqa: BLE001
             handle = self._bind(key, labels)
         handle.set(value)
@@ -219,19 +218,19 @@ class PlaneMetrics:
         try:
             s = find_spec(self.plane, self._specs, key)
             clean = check_labels(s, labels)
-            canonical = frozenset({**clean, SERVICE_LABEL: self.plane.value}.items())
+            values = tuple([clean[name] for name in s.labels])  # the series' key
             with self._lock:
                 series = self._series[s.key]
-                handle = series.get(canonical)
+                handle = series.get(values)
                 if handle is None:
                     if len(series) >= self._limit:
                         raise self._over_limit(s, clean)
-                    handle = self._new_handle(s, clean)
-                    series[canonical] = handle
+                    handle = self._new_handle(s, values)
+                    series[values] = handle
                     if s.kind is Kind.HISTOGRAM:
                         _register(self._histograms[s.key], handle.attributes)
                 if all(type(k) is str and type(v) is str for k, v in labels.items()):
-                    self._cache[(key, *labels.items())] = handle  # plain strings only: safe to hash and compare
+                    self._cache[(key, *labels, *labels.values())] = handle  # plain strings: safe to hash
             return handle
         except Exception as error:  # noqa: BLE001 - hostile arguments included
             measurement_error = error if isinstance(error, MeasurementError) else _input_error(key, error)
@@ -260,7 +259,7 @@ class PlaneMetrics:
         try:
             if all(type(k) is str and _cacheable(v) for k, v in labels.items()):
                 with self._lock:
-                    self._cache[(key, *labels.items())] = rejected
+                    self._cache[(key, *labels, *labels.values())] = rejected
                     self._rejected_kept += 1
         except Exception:  # noqa: BLE001 - not cached, still rejected
             pass

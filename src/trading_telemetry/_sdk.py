@@ -75,7 +75,7 @@ def build_views(plane: Plane, series: Mapping[str, Mapping[Any, Any]]) -> list[V
     views = []
     for s in plane_specs(plane).values():
         aggregation = (
-            CellHistogramAggregation(s.buckets, series[s.key])
+            CellHistogramAggregation(s.buckets, series[s.key], s.labels)
             if s.kind is Kind.HISTOGRAM and s.buckets is not None
             else None
         )
@@ -195,7 +195,7 @@ class PlaneSDK:
     resource: Resource | None = None
     pushers: list[TrackedExporter] = field(default_factory=list)
     tracer_provider: TracerProvider | None = None
-    # key -> {frozenset(attributes): handle}: the series, read by the SDK at collection.
+    # key -> {label values in the spec's order: handle}: the series, read at collection.
     series: dict[str, dict[Any, Any]] = field(default_factory=dict)
     # Whether a reader can carry exemplars (the Prometheus pull reader cannot).
     exemplars: bool = False

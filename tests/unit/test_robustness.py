@@ -121,7 +121,7 @@ def test_a_family_that_fails_to_render_is_left_out_and_health_says_so() -> None:
     metrics.inc("ticks_received", **SPY)
     handle = metrics.bind("storage_writes", event_type="bar")
     handle.inc()
-    handle._attributes["event_type"] = "bad\ud800"  # what validation now refuses, planted behind its back
+    handle.key = ("bad\ud800",)  # type: ignore[attr-defined]  # what validation refuses, planted behind its back
     with serve_metrics(metrics, port=0) as server:
         status, _, body = http_get(f"{server.url}/metrics")
         assert status == 200
