@@ -144,6 +144,8 @@ class PlaneMetrics:
         # repeated bad call costs a lookup), but at most REJECTED_KEPT of them.
         self._cache: dict[tuple[Any, ...], BoundMetric] = {}
         self._rejected_kept = 0
+        # OrderLifecycle's shared handle sets, by (strategy, symbol, direction, order type).
+        self._order_handles: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
         provider = sdk.tracer_provider
         self.tracer: Tracer | None = provider.get_tracer(METER_NAME, __version__) if provider else None

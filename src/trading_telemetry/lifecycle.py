@@ -3,15 +3,16 @@ Order plane's lifecycle metrics from the step timestamps."""
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from trading_telemetry import _state
+from trading_telemetry._handles import BoundMetric
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import Plane
@@ -19,33 +20,14 @@ from trading_telemetry.errors import InvalidValueError
 
 __all__ = ["OrderLifecycle"]
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def _never_raises(metric: str) -> Callable[[F], F]:
-    """A step never raises into the broker callback that calls it in production mode,
-    whatever its arguments; strict mode raises a MeasurementError."""
-
-    def decorate(step: F) -> F:
-        @functools.wraps(step)
-        def guarded(self: OrderLifecycle, *args: Any, **kwargs: Any) -> None:
-            try:
-                step(self, *args, **kwargs)
-            except Exception as error:  # noqa: BLE001
-                self.metrics._policy.failed(error, metric)
-
-        return guarded  # type: ignore[return-value]
-
-    return decorate
-
-
-# (from step, to step, histogram key): recorded once both steps are known.
-_LATENCIES = (
-    ("intent", "submitted", "intent_to_submit_latency"),
-    ("submitted", "acked", "submit_to_ack_latency"),
-    ("acked", "filled", "ack_to_fill_latency"),
-    ("intent", "filled", "total_fill_latency"),
-)
+# The latency histograms, by index: (from step, to step) recorded once both are known.
+_LATENCY_KEYS = ("intent_to_submit_latency", "submit_to_ack_latency", "ack_to_fill_latency", "total_fill_latency")
+_LATENCIES = (("intent", "submitted"), ("submitted", "acked"), ("acked", "filled"), ("intent", "filled"))
+# For each step, the latencies it starts or ends: (index, from step, to step).
+_BY_STEP: dict[str, tuple[tuple[int, str, str], ...]] = {
+    step: tuple((i, a, b) for i, (a, b) in enumerate(_LATENCIES) if step in (a, b))
+    for step in ("intent", "submitted", "acked", "filled", "rejected")
+}
 # The metric a bad timestamp of each step is counted against (a latency it would start or end).
 _STEP_METRIC = {
     "intent": "intent_to_submit_latency",
@@ -54,6 +36,53 @@ _STEP_METRIC = {
     "filled": "total_fill_latency",
     "rejected": "orders_rejected",
 }
+_TERMINAL = frozenset({"filled", "rejected"})
+_MAX = sys.float_info.max
+HANDLE_SETS_KEPT = 4096
+"""Most (strategy, symbol, direction, order type) handle sets a plane keeps for orders."""
+_OUTCOMES_KEPT = 64
+
+
+class _OrderHandles:
+    """The bound handles the orders of one (strategy, symbol, direction, order type)
+    record on, shared by all of them: an order then costs a few handle calls."""
+
+    __slots__ = ("base", "commission", "filled", "latencies", "metrics", "received", "rejected", "slippage",
+                 "submitted")  # fmt: skip
+
+    def __init__(self, m: PlaneMetrics, strategy: str, symbol: str, direction: str, order_type: str) -> None:
+        order = {"strategy": strategy, "symbol": symbol, "direction": direction, "order_type": order_type}
+        latency = {"strategy": strategy, "symbol": symbol, "order_type": order_type}
+        self.metrics = m
+        self.base = {"strategy": strategy, "symbol": symbol}
+        self.received = m.bind("orders_received", **order)
+        self.submitted = m.bind("orders_submitted", **order)
+        self.latencies = tuple(m.bind(key, **latency) for key in _LATENCY_KEYS)
+        self.slippage = m.bind("slippage_bps", **self.base, direction=direction)
+        self.commission = m.bind("commission_usd", **self.base)
+        self.filled: dict[Any, BoundMetric] = {}
+        self.rejected: dict[Any, BoundMetric] = {}
+
+    def outcome(self, kept: dict[Any, BoundMetric], key: str, label: str, value: Any, **labels: Any) -> BoundMetric:
+        try:
+            return kept[value]
+        except Exception:  # noqa: BLE001 - a miss, or a value that cannot be hashed (bind judges it)
+            handle = self.metrics.bind(key, **self.base, **labels, **{label: value})
+            if len(kept) < _OUTCOMES_KEPT and type(value) is str:
+                kept[value] = handle
+            return handle
+
+
+def _handles(m: PlaneMetrics, strategy: Any, symbol: Any, direction: Any, order_type: Any) -> _OrderHandles:
+    kept: dict[tuple[Any, ...], Any] = m._order_handles
+    key = (strategy, symbol, direction, order_type)
+    try:
+        return kept[key]  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - a miss, or an unhashable label value (bind judges it)
+        handles = _OrderHandles(m, strategy, symbol, direction, order_type)
+        if len(kept) < HANDLE_SETS_KEPT and all(type(v) is str for v in key):
+            kept[key] = handles
+        return handles
 
 
 class OrderLifecycle:
@@ -79,6 +108,9 @@ class OrderLifecycle:
         order.filled(slippage_bps=-0.4, commission_usd=0.35)
     """
 
+    __slots__ = ("_clock", "_h", "_lock", "_terminal", "_times", "direction", "metrics", "order_type", "strategy",
+                 "symbol")  # fmt: skip
+
     def __init__(
         self,
         *,
@@ -93,9 +125,13 @@ class OrderLifecycle:
         self.strategy, self.symbol, self.direction, self.order_type = strategy, symbol, direction, order_type
         self._clock = clock
         self._times: dict[str, float | None] = {}
-        self._recorded: set[str] = set()
         self._terminal: str | None = None
         self._lock = threading.Lock()
+        try:
+            self._h: _OrderHandles | None = _handles(self.metrics, strategy, symbol, direction, order_type)
+        except Exception as error:  # noqa: BLE001 - strict mode raises a MeasurementError here
+            self._h = None
+            self.metrics._policy.failed(error, "orders_received")
 
     @property
     def state(self) -> str:
@@ -130,49 +166,52 @@ class OrderLifecycle:
         )
         return None
 
-    def _step(self, step: str, at: float | None) -> bool:
-        """Note the step's time; False if it was already noted (or the order ended otherwise)."""
-        when = self._time(step, at)
+    def _step(self, step: str, at: object) -> bool:
+        """Note the step's time and record the latencies it completes; False if the step
+        was noted already (or the order ended otherwise)."""
+        when = at if at.__class__ is float and -_MAX <= at <= _MAX else self._time(step, at)
+        due = None
         with self._lock:
-            if step in self._times or (step in ("filled", "rejected") and self._terminal):
+            times = self._times
+            if step in times or (self._terminal is not None and step in _TERMINAL):
                 return False
-            self._times[step] = when
-            if step in ("filled", "rejected"):
+            times[step] = when
+            if step in _TERMINAL:
                 self._terminal = step
-            due = [
-                (start, end, key)
-                for start, end, key in _LATENCIES
-                if key not in self._recorded and self._times.get(start) is not None and self._times.get(end) is not None
-            ]
-            self._recorded.update(key for _, _, key in due)
-            latencies = [(key, self._times[end] - self._times[start]) for start, end, key in due]  # type: ignore[operator]
-        for key, seconds in latencies:
-            if seconds >= 0:
-                self.metrics.observe(
-                    key, seconds, strategy=self.strategy, symbol=self.symbol, order_type=self.order_type
-                )
+            if when is not None:
+                for i, a, b in _BY_STEP[step]:
+                    t0, t1 = times.get(a), times.get(b)
+                    if t0 is not None and t1 is not None:
+                        due = [(i, t1 - t0)] if due is None else [*due, (i, t1 - t0)]
+        if due is not None and self._h is not None:
+            for i, seconds in due:
+                if seconds >= 0:
+                    self._h.latencies[i].observe(seconds)
         return True
 
-    @_never_raises("orders_received")
     def intent(self, at: float | None = None) -> None:
         """The order intent arrived from a strategy."""
-        if self._step("intent", at):
-            self.metrics.inc("orders_received", strategy=self.strategy, symbol=self.symbol,
-                             direction=self.direction, order_type=self.order_type)  # fmt: skip
+        try:
+            if self._step("intent", at) and self._h is not None:
+                self._h.received.inc()
+        except Exception as error:  # noqa: BLE001 - never into the broker callback (strict: MeasurementError)
+            self.metrics._policy.failed(error, "orders_received")
 
-    @_never_raises("orders_submitted")
     def submitted(self, at: float | None = None) -> None:
         """The order went to the broker."""
-        if self._step("submitted", at):
-            self.metrics.inc("orders_submitted", strategy=self.strategy, symbol=self.symbol,
-                             direction=self.direction, order_type=self.order_type)  # fmt: skip
+        try:
+            if self._step("submitted", at) and self._h is not None:
+                self._h.submitted.inc()
+        except Exception as error:  # noqa: BLE001
+            self.metrics._policy.failed(error, "orders_submitted")
 
-    @_never_raises("submit_to_ack_latency")
     def acked(self, at: float | None = None) -> None:
         """The broker acknowledged the order."""
-        self._step("acked", at)
+        try:
+            self._step("acked", at)
+        except Exception as error:  # noqa: BLE001
+            self.metrics._policy.failed(error, "submit_to_ack_latency")
 
-    @_never_raises("orders_filled")
     def filled(
         self,
         at: float | None = None,
@@ -182,17 +221,23 @@ class OrderLifecycle:
         commission_usd: float | None = None,
     ) -> None:
         """The order is done: ``status`` ``FILLED`` or ``PARTIAL_FILL``."""
-        if not self._step("filled", at):
-            return
-        m, base = self.metrics, {"strategy": self.strategy, "symbol": self.symbol}
-        m.inc("orders_filled", **base, direction=self.direction, status=status)
-        if slippage_bps is not None:
-            m.observe("slippage_bps", slippage_bps, **base, direction=self.direction)
-        if commission_usd is not None:
-            m.inc("commission_usd", commission_usd, **base)
+        try:
+            h = self._h
+            if not self._step("filled", at) or h is None:
+                return
+            h.outcome(h.filled, "orders_filled", "status", status, direction=self.direction).inc()
+            if slippage_bps is not None:
+                h.slippage.observe(slippage_bps)
+            if commission_usd is not None:
+                h.commission.inc(commission_usd)
+        except Exception as error:  # noqa: BLE001
+            self.metrics._policy.failed(error, "orders_filled")
 
-    @_never_raises("orders_rejected")
     def rejected(self, reason: str, at: float | None = None) -> None:
         """The order was rejected (by a risk check, the broker, ...)."""
-        if self._step("rejected", at):
-            self.metrics.inc("orders_rejected", strategy=self.strategy, symbol=self.symbol, reason=reason)
+        try:
+            h = self._h
+            if self._step("rejected", at) and h is not None:
+                h.outcome(h.rejected, "orders_rejected", "reason", reason).inc()
+        except Exception as error:  # noqa: BLE001
+            self.metrics._policy.failed(error, "orders_rejected")
