@@ -12,6 +12,8 @@ rounds (min / median / max):
   SDK's with the same instruments and series (thread CPU time);
 - the trading loop: a thread doing 20 µs iterations, with a real HTTP scrape of the plane
   once a second vs without: p99.9 and worst iteration;
+- OTLP exports every second (1 s collection deadline) while recording: how many carried
+  every series;
 - memory per active series, ours vs prometheus_client (tracemalloc), counters and gauges
   and histograms apart;
 - an ``OrderLifecycle`` order vs the same records on bound handles.
@@ -25,16 +27,22 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import threading
+import subprocess
+import sys
 import time
 import tracemalloc
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -145,19 +153,60 @@ def render_and_otlp(size: int, rounds: int) -> None:
     reset()
 
 
+class CountingExporter(MetricExporter):
+    """Encodes each export as the OTLP exporters do and counts its data points."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[int] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        encode_metrics(metrics_data).SerializeToString()
+        metrics = [m for rm in metrics_data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+        self.points.append(sum(len(m.data.data_points) for m in metrics))
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def otlp_interval(size: int, seconds: float) -> None:
+    """Periodic OTLP exports every second (collection deadline 1 s) while the plane records:
+    how many exports carried every series."""
+    reset()
+    exporter = CountingExporter()
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=1000, export_timeout_millis=1000)
+    ours = init_metrics_exporter("data_plane", config=TelemetryConfig(cardinality_limit=10**7), metric_readers=[reader])
+    names = symbols(size)
+    fill_ours(ours, names)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        fill_ours(ours, names[:100])  # the desk keeps trading
+    expected = len(names) * PER_SYMBOL
+    full = sum(1 for n in exporter.points if n >= expected)
+    print(
+        f"  OTLP every 1 s for {seconds:.0f} s: {full} of {len(exporter.points)} exports carried all {expected} series"
+    )
+    reset()
+
+
 def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
     """Iteration times of a trading loop doing 20 µs of work per iteration, for ``seconds``,
-    with a scrape of ``scrape_url`` once a second from another thread (or none)."""
-    stop = threading.Event()
-
-    def scraper() -> None:
-        while not stop.wait(1.0):
-            with urllib.request.urlopen(scrape_url, timeout=60) as response:
-                response.read()
-
-    thread = threading.Thread(target=scraper) if scrape_url else None
-    if thread:
-        thread.start()
+    while another process scrapes ``scrape_url`` once a second, asking for gzip as
+    Prometheus does."""
+    scraper = None
+    if scrape_url:
+        code = (
+            "import sys, time, urllib.request\n"
+            "while True:\n"
+            "    time.sleep(1.0)\n"
+            f"    request = urllib.request.Request({scrape_url!r}, headers={{'Accept-Encoding': 'gzip'}})\n"
+            "    urllib.request.urlopen(request, timeout=60).read()\n"
+        )
+        scraper = subprocess.Popen([sys.executable, "-c", code])
     times: list[float] = []
     clock = time.perf_counter
     end = clock() + seconds
@@ -168,9 +217,9 @@ def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
         while clock() - start < 20e-6:
             pass
         times.append(clock() - start)
-    stop.set()
-    if thread:
-        thread.join()
+    if scraper is not None:
+        scraper.terminate()
+        scraper.wait()
     return times
 
 
@@ -288,6 +337,7 @@ def main() -> None:
         print(f"{size} series (Data plane: {size // PER_SYMBOL} symbols x ticks, OFI, completeness, freshness)")
         render_and_otlp(size, rounds)
         trading_loop(size, max(1, rounds // 2), seconds)
+        otlp_interval(size, 3 * seconds)
     print(f"memory ({sizes[-1]} series of each kind)")
     memory(sizes[-1])
     print("order lifecycle")

@@ -1,10 +1,12 @@
-"""A histogram aggregation for views that reads the SDK-side state from our handles.
+"""View aggregations that read the SDK-side state from our handles.
 
-OpenTelemetry has no asynchronous histogram. Our bound histogram handles count
-observations themselves (a lock, bucket counts, sum, min, max); this aggregation, set on
-the metric's view, hands that state to the SDK at collection time, so readers and
-exporters (Prometheus, OTLP) see ordinary explicit-bucket histogram points with the
-catalog's boundaries.
+Our bound handles keep each series' state themselves (a counter's total, a gauge's last
+value, a histogram's bucket counts, sum, min and max). These aggregations, set on the
+metrics' views, hand that state to the SDK at collection time, so readers and exporters
+(OTLP, in-memory) see ordinary sum, gauge and explicit-bucket histogram points. A
+collection is then what the raw SDK's is, a point built per series, with no callback
+and no Observation per series; an instrument measurement happens once per series, to
+make the SDK create the series' aggregation (``_recorder._register``).
 
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
@@ -23,10 +25,12 @@ from opentelemetry.sdk.metrics._internal.aggregation import (
     AggregationTemporality,
     _Aggregation,
     _ExplicitBucketHistogramAggregation,
+    _LastValueAggregation,
+    _SumAggregation,
 )
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
-from opentelemetry.sdk.metrics._internal.point import HistogramDataPoint
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation
+from opentelemetry.sdk.metrics._internal.point import HistogramDataPoint, NumberDataPoint
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
 from opentelemetry.util.types import Attributes
 
 
@@ -122,3 +126,109 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
             reservoir_factory(_ExplicitBucketHistogramAggregation),
             self._boundaries or (),
         )
+
+
+class ValueCell(Protocol):
+    """What the sum and last-value aggregations read from a handle."""
+
+    value: Any
+
+
+def _cell(cells: Mapping[tuple[str, ...], Any], labels: tuple[str, ...], attributes: Attributes) -> Any:
+    """The handle of ``attributes``; None for the SDK's type probe (attributes None) or a
+    label set recorded on the raw instrument."""
+    if not attributes:
+        return None
+    return cells.get(tuple([attributes.get(name) for name in labels]))  # type: ignore[misc]
+
+
+class _CellSumAggregation(_SumAggregation):
+    def __init__(self, cell: ValueCell, attributes: Attributes, start_time_unix_nano: int, reservoir: Any) -> None:
+        super().__init__(attributes, True, AggregationTemporality.CUMULATIVE, start_time_unix_nano, reservoir)
+        self._cell = cell
+
+    def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
+        """The handle has counted it (the one measurement is the series' registration)."""
+
+    def collect(  # type: ignore[override]
+        self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
+    ) -> NumberDataPoint | None:
+        value = self._cell.value
+        start = self._start_time_unix_nano
+        if collection_aggregation_temporality is AggregationTemporality.DELTA:
+            with self._lock:
+                value, self._previous_value = value - self._previous_value, value
+                start, self._previous_collection_start_nano = (
+                    self._previous_collection_start_nano,
+                    collection_start_nano,
+                )
+        return NumberDataPoint(
+            attributes=self._attributes,
+            exemplars=[],
+            start_time_unix_nano=start,
+            time_unix_nano=collection_start_nano,
+            value=value,
+        )
+
+
+class CellSumAggregation(SumAggregation):
+    """A counter's view aggregation: label sets with a handle read its total."""
+
+    def __init__(self, cells: Mapping[tuple[str, ...], ValueCell], labels: Sequence[str]) -> None:
+        self._cells = cells
+        self._labels = tuple(labels)
+
+    def _create_aggregation(
+        self,
+        instrument: Any,
+        attributes: Attributes,
+        reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
+        start_time_unix_nano: int,
+    ) -> _Aggregation[Any]:
+        cell = _cell(self._cells, self._labels, attributes)
+        if cell is None:
+            return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        return _CellSumAggregation(cell, attributes, start_time_unix_nano, reservoir_factory(_SumAggregation))
+
+
+class _CellLastValueAggregation(_LastValueAggregation):
+    def __init__(self, cell: ValueCell, attributes: Attributes, reservoir: Any) -> None:
+        super().__init__(attributes, reservoir, instrument_is_synchronous=True)
+        self._cell = cell
+
+    def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
+        """The handle holds the value (the one measurement is the series' registration)."""
+
+    def collect(  # type: ignore[override]
+        self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
+    ) -> NumberDataPoint | None:
+        value = self._cell.value
+        if value is None:  # never set
+            return None
+        return NumberDataPoint(
+            attributes=self._attributes,
+            exemplars=[],
+            start_time_unix_nano=None,  # type: ignore[arg-type]  # as the SDK's gauges
+            time_unix_nano=collection_start_nano,
+            value=value,
+        )
+
+
+class CellLastValueAggregation(LastValueAggregation):
+    """A gauge's view aggregation: label sets with a handle read its last value."""
+
+    def __init__(self, cells: Mapping[tuple[str, ...], ValueCell], labels: Sequence[str]) -> None:
+        self._cells = cells
+        self._labels = tuple(labels)
+
+    def _create_aggregation(
+        self,
+        instrument: Any,
+        attributes: Attributes,
+        reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
+        start_time_unix_nano: int,
+    ) -> _Aggregation[Any]:
+        cell = _cell(self._cells, self._labels, attributes)
+        if cell is None:
+            return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        return _CellLastValueAggregation(cell, attributes, reservoir_factory(_LastValueAggregation))

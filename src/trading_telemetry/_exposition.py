@@ -42,7 +42,7 @@ from trading_telemetry.catalog import Kind, MetricSpec
 
 __all__ = ["CHUNK_SERIES", "PlaneExposition"]
 
-CHUNK_SERIES = 500
+CHUNK_SERIES = 2000
 """Series rendered between two yields of the GIL."""
 
 _EOF = b"# EOF\n"

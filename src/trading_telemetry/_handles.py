@@ -247,15 +247,3 @@ class RejectedHandle(BoundMetric):
 
     def __repr__(self) -> str:
         return f"<rejected metric: {self._error}>"
-
-
-def counter_observations(handles: Mapping[Any, BoundMetric]) -> list[tuple[float, Mapping[str, str]]]:
-    """(total, attributes) of every counter handle, for an observable counter's callback."""
-    return [(h.value, h.attributes) for h in list(handles.values()) if isinstance(h, CounterHandle)]
-
-
-def gauge_observations(handles: Mapping[Any, BoundMetric]) -> list[tuple[float, Mapping[str, str]]]:
-    """(last value, attributes) of every gauge handle that has been set."""
-    return [
-        (h.value, h.attributes) for h in list(handles.values()) if isinstance(h, GaugeHandle) and h.value is not None
-    ]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
+from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.trace import Tracer
@@ -29,8 +29,6 @@ from trading_telemetry._handles import (
     GaugeHandle,
     HistogramHandle,
     RejectedHandle,
-    counter_observations,
-    gauge_observations,
 )
 from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry._sdk import METER_NAME, PlaneSDK
@@ -62,23 +60,13 @@ def _input_error(key: object, error: BaseException) -> InvalidInputError:
     )
 
 
-def _callback(
-    observations: Callable[[Mapping[Any, BoundMetric]], list[tuple[float, Mapping[str, str]]]],
-    handles: Mapping[Any, BoundMetric],
-) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    def callback(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(value, attributes) for value, attributes in observations(handles)]
-
-    return callback
-
-
-def _register(histogram: Histogram, attributes: Mapping[str, str]) -> None:
+def _register(instrument: Any, attributes: Mapping[str, str]) -> None:
     """Make every reader create the aggregation of this label set now (it reads the
     handle from then on): one measurement through the SDK that the aggregation ignores
     (NaN) and that no exemplar filter samples (an empty context)."""
-    consumer = getattr(histogram, "_measurement_consumer", None)
+    consumer = getattr(instrument, "_measurement_consumer", None)
     if consumer is not None:  # None: the no-op SDK
-        consumer.consume_measurement(Measurement(math.nan, time.time_ns(), histogram, Context(), attributes))  # type: ignore[arg-type]
+        consumer.consume_measurement(Measurement(math.nan, time.time_ns(), instrument, Context(), attributes))
 
 
 def _exemplar_path(histogram: Histogram) -> Exemplars:
@@ -116,9 +104,9 @@ class PlaneMetrics:
         # key -> {label values in the spec's order: handle}; shared with the histogram views.
         self._series = sdk.series
         meter = sdk.meter_provider.get_meter(METER_NAME, __version__)
-        self._histograms: dict[str, Histogram] = {}
-        for key, s in self._specs.items():
-            self._create_instrument(meter, s, self._series[key])
+        self._instruments: dict[str, Any] = {}
+        for s in self._specs.values():
+            self._create_instrument(meter, s)
         self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, keys=self._specs)
         meter.create_observable_counter(
             DROPPED_METRIC,
@@ -151,22 +139,23 @@ class PlaneMetrics:
         self.tracer: Tracer | None = provider.get_tracer(METER_NAME, __version__) if provider else None
         """The plane's tracer, or None when tracing is off (no span exporter configured)."""
 
-    def _create_instrument(self, meter: Meter, s: MetricSpec, handles: Mapping[Any, BoundMetric]) -> None:
+    def _create_instrument(self, meter: Meter, s: MetricSpec) -> None:
+        """The metric's synchronous instrument. Its view's aggregation reads the handles;
+        the instrument itself sees one measurement per series (``_register``) and, for
+        histograms, the observations that offer exemplars."""
         if s.kind is Kind.COUNTER:
-            callback = _callback(counter_observations, handles)
-            meter.create_observable_counter(s.name, callbacks=[callback], unit=s.unit, description=s.description)
+            self._instruments[s.key] = meter.create_counter(s.name, unit=s.unit, description=s.description)
         elif s.kind is Kind.GAUGE:
-            callback = _callback(gauge_observations, handles)
-            meter.create_observable_gauge(s.name, callbacks=[callback], unit=s.unit, description=s.description)
+            self._instruments[s.key] = meter.create_gauge(s.name, unit=s.unit, description=s.description)
         else:
-            self._histograms[s.key] = meter.create_histogram(s.name, unit=s.unit, description=s.description)
+            self._instruments[s.key] = meter.create_histogram(s.name, unit=s.unit, description=s.description)
 
     def _new_handle(self, s: MetricSpec, key: tuple[str, ...]) -> BoundMetric:
         if s.kind is Kind.COUNTER:
             return CounterHandle(s, key, self._policy)
         if s.kind is Kind.GAUGE:
             return GaugeHandle(s, key, self._policy)
-        histogram = self._histograms[s.key]
+        histogram = self._instruments[s.key]
         exemplars = _exemplar_path(histogram) if self._sdk.exemplars else None
         return HistogramHandle(s, key, self._policy, exemplars)
 
@@ -229,8 +218,8 @@ class PlaneMetrics:
                         raise self._over_limit(s, clean)
                     handle = self._new_handle(s, values)
                     series[values] = handle
-                    if s.kind is Kind.HISTOGRAM:
-                        _register(self._histograms[s.key], handle.attributes)
+                    if self._sdk.exemplars:  # an SDK reader exists
+                        _register(self._instruments[s.key], handle.attributes)
                 if all(type(k) is str and type(v) is str for k, v in labels.items()):
                     self._cache[(key, *labels, *labels.values())] = handle  # plain strings: safe to hash
             return handle

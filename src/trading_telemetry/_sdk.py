@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import View
+from opentelemetry.sdk.metrics.view import Aggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from trading_telemetry._aggregation import CellHistogramAggregation
+from trading_telemetry._aggregation import CellHistogramAggregation, CellLastValueAggregation, CellSumAggregation
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig
 
@@ -70,15 +70,18 @@ def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
 
 
 def build_views(plane: Plane, series: Mapping[str, Mapping[Any, Any]]) -> list[View]:
-    """One view per catalog metric: its label allow-list (plus ``service``) and, for
-    histograms, its explicit bucket boundaries, aggregated by the series' handles."""
+    """One view per catalog metric: its label allow-list (plus ``service``), for
+    histograms its explicit bucket boundaries, and an aggregation that reads the
+    series' handles (``_aggregation``)."""
     views = []
     for s in plane_specs(plane).values():
-        aggregation = (
-            CellHistogramAggregation(s.buckets, series[s.key], s.labels)
-            if s.kind is Kind.HISTOGRAM and s.buckets is not None
-            else None
-        )
+        aggregation: Aggregation
+        if s.kind is Kind.COUNTER:
+            aggregation = CellSumAggregation(series[s.key], s.labels)
+        elif s.kind is Kind.GAUGE:
+            aggregation = CellLastValueAggregation(series[s.key], s.labels)
+        else:
+            aggregation = CellHistogramAggregation(s.buckets or (), series[s.key], s.labels)
         views.append(
             View(
                 instrument_name=s.name,
@@ -197,7 +200,8 @@ class PlaneSDK:
     tracer_provider: TracerProvider | None = None
     # key -> {label values in the spec's order: handle}: the series, read at collection.
     series: dict[str, dict[Any, Any]] = field(default_factory=dict)
-    # Whether a reader can carry exemplars (the Prometheus pull reader cannot).
+    # Whether an SDK reader exists (push exporters, test readers): then each series is
+    # registered with the SDK, and histograms offer exemplars.
     exemplars: bool = False
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False
