@@ -19,3 +19,15 @@ def test_bad_input_benchmark_prints_a_ratio_for_every_kind_of_rejected_call() ->
         (line,) = [line for line in done.stdout.splitlines() if line.strip().startswith(kind)]
         assert "x  (min " in line, line
         assert line.rstrip().endswith(")"), line
+
+
+def test_export_benchmark_prints_every_ratio() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_export.py"), "--quick"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    for what in ("render /metrics", "OTLP collect + encode", "loop p99.9 scraped/quiet", "loop worst scraped/quiet",
+                 "memory per counter", "memory per gauge", "memory per histogram", "OrderLifecycle vs"):  # fmt: skip
+        (line,) = [line for line in done.stdout.splitlines() if what in line]
+        assert "x" in line.split(what)[1], line
+    assert "exports carried all" in done.stdout
