@@ -185,8 +185,8 @@ class OrderLifecycle:
                         due = [(i, t1 - t0)] if due is None else [*due, (i, t1 - t0)]
         if due is not None and self._h is not None:
             for i, seconds in due:
-                if seconds >= 0:
-                    self._h.latencies[i].observe(seconds)
+                if 0 <= seconds <= _MAX:  # negative: clocks that disagree; a duration needs no other check
+                    self._h.latencies[i]._apply(seconds)
         return True
 
     def intent(self, at: float | None = None) -> None:
@@ -225,7 +225,10 @@ class OrderLifecycle:
             h = self._h
             if not self._step("filled", at) or h is None:
                 return
-            h.outcome(h.filled, "orders_filled", "status", status, direction=self.direction).inc()
+            filled = h.filled.get(status) if type(status) is str else None
+            if filled is None:
+                filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self.direction)
+            filled.inc()
             if slippage_bps is not None:
                 h.slippage.observe(slippage_bps)
             if commission_usd is not None:
@@ -238,6 +241,9 @@ class OrderLifecycle:
         try:
             h = self._h
             if self._step("rejected", at) and h is not None:
-                h.outcome(h.rejected, "orders_rejected", "reason", reason).inc()
+                rejected = h.rejected.get(reason) if type(reason) is str else None
+                if rejected is None:
+                    rejected = h.outcome(h.rejected, "orders_rejected", "reason", reason)
+                rejected.inc()
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "orders_rejected")
