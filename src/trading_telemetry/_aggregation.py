@@ -171,12 +171,18 @@ class _CellSumAggregation(_SumAggregation):
         )
 
 
-class CellSumAggregation(SumAggregation):
-    """A counter's view aggregation: label sets with a handle read its total."""
+class _ReadsHandles:
+    """A view aggregation whose label sets with a handle read it; others (and the SDK's
+    type probe) get the SDK's own aggregation."""
 
-    def __init__(self, cells: Mapping[tuple[str, ...], ValueCell], labels: Sequence[str]) -> None:
+    def __init__(self, cells: Mapping[tuple[str, ...], Any], labels: Sequence[str]) -> None:
         self._cells = cells
         self._labels = tuple(labels)
+
+    def _for_cell(
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+    ) -> _Aggregation[Any]:
+        raise NotImplementedError
 
     def _create_aggregation(
         self,
@@ -187,8 +193,19 @@ class CellSumAggregation(SumAggregation):
     ) -> _Aggregation[Any]:
         cell = _cell(self._cells, self._labels, attributes)
         if cell is None:
-            return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
-        return _CellSumAggregation(cell, attributes, start_time_unix_nano, reservoir_factory(_SumAggregation))
+            return super()._create_aggregation(  # type: ignore[misc, no-any-return]
+                instrument, attributes, reservoir_factory, start_time_unix_nano
+            )
+        return self._for_cell(cell, attributes, start_time_unix_nano, reservoir_factory)
+
+
+class CellSumAggregation(_ReadsHandles, SumAggregation):
+    """A counter's view aggregation: label sets with a handle read its total."""
+
+    def _for_cell(
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+    ) -> _Aggregation[Any]:
+        return _CellSumAggregation(cell, attributes, start, reservoir_factory(_SumAggregation))
 
 
 class _CellLastValueAggregation(_LastValueAggregation):
@@ -214,21 +231,10 @@ class _CellLastValueAggregation(_LastValueAggregation):
         )
 
 
-class CellLastValueAggregation(LastValueAggregation):
+class CellLastValueAggregation(_ReadsHandles, LastValueAggregation):
     """A gauge's view aggregation: label sets with a handle read its last value."""
 
-    def __init__(self, cells: Mapping[tuple[str, ...], ValueCell], labels: Sequence[str]) -> None:
-        self._cells = cells
-        self._labels = tuple(labels)
-
-    def _create_aggregation(
-        self,
-        instrument: Any,
-        attributes: Attributes,
-        reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
-        start_time_unix_nano: int,
+    def _for_cell(
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
     ) -> _Aggregation[Any]:
-        cell = _cell(self._cells, self._labels, attributes)
-        if cell is None:
-            return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
         return _CellLastValueAggregation(cell, attributes, reservoir_factory(_LastValueAggregation))

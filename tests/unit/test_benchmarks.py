@@ -9,11 +9,13 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+def quick_run(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
+                          capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+
+
 def test_bad_input_benchmark_prints_a_ratio_for_every_kind_of_rejected_call() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_bad_input.py"), "--quick"],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+    done = quick_run("bench_bad_input.py")
     for kind in ("unknown key", "label value not a string", "negative increment", "over the cardinality limit",
                  "rejected (past the cardinality limit)"):  # fmt: skip
         (line,) = [line for line in done.stdout.splitlines() if line.strip().startswith(kind)]
@@ -22,10 +24,7 @@ def test_bad_input_benchmark_prints_a_ratio_for_every_kind_of_rejected_call() ->
 
 
 def test_export_benchmark_prints_every_ratio() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_export.py"), "--quick"],
-        capture_output=True, text=True, timeout=600, check=True,
-    )  # fmt: skip
+    done = quick_run("bench_export.py")
     for what in ("render /metrics", "OTLP collect + encode", "loop p99.9 scraped/quiet", "loop worst scraped/quiet",
                  "memory per counter", "memory per gauge", "memory per histogram", "OrderLifecycle vs"):  # fmt: skip
         (line,) = [line for line in done.stdout.splitlines() if what in line]
