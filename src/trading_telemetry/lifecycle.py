@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +22,10 @@ __all__ = ["OrderLifecycle"]
 # The latency histograms, by index: (from step, to step) recorded once both are known.
 _LATENCY_KEYS = ("intent_to_submit_latency", "submit_to_ack_latency", "ack_to_fill_latency", "total_fill_latency")
 _LATENCIES = (("intent", "submitted"), ("submitted", "acked"), ("acked", "filled"), ("intent", "filled"))
-# For each step, the latencies it starts or ends: (index, from step, to step).
-_BY_STEP: dict[str, tuple[tuple[int, str, str], ...]] = {
-    step: tuple((i, a, b) for i, (a, b) in enumerate(_LATENCIES) if step in (a, b))
+# For each step, the latencies it starts or ends: (index, the other step, whether this
+# step is the latency's end).
+_BY_STEP: dict[str, tuple[tuple[int, str, bool], ...]] = {
+    step: tuple((i, b if step == a else a, step == b) for i, (a, b) in enumerate(_LATENCIES) if step in (a, b))
     for step in ("intent", "submitted", "acked", "filled", "rejected")
 }
 # The metric a bad timestamp of each step is counted against (a latency it would start or end).
@@ -36,7 +36,9 @@ _STEP_METRIC = {
     "filled": "total_fill_latency",
     "rejected": "orders_rejected",
 }
-_TERMINAL = frozenset({"filled", "rejected"})
+_INTENT, _SUBMITTED, _ACKED, _FILLED, _REJECTED = (
+    _BY_STEP[step] for step in ("intent", "submitted", "acked", "filled", "rejected")
+)
 _MAX = sys.float_info.max
 HANDLE_SETS_KEPT = 4096
 """Most (strategy, symbol, direction, order type) handle sets a plane keeps for orders."""
@@ -108,8 +110,7 @@ class OrderLifecycle:
         order.filled(slippage_bps=-0.4, commission_usd=0.35)
     """
 
-    __slots__ = ("_clock", "_h", "_lock", "_terminal", "_times", "direction", "metrics", "order_type", "strategy",
-                 "symbol")  # fmt: skip
+    __slots__ = ("_clock", "_h", "_key", "_times", "metrics")
 
     def __init__(
         self,
@@ -121,26 +122,48 @@ class OrderLifecycle:
         metrics: PlaneMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.metrics = metrics or _state.plane_metrics(Plane.ORDER)
-        self.strategy, self.symbol, self.direction, self.order_type = strategy, symbol, direction, order_type
+        if metrics is None:
+            metrics = _state.plane_metrics(Plane.ORDER)
+        self.metrics = metrics
+        key = self._key = (strategy, symbol, direction, order_type)
         self._clock = clock
-        self._times: dict[str, float | None] = {}
-        self._terminal: str | None = None
-        self._lock = threading.Lock()
+        # step -> (time,) of the call that claimed it; "end" -> the terminal step's cell;
+        # a latency's index -> the cell of the call that recorded it. Claims are single
+        # dict.setdefault calls, atomic under the GIL: broker threads need no lock.
+        self._times: dict[Any, tuple[float | None]] = {}
         try:
-            self._h: _OrderHandles | None = _handles(self.metrics, strategy, symbol, direction, order_type)
+            h = metrics._order_handles.get(key)
+            self._h: _OrderHandles | None = h or _handles(metrics, strategy, symbol, direction, order_type)
         except Exception as error:  # noqa: BLE001 - strict mode raises a MeasurementError here
             self._h = None
-            self.metrics._policy.failed(error, "orders_received")
+            metrics._policy.failed(error, "orders_received")
+
+    @property
+    def strategy(self) -> str:
+        return self._key[0]
+
+    @property
+    def symbol(self) -> str:
+        return self._key[1]
+
+    @property
+    def direction(self) -> str:
+        return self._key[2]
+
+    @property
+    def order_type(self) -> str:
+        return self._key[3]
 
     @property
     def state(self) -> str:
         """The furthest step reached: ``new``, ``intent``, ``submitted``, ``acked``,
         ``filled`` or ``rejected``."""
-        if self._terminal:
-            return self._terminal
+        times = self._times
+        end = times.get("end")
+        if end is not None:
+            return "filled" if times.get("filled") is end else "rejected"
         for step in ("acked", "submitted", "intent"):
-            if step in self._times:
+            if step in times:
                 return step
         return "new"
 
@@ -166,49 +189,51 @@ class OrderLifecycle:
         )
         return None
 
-    def _step(self, step: str, at: object) -> bool:
-        """Note the step's time and record the latencies it completes; False if the step
-        was noted already (or the order ended otherwise)."""
+    def _step(self, step: str, pairs: tuple[tuple[int, str, bool], ...], terminal: bool, at: object) -> Any:
+        """Claim the step for this call and record the latencies it completes (``pairs``:
+        ``_BY_STEP[step]``); the order's handles if this call counts the step, None if
+        the step was claimed already (or the order ended otherwise)."""
         when = at if at.__class__ is float and -_MAX <= at <= _MAX else self._time(step, at)
-        due = None
-        with self._lock:
-            times = self._times
-            if step in times or (self._terminal is not None and step in _TERMINAL):
-                return False
-            times[step] = when
-            if step in _TERMINAL:
-                self._terminal = step
-            if when is not None:
-                for i, a, b in _BY_STEP[step]:
-                    t0, t1 = times.get(a), times.get(b)
-                    if t0 is not None and t1 is not None:
-                        due = [(i, t1 - t0)] if due is None else [*due, (i, t1 - t0)]
-        if due is not None and self._h is not None:
-            for i, seconds in due:
-                if 0 <= seconds <= _MAX:  # negative: clocks that disagree; a duration needs no other check
-                    self._h.latencies[i]._apply(seconds)
-        return True
+        cell = (when,)
+        times = self._times
+        if terminal and times.setdefault("end", cell) is not cell:
+            return None
+        if times.setdefault(step, cell) is not cell:
+            return None
+        h = self._h
+        if when is not None and h is not None:
+            for i, other, is_end in pairs:
+                then = times.get(other)
+                if then is None or then[0] is None:
+                    continue
+                seconds = when - then[0] if is_end else then[0] - when
+                # Each latency once, whichever of its two steps' threads gets here first.
+                if 0 <= seconds <= _MAX and times.setdefault(i, cell) is cell:
+                    h.latencies[i]._apply(seconds)
+        return h
 
     def intent(self, at: float | None = None) -> None:
         """The order intent arrived from a strategy."""
         try:
-            if self._step("intent", at) and self._h is not None:
-                self._h.received.inc()
+            h = self._step("intent", _INTENT, False, at)
+            if h is not None:
+                h.received._apply(1)  # a count of one needs no check
         except Exception as error:  # noqa: BLE001 - never into the broker callback (strict: MeasurementError)
             self.metrics._policy.failed(error, "orders_received")
 
     def submitted(self, at: float | None = None) -> None:
         """The order went to the broker."""
         try:
-            if self._step("submitted", at) and self._h is not None:
-                self._h.submitted.inc()
+            h = self._step("submitted", _SUBMITTED, False, at)
+            if h is not None:
+                h.submitted._apply(1)
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "orders_submitted")
 
     def acked(self, at: float | None = None) -> None:
         """The broker acknowledged the order."""
         try:
-            self._step("acked", at)
+            self._step("acked", _ACKED, False, at)
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "submit_to_ack_latency")
 
@@ -222,13 +247,13 @@ class OrderLifecycle:
     ) -> None:
         """The order is done: ``status`` ``FILLED`` or ``PARTIAL_FILL``."""
         try:
-            h = self._h
-            if not self._step("filled", at) or h is None:
+            h = self._step("filled", _FILLED, True, at)
+            if h is None:
                 return
             filled = h.filled.get(status) if type(status) is str else None
             if filled is None:
-                filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self.direction)
-            filled.inc()
+                filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])
+            filled._apply(1)
             if slippage_bps is not None:
                 h.slippage.observe(slippage_bps)
             if commission_usd is not None:
@@ -239,11 +264,11 @@ class OrderLifecycle:
     def rejected(self, reason: str, at: float | None = None) -> None:
         """The order was rejected (by a risk check, the broker, ...)."""
         try:
-            h = self._h
-            if self._step("rejected", at) and h is not None:
+            h = self._step("rejected", _REJECTED, True, at)
+            if h is not None:
                 rejected = h.rejected.get(reason) if type(reason) is str else None
                 if rejected is None:
                     rejected = h.outcome(h.rejected, "orders_rejected", "reason", reason)
-                rejected.inc()
+                rejected._apply(1)
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "orders_rejected")

@@ -96,3 +96,41 @@ def test_takes_the_monotonic_clock_itself(captelemetry: TelemetryCapture) -> Non
     o.submitted()
     assert latencies(captelemetry)["intent_to_submit_latency"] == (1, 0.25)
     assert math.isclose(captelemetry.histogram("intent_to_submit_latency", **LATENCY).sum, 0.25)
+
+
+def test_steps_from_many_threads_count_once(captelemetry: TelemetryCapture) -> None:
+    """Broker callbacks racing on the same orders from 8 threads (each sending every step, some
+    twice): every order counts each step once and records each latency once."""
+    import threading
+
+    orders = [order(captelemetry) for _ in range(300)]
+    barrier = threading.Barrier(8)
+
+    def broker() -> None:
+        barrier.wait()
+        for o in orders:
+            o.filled(at=1.01, slippage_bps=-0.5, commission_usd=0.25)
+            o.acked(at=1.002)
+            o.intent(at=1.0)
+            o.submitted(at=1.001)
+            o.rejected("broker_reject", at=1.02)  # after the fill: ignored
+            o.filled(at=1.05)
+
+    threads = [threading.Thread(target=broker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    base = {"strategy": "OFI", "symbol": "SPY"}
+    captelemetry.assert_counter_rose("orders_received", by=300, **ORDER)
+    captelemetry.assert_counter_rose("orders_submitted", by=300, **ORDER)
+    captelemetry.assert_counter_rose("orders_filled", by=300, **base, direction="BUY", status="FILLED")
+    assert captelemetry.counter("orders_rejected", **base, reason="broker_reject") == 0
+    assert math.isclose(captelemetry.counter("commission_usd", **base), 75.0)
+    assert {k: n for k, (n, _) in latencies(captelemetry).items()} == {
+        "intent_to_submit_latency": 300,
+        "submit_to_ack_latency": 300,
+        "ack_to_fill_latency": 300,
+        "total_fill_latency": 300,
+    }
+    assert all(o.state == "filled" for o in orders)
