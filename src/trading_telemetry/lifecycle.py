@@ -193,22 +193,28 @@ class OrderLifecycle:
         """Claim the step for this call and record the latencies it completes (``pairs``:
         ``_BY_STEP[step]``); the order's handles if this call counts the step, None if
         the step was claimed already (or the order ended otherwise)."""
-        when = at if at.__class__ is float and -_MAX <= at <= _MAX else self._time(step, at)
+        when = at if at.__class__ is float and at - at == 0.0 else self._time(step, at)  # x - x: 0.0 iff finite
         cell = (when,)
         times = self._times
-        if terminal and times.setdefault("end", cell) is not cell:
-            return None
-        if times.setdefault(step, cell) is not cell:
+        if terminal:  # the order's one end: claimed once, then the step is this call's alone
+            if times.setdefault("end", cell) is not cell:
+                return None
+            times[step] = cell
+        elif times.setdefault(step, cell) is not cell:
             return None
         h = self._h
         if when is not None and h is not None:
             for i, other, is_end in pairs:
                 then = times.get(other)
-                if then is None or then[0] is None:
+                if then is None:
                     continue
-                seconds = when - then[0] if is_end else then[0] - when
-                # Each latency once, whichever of its two steps' threads gets here first.
-                if 0 <= seconds <= _MAX and times.setdefault(i, cell) is cell:
+                t0 = then[0]
+                if t0 is None:
+                    continue
+                seconds = when - t0 if is_end else t0 - when
+                # Each latency once, whichever of its two steps' threads gets here first;
+                # negative (clocks that disagree) or overflowing: not a latency.
+                if seconds >= 0 and seconds - seconds == 0.0 and times.setdefault(i, cell) is cell:
                     h.latencies[i]._apply(seconds)
         return h
 
@@ -250,8 +256,9 @@ class OrderLifecycle:
             h = self._step("filled", _FILLED, True, at)
             if h is None:
                 return
-            filled = h.filled.get(status) if type(status) is str else None
-            if filled is None:
+            try:
+                filled = h.filled[status]
+            except Exception:  # noqa: BLE001 - a status not seen yet (or not hashable: bind judges it)
                 filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])
             filled._apply(1)
             if slippage_bps is not None:
@@ -266,8 +273,9 @@ class OrderLifecycle:
         try:
             h = self._step("rejected", _REJECTED, True, at)
             if h is not None:
-                rejected = h.rejected.get(reason) if type(reason) is str else None
-                if rejected is None:
+                try:
+                    rejected = h.rejected[reason]
+                except Exception:  # noqa: BLE001 - a reason not seen yet (or not hashable: bind judges it)
                     rejected = h.outcome(h.rejected, "orders_rejected", "reason", reason)
                 rejected._apply(1)
         except Exception as error:  # noqa: BLE001
