@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from trading_telemetry._safe import safe_repr
-from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, allowed_values
 from trading_telemetry.errors import InvalidValueError, LabelError, UnknownMetricError
 
 MAX_LABEL_VALUE_LENGTH = 256
@@ -108,7 +108,10 @@ def check_labels(s: MetricSpec, labels: Mapping[str, object]) -> dict[str, str]:
             name = str.__str__(name)
         if name not in s.labels:
             raise _not_allowed(s, name, value)
-        out[name] = label_value(s, name, value)
+        text = out[name] = label_value(s, name, value)
+        allowed = allowed_values(s, name)
+        if allowed is not None and text not in allowed:
+            raise _bad_label(s, name, value, f"is not one of the allowed values: {', '.join(sorted(allowed))}")
     for name in s.labels:
         if name not in out:
             raise LabelError(

@@ -23,7 +23,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as m
 
-from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
+from trading_telemetry.catalog import Kind, MetricSpec, Plane, effective_catalog
 
 PROMETHEUS = m.DataSourceRef(type_val="prometheus", uid="prometheus")
 VARIABLES = ("service", "source", "symbol", "strategy")
@@ -176,7 +176,7 @@ PLANE_TITLES = {
 def plane_dashboard(plane: Plane) -> gd.Dashboard:
     title, description = PLANE_TITLES[plane]
     board = _board(f"trading-{plane.value.replace('_', '-')}", f"Trading / {title}", description)
-    for spec in CATALOG:
+    for spec in effective_catalog():
         if spec.plane is plane:
             board = board.with_panel(metric_panel(spec))
     return board

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import build_sdk
-from trading_telemetry.catalog import Plane
+from trading_telemetry.catalog import Plane, freeze, load_file
 from trading_telemetry.config import TelemetryConfig
 from trading_telemetry.errors import TradingTelemetryError
 
@@ -64,6 +64,10 @@ def init_metrics_exporter(
             if config is not None or metric_readers or span_exporters:
                 raise TradingTelemetryError(f"{p.value} is already initialised; call reset() before re-configuring it")
             return existing
+        if not planes:
+            if cfg.catalog_path:
+                load_file(cfg.catalog_path)
+            freeze()  # the catalog is fixed while planes exist
         metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers, span_exporters))
         planes[p] = metrics
         return metrics
@@ -102,6 +106,7 @@ def reset(timeout: float | None = None) -> bool:
         stopping = list(planes.values())
         planes.clear()
         config, _config = _config, None
+        freeze(False)
     if timeout is None:
         configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]
         timeout = max(c.shutdown_timeout_ms for c in configs) / 1000

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -30,6 +31,9 @@ __all__ = [
     "Kind",
     "MetricSpec",
     "Plane",
+    "allowed_values",
+    "effective_catalog",
+    "extend",
     "lookup",
     "plane_specs",
     "spec",
@@ -69,11 +73,12 @@ class Kind(str, enum.Enum):
         return {"counter": "inc", "gauge": "set", "histogram": "observe"}[self.value]
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
 SERVICE_LABEL = "service"
 """Set on every series to the plane's name by the SDK itself; callers never pass it."""
 
-# The seed README's label section: which labels each plane may use.
-LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
+# The seed README's label section: which labels each plane may use (extensions add theirs).
+BUILTIN_LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
     {
         Plane.DATA: frozenset({"symbol", "source", "duration", "error_type", "event_type"}),
         Plane.ORDER: frozenset(
@@ -84,6 +89,7 @@ LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
         ),
     }
 )
+LABELS = BUILTIN_LABELS
 
 # Bucket boundaries. Latencies from 100 µs to 30 s cover a co-located venue ack and a
 # slow broker fill alike; Prometheus renders each boundary as an `le` label.
@@ -261,12 +267,22 @@ CATALOG: tuple[MetricSpec, ...] = (
 )  # fmt: skip
 
 
-def _index(catalog: tuple[MetricSpec, ...]) -> Mapping[Plane, Mapping[str, MetricSpec]]:
+def _index(
+    catalog: tuple[MetricSpec, ...],
+    labels: Mapping[Plane, frozenset[str]] | None = None,
+    where: str = "catalog",
+) -> Mapping[Plane, Mapping[str, MetricSpec]]:
     """Index the catalog by plane and key, raising :class:`CatalogError` on any inconsistency."""
+    labels = LABELS if labels is None else labels
     by_plane: dict[Plane, dict[str, MetricSpec]] = {p: {} for p in Plane}
     names: set[str] = set()
+    source = where
     for s in catalog:
-        where = f"catalog entry {s.plane.value}/{s.key}"
+        where = f"{source}: entry {s.plane.value}/{s.key}"
+        if not _NAME.fullmatch(s.key) or not _NAME.fullmatch(s.name):
+            raise CatalogError(f"{where}: key and name must match {_NAME.pattern}")
+        if s.kind is Kind.COUNTER and "total" in s.name.split("_"):
+            raise CatalogError(f"{where}: name {s.name!r}: a counter's name carries no 'total' but the final one")
         if any(s.key in specs for specs in by_plane.values()):
             raise CatalogError(f"{where}: duplicate key (keys are unique across planes)")
         if s.prometheus_name in names:
@@ -275,7 +291,7 @@ def _index(catalog: tuple[MetricSpec, ...]) -> Mapping[Plane, Mapping[str, Metri
             raise CatalogError(f"{where}: unit {s.unit!r} would change the exposed name; use 's' or '{{...}}'")
         if len(set(s.labels)) != len(s.labels) or SERVICE_LABEL in s.labels:
             raise CatalogError(f"{where}: labels {s.labels!r} repeat or include the reserved {SERVICE_LABEL!r}")
-        stray = set(s.labels) - LABELS[s.plane]
+        stray = set(s.labels) - labels[s.plane]
         if stray:
             raise CatalogError(f"{where}: labels {sorted(stray)} are not documented for {s.plane.value}")
         if (s.kind is Kind.HISTOGRAM) != (s.buckets is not None):
@@ -289,11 +305,34 @@ def _index(catalog: tuple[MetricSpec, ...]) -> Mapping[Plane, Mapping[str, Metri
     return MappingProxyType({p: MappingProxyType(d) for p, d in by_plane.items()})
 
 
+# The closed sets of label values the seed documents: a value outside one is bad input
+# (``invalid_label_value``), like a typo in a key. Labels not named here (symbol,
+# strategy, source, reason, ...) stay open, under the cardinality limit.
+BUILTIN_LABEL_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "direction": ("BUY", "SELL"),
+        "order_type": ("MARKET", "LIMIT", "STOP"),
+        "duration": ("1m", "5m", "1h", "1d"),
+        "event_type": ("bar", "tick", "ofi"),
+        "from_regime": ("Calm", "Normal", "Storm"),
+        "to_regime": ("Calm", "Normal", "Storm"),
+        "switch_type": ("pnl", "drawdown", "psr"),
+    }
+)
+# Closed sets of one metric's label (``status`` is a fill status only on orders_filled).
+BUILTIN_METRIC_LABEL_VALUES: Mapping[tuple[str, str], tuple[str, ...]] = MappingProxyType(
+    {("orders_filled", "status"): ("FILLED", "PARTIAL_FILL", "REJECTED")}
+)
+
 _BY_PLANE = _index(CATALOG)
+_label_values: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()}
+_metric_label_values: dict[tuple[str, str], frozenset[str]] = {
+    k: frozenset(v) for k, v in BUILTIN_METRIC_LABEL_VALUES.items()
+}
 
 
 def plane_specs(plane: str | Plane) -> Mapping[str, MetricSpec]:
-    """The plane's metrics by key."""
+    """The plane's metrics by key: the built-in ones and any added by :func:`extend`."""
     return _BY_PLANE[Plane.parse(plane)]
 
 
@@ -309,3 +348,208 @@ def lookup(key: str) -> MetricSpec | None:
 def spec(plane: str | Plane, key: str) -> MetricSpec:
     """The metric ``key`` of ``plane``; ``KeyError`` if there is none."""
     return _BY_PLANE[Plane.parse(plane)][key]
+
+
+def allowed_values(s: MetricSpec, label: str) -> frozenset[str] | None:
+    """The closed set of values ``label`` may take on ``s``; None if it is open."""
+    found = _metric_label_values.get((s.key, label))
+    return found if found is not None else _label_values.get(label)
+
+
+_extensions: tuple[MetricSpec, ...] = ()
+
+
+def effective_catalog() -> tuple[MetricSpec, ...]:
+    """The built-in metrics (:data:`CATALOG`, the documented 37) and the extensions
+    (:func:`extend`), in declaration order."""
+    return CATALOG + _extensions
+
+
+def effective_label_values() -> Mapping[str, frozenset[str]]:
+    """Every closed label value set: by label, and ``metric:label`` for one metric's."""
+    return {**_label_values, **{f"{k}:{label}": v for (k, label), v in _metric_label_values.items()}}
+
+
+def extend(
+    metrics: Iterable[MetricSpec] = (),
+    label_values: Mapping[str, Iterable[str]] | None = None,
+    *,
+    where: str = "extend()",
+) -> None:
+    """Add metrics and allowed label values to the catalog, before the first plane is
+    initialised (after it, :class:`CatalogError`). Extended metrics get everything the
+    built-in ones have: views, buckets, label allow-lists, the cardinality limit, both
+    error regimes, ``timed``, handles, the pytest fixture, ``/metrics`` and OTLP.
+
+    ``label_values`` makes a label closed for every metric that has it, or adds values
+    to a built-in closed set. Invalid declarations raise :class:`CatalogError` naming
+    ``where`` (a file, say), the entry and the field; nothing is added then.
+
+    Example::
+
+        extend([MetricSpec(Plane.STRATEGY, "callback_latency", "strategy_callback_latency", Kind.HISTOGRAM,
+                           "s", "Strategy callback latency", ("strategy", "callback"),
+                           buckets=(1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0), min_value=0.0)],
+               label_values={"callback": ["on_quote", "on_bar", "on_order_event"]})
+    """
+    global _extensions, _BY_PLANE
+    if _frozen:
+        raise CatalogError(f"{where}: the catalog is extended before the first plane is initialised")
+    added = tuple(metrics)
+    for s in added:
+        if not isinstance(s, MetricSpec):
+            raise CatalogError(f"{where}: {s!r} is not a MetricSpec")
+    new_labels = {**LABELS}
+    for s in added:
+        new_labels[s.plane] = new_labels[s.plane] | frozenset(s.labels)
+    index = _index(CATALOG + _extensions + added, MappingProxyType(new_labels), where=where)
+    values = dict(_label_values)
+    for label, given in (label_values or {}).items():
+        texts = list(given) if not isinstance(given, str) else None
+        if not isinstance(label, str) or texts is None or not texts or not all(isinstance(v, str) and v for v in texts):
+            raise CatalogError(f"{where}: label_values.{label}: expected a list of non-empty strings")
+        values[label] = values.get(label, frozenset()) | frozenset(texts)
+    _extensions, _BY_PLANE = _extensions + added, index
+    _label_values.clear()
+    _label_values.update(values)
+    _extend_labels(new_labels)
+
+
+_frozen = False
+
+
+def freeze(frozen: bool = True) -> None:
+    """The catalog is fixed while a plane is initialised (``_state`` freezes it at the
+    first plane and thaws it at ``reset()``)."""
+    global _frozen
+    _frozen = frozen
+
+
+def _forget_extensions() -> None:
+    """Back to the built-in catalog (tests)."""
+    global _extensions, _BY_PLANE
+    _extensions, _BY_PLANE = (), _index(CATALOG)
+    _label_values.clear()
+    _label_values.update({k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()})
+    _extend_labels(BUILTIN_LABELS)
+
+
+def _extend_labels(labels: Mapping[Plane, frozenset[str]]) -> None:
+    global LABELS
+    LABELS = MappingProxyType(dict(labels))
+
+
+_loaded: set[str] = set()
+_FIELDS = {"plane", "key", "name", "kind", "unit", "description", "labels", "buckets", "min", "max", "integral"}
+
+
+def load_file(path: str) -> None:
+    """Extend the catalog from a YAML file (``TRADING_TELEMETRY_CATALOG``), once per path.
+
+    The file's schema (README, "Extending the catalog")::
+
+        metrics:
+          - plane: strategy_plane          # data_plane | order_plane | strategy_plane
+            key: callback_latency          # what inc/observe/set/bind/timed take
+            name: strategy_callback_latency_seconds   # the exposed Prometheus name
+            kind: histogram                # counter | gauge | histogram
+            unit: s                        # s, or an annotation in braces ({tick}), or none
+            description: Strategy callback latency
+            labels: [strategy, callback]
+            buckets: [0.00001, 0.0001, 0.001, 0.01, 0.1, 1]   # histograms only
+            min: 0                         # optional value range (gauges, histograms)
+            max: 1
+        label_values:                      # optional: allowed values of a label
+          callback: [on_quote, on_bar, on_order_event]
+
+    Raises :class:`CatalogError` naming the file, the entry and the field."""
+    import yaml  # only a desk with a catalog file needs it
+
+    if path in _loaded:
+        return
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError) as error:
+        raise CatalogError(f"{path}: cannot read the catalog file: {error}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict) or set(document) - {"metrics", "label_values"}:
+        raise CatalogError(f"{path}: expected a mapping with 'metrics' and/or 'label_values'")
+    entries = document.get("metrics") or []
+    if not isinstance(entries, list):
+        raise CatalogError(f"{path}: metrics: expected a list")
+    specs = [_entry(path, i, entry) for i, entry in enumerate(entries, 1)]
+    label_values = document.get("label_values") or {}
+    if not isinstance(label_values, dict):
+        raise CatalogError(f"{path}: label_values: expected a mapping of label to a list of values")
+    extend(specs, label_values, where=path)
+    _loaded.add(path)
+
+
+def _entry(path: str, number: int, entry: object) -> MetricSpec:
+    """One ``metrics`` entry as a MetricSpec, or CatalogError naming the file, entry and field."""
+    if not isinstance(entry, dict):
+        raise CatalogError(f"{path}: metrics entry {number}: expected a mapping")
+    key = entry.get("key")
+    where = f"{path}: metrics entry {number} ({key!r})"
+
+    def bad(field_name: str, problem: str) -> CatalogError:
+        return CatalogError(f"{where}: {field_name}: {problem}")
+
+    unknown = set(entry) - _FIELDS
+    if unknown:
+        raise bad(sorted(unknown)[0], f"unknown field; expected some of {', '.join(sorted(_FIELDS))}")
+    for required in ("plane", "key", "name", "kind", "description"):
+        if not isinstance(entry.get(required), str) or not entry[required]:
+            raise bad(required, "required, a non-empty string")
+    try:
+        plane = Plane.parse(entry["plane"])
+    except UnknownPlaneError:
+        raise bad("plane", f"{entry['plane']!r} is not one of {', '.join(p.value for p in Plane)}") from None
+    try:
+        kind = Kind(entry["kind"])
+    except ValueError:
+        raise bad("kind", f"{entry['kind']!r} is not one of counter, gauge, histogram") from None
+    unit = entry.get("unit", "") or ""
+    if not isinstance(unit, str) or not (unit in ("", "s") or (unit.startswith("{") and unit.endswith("}"))):
+        raise bad("unit", f"{unit!r}: use s, or an annotation in braces such as {{tick}} (other units change the name)")
+    name = entry["name"]
+    if kind is Kind.COUNTER:
+        if not name.endswith("_total"):
+            raise bad("name", f"{name!r}: a counter's exposed name ends in _total")
+        name = name.removesuffix("_total")
+    if unit == "s" and not name.endswith("_seconds"):
+        raise bad("name", f"{entry['name']!r}: a metric in seconds ends in _seconds on both export paths")
+    labels = entry.get("labels", []) or []
+    if not isinstance(labels, list) or not all(isinstance(x, str) and _NAME.fullmatch(x) for x in labels):
+        raise bad("labels", f"expected a list of label names matching {_NAME.pattern}")
+    buckets = entry.get("buckets")
+    if (kind is Kind.HISTOGRAM) != (buckets is not None):
+        raise bad("buckets", "histograms, and only histograms, have buckets")
+    if buckets is not None:
+        if not isinstance(buckets, list) or not buckets or not all(_number(b) for b in buckets):
+            raise bad("buckets", "expected a list of numbers")
+        if [float(b) for b in buckets] != sorted({float(b) for b in buckets}):
+            raise bad("buckets", "must be strictly increasing")
+    bounds = {}
+    for field_name in ("min", "max"):
+        if field_name in entry:
+            if not _number(entry[field_name]) or kind is Kind.COUNTER:
+                raise bad(field_name, "a number, for gauges and histograms")
+            bounds[field_name] = float(entry[field_name])
+    integral = entry.get("integral", False)
+    if not isinstance(integral, bool):
+        raise bad("integral", "true or false")
+    spec = MetricSpec(
+        plane, entry["key"], name, kind, unit, entry["description"], tuple(labels),
+        tuple(float(b) for b in buckets) if buckets is not None else None,
+        min_value=0.0 if kind is Kind.COUNTER else bounds.get("min"), max_value=bounds.get("max"), integral=integral,
+    )  # fmt: skip
+    if spec.prometheus_name != entry["name"]:
+        raise bad("name", f"{entry['name']!r} would be exposed as {spec.prometheus_name!r}")
+    return spec
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,12 +1,13 @@
 """The ``trading-telemetry`` command: ``demo`` (the three-plane session), ``serve``
-(one plane's endpoint) and ``catalog`` (the metric table)."""
+(one plane's endpoint), ``catalog`` (the metric table) and ``dashboards`` (Grafana
+dashboards), the last two for the effective catalog."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from trading_telemetry.catalog import Plane
+from trading_telemetry.catalog import MetricSpec, Plane, effective_catalog, load_file
 from trading_telemetry.errors import TradingTelemetryError
 
 
@@ -27,8 +28,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("plane", choices=[p.value for p in Plane])
     serve.add_argument("--port", type=int, default=None, help="default: 8000, 8001, 8002 by plane")
     serve.add_argument("--addr", default=None, help="bind address (default TRADING_TELEMETRY_BIND_ADDRESS)")
-    sub.add_parser("catalog", help="print the metric catalog as a Markdown table")
+    sub.add_parser(
+        "catalog", help="print the effective metric catalog (built-in and TRADING_TELEMETRY_CATALOG) as Markdown"
+    )
+    boards = sub.add_parser(
+        "dashboards", help="write Grafana dashboards for the effective catalog (needs the `dashboards` extra)"
+    )
+    boards.add_argument("--out", required=True, help="directory to write the dashboard JSON files to")
     return parser
+
+
+def _effective_catalog() -> tuple[MetricSpec, ...]:
+    """The catalog with the desk's file (TRADING_TELEMETRY_CATALOG) added, if one is set."""
+    from trading_telemetry._state import current_config
+
+    path = current_config().catalog_path
+    if path:
+        load_file(path)
+    return effective_catalog()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,13 +57,29 @@ def main(argv: list[str] | None = None) -> int:
             from trading_telemetry.metrics_server import DEFAULT_PORTS, run_server
 
             return run_server(args.plane, DEFAULT_PORTS[args.plane] if args.port is None else args.port, args.addr)
+        if args.command == "dashboards":
+            return _dashboards(args.out)
         from trading_telemetry._docs import catalog_table
 
-        print(catalog_table())
+        print(catalog_table(_effective_catalog()))
         return 0
     except (TradingTelemetryError, OSError) as error:
         print(f"trading-telemetry: {error}", file=sys.stderr)
         return 2
+
+
+def _dashboards(out: str) -> int:
+    _effective_catalog()
+    try:
+        from trading_telemetry._dashboards import main as write_dashboards
+    except ImportError:
+        print(
+            "trading-telemetry: dashboards need the extra: pip install 'trading-telemetry[dashboards]'", file=sys.stderr
+        )
+        return 2
+    write_dashboards([out])
+    print(f"dashboards for {len(effective_catalog())} metrics written to {out}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -164,6 +164,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("shutdown_timeout_ms", ("TRADING_TELEMETRY_SHUTDOWN_TIMEOUT",), _positive_int, "5000",
             "longest `reset()`, SIGTERM on `serve`/`demo`, or interpreter exit waits for the last export "
             "(attempted once) and the servers to stop, ms; an unanswering Collector cannot hold the process longer"),
+    Setting("catalog_path", ("TRADING_TELEMETRY_CATALOG",), _text, "",
+            "a YAML file of the desk's own metrics and allowed label values, added to the built-in catalog when "
+            "the first plane is initialised (see [Extending the catalog](#extending-the-catalog))"),
     Setting("asyncio_plane", ("TRADING_TELEMETRY_ASYNCIO_PLANE",), _one_of(PLANES), "",
             "plane whose providers get the asyncio instrumentation (spans and metrics of the coroutines named in "
             "`OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE`); unset: off"),
@@ -195,6 +198,7 @@ class TelemetryConfig:
     http_max_connections: int = 500
     http_idle_timeout_ms: int = 10000
     shutdown_timeout_ms: int = 5000
+    catalog_path: str = ""
     asyncio_plane: str = ""
 
     @classmethod

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from trading_telemetry import _state
 from trading_telemetry._recorder import PlaneMetrics
-from trading_telemetry.catalog import CATALOG, SERVICE_LABEL, Kind, MetricSpec, Plane, lookup
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, effective_catalog, lookup
 from trading_telemetry.config import TelemetryConfig
 
 __all__ = ["HistogramSnapshot", "TelemetryCapture", "captelemetry"]
@@ -92,7 +92,7 @@ class TelemetryCapture:
     def _spec(self, key: str, kind: Kind) -> MetricSpec:
         s = lookup(key)
         if s is None or s.kind is not kind:
-            keys = sorted(c.key for c in CATALOG if c.kind is kind)
+            keys = sorted(c.key for c in effective_catalog() if c.kind is kind)
             raise AssertionError(f"{key!r} is not a catalog {kind.value}; {kind.value}s: {', '.join(keys)}")
         return s
 
@@ -130,7 +130,7 @@ class TelemetryCapture:
         self._mark = {}
         for plane in list(self._readers):
             collected = self._collect(plane)
-            for s in CATALOG:
+            for s in effective_catalog():
                 if s.plane is plane and s.kind is not Kind.GAUGE:
                     for attrs, point in collected.get(s.name, {}).items():
                         self._mark[(s.key, attrs)] = point

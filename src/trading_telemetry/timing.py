@@ -15,7 +15,7 @@ from trading_telemetry import _state
 from trading_telemetry._checks import did_you_mean, label_value
 from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._wrapping import argument_extractor, check_function
-from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, lookup
+from trading_telemetry.catalog import Kind, MetricSpec, effective_catalog, lookup
 from trading_telemetry.errors import InstrumentationError
 
 __all__ = ["Timing", "timed"]
@@ -31,7 +31,7 @@ R = TypeVar("R")
 def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     found = lookup(key)
     if found is None:
-        hint = did_you_mean(key, (s.key for s in CATALOG if s.kind is kind))
+        hint = did_you_mean(key, (s.key for s in effective_catalog() if s.kind is kind))
         raise InstrumentationError(f"timed: {role} {key!r} is not a catalog metric{hint}")
     if found.kind is not kind:
         raise InstrumentationError(f"timed: {role} {key!r} is a {found.kind.value}, not a {kind.value}")

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import LABEL_VALUES
 from hostile import (
     Boom,
     FakesItsClass,
@@ -122,7 +123,14 @@ def recording_calls(draw: st.DrawFn) -> Call:
         names.pop(draw(st.integers(0, len(names) - 1)))
     if draw(st.integers(0, 9)) == 0:
         names.append(draw(st.sampled_from(["service", "venue", "", "a b", "symbol"])))
-    labels = {name: draw(label_values if draw(st.integers(0, 4)) == 0 else good_label_values) for name in names}
+    labels = {
+        name: draw(
+            label_values
+            if draw(st.integers(0, 4)) == 0
+            else st.one_of(st.just(LABEL_VALUES.get(name, "SPY")), good_label_values)
+        )
+        for name in names
+    }
     method = (
         spec.kind.method
         if spec is not None and draw(st.integers(0, 5))
