@@ -429,6 +429,7 @@ def _forget_extensions() -> None:
     """Back to the built-in catalog (tests)."""
     global _extensions, _BY_PLANE
     _extensions, _BY_PLANE = (), _index(CATALOG)
+    _loaded.clear()
     _label_values.clear()
     _label_values.update({k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()})
     _extend_labels(BUILTIN_LABELS)

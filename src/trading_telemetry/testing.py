@@ -18,6 +18,7 @@ if none), so a test asserts on what it caused.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,11 @@ class TelemetryCapture:
     """In-memory telemetry of all three planes, and assertions on it."""
 
     def __init__(self, config: TelemetryConfig | None = None) -> None:
-        self.config = config or TelemetryConfig(strict=True, metrics_exporters=(), traces_exporters=())
+        # The desk's catalog file (TRADING_TELEMETRY_CATALOG) applies in tests too.
+        catalog = TelemetryConfig.from_env({k: v for k, v in os.environ.items() if k == "TRADING_TELEMETRY_CATALOG"})
+        self.config = config or TelemetryConfig(
+            strict=True, metrics_exporters=(), traces_exporters=(), catalog_path=catalog.catalog_path
+        )
         self.spans_exporter = InMemorySpanExporter()
         self._readers: dict[Plane, InMemoryMetricReader] = {}
         self._mark: dict[tuple[str, frozenset[tuple[str, str]]], Any] = {}

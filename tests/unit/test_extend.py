@@ -195,3 +195,12 @@ def test_the_catalog_and_dashboards_commands_show_the_effective_catalog(tmp_path
     titles = [p.get("title", "") for p in strategy["panels"]]
     assert any("strategy_callback_latency_seconds" in t for t in titles), titles
     assert {p.name for p in out.iterdir()} >= {"overview.json", "data-plane.json", "order-plane.json"}
+
+
+def test_the_fixture_loads_the_desk_catalog_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With TRADING_TELEMETRY_CATALOG set, the pytest fixture's planes have the desk's metrics."""
+    monkeypatch.setenv("TRADING_TELEMETRY_CATALOG", str(DESK))
+    capture = TelemetryCapture()
+    capture.start()
+    capture.plane("order_plane").inc("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA")
+    assert capture.counter("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA") == 1
