@@ -73,6 +73,15 @@ def init_metrics_exporter(
         return metrics
 
 
+def load_configured_catalog() -> None:
+    """Add the desk's catalog file (TRADING_TELEMETRY_CATALOG) now, if one is set and no
+    plane exists yet: for ``timed`` decorators that name a desk's metric at import time."""
+    path = current_config().catalog_path
+    with _lock:
+        if path and not planes:
+            load_file(path)
+
+
 def plane_metrics(plane: Plane) -> PlaneMetrics:
     """The plane's metrics object, initialised from the environment if need be: what
     decorators use at call time. Never raises for a plane (the config may, once)."""

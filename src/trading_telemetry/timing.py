@@ -30,6 +30,9 @@ R = TypeVar("R")
 
 def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     found = lookup(key)
+    if found is None:  # perhaps a desk's metric, from a catalog file not read yet
+        _state.load_configured_catalog()
+        found = lookup(key)
     if found is None:
         hint = did_you_mean(key, (s.key for s in effective_catalog() if s.kind is kind))
         raise InstrumentationError(f"timed: {role} {key!r} is not a catalog metric{hint}")

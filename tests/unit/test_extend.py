@@ -204,3 +204,17 @@ def test_the_fixture_loads_the_desk_catalog_file(monkeypatch: pytest.MonkeyPatch
     capture.start()
     capture.plane("order_plane").inc("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA")
     assert capture.counter("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA") == 1
+
+
+def test_timed_at_import_time_finds_a_metric_of_the_catalog_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decorator naming a desk's metric, applied before any plane exists, reads the catalog file."""
+    monkeypatch.setenv("TRADING_TELEMETRY_CATALOG", str(DESK))
+    reset()  # forget the configuration read so far
+
+    @timed("callback_latency", labels={"strategy": "OFI", "callback": "on_bar"})
+    def on_bar() -> None:
+        pass
+
+    on_bar()
+    m = init_metrics_exporter("strategy_plane")
+    assert m.bind("callback_latency", strategy="OFI", callback="on_bar").snapshot()[0] != [0] * 7  # type: ignore[attr-defined]
