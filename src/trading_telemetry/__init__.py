@@ -16,6 +16,8 @@ never by code: see :mod:`trading_telemetry.config`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._state import get_metrics, init_metrics_exporter, reset
 from trading_telemetry._version import __version__
@@ -35,9 +37,25 @@ from trading_telemetry.errors import (
     UnknownPlaneError,
 )
 from trading_telemetry.lifecycle import OrderLifecycle
-from trading_telemetry.metrics_server import MetricsServer, serve_metrics, start_metrics_server
 from trading_telemetry.timing import timed
 from trading_telemetry.tracing import continue_trace, extract_trace_context, inject_trace_context, traced
+
+if TYPE_CHECKING:
+    from trading_telemetry.metrics_server import MetricsServer, serve_metrics, start_metrics_server
+
+# The HTTP server is imported when first used, not with the package: so that
+# `python -m trading_telemetry.metrics_server` runs the module once, without the
+# interpreter's warning about a module imported before it is run as __main__.
+_LAZY = {"MetricsServer", "serve_metrics", "start_metrics_server"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from trading_telemetry import metrics_server
+
+        return getattr(metrics_server, name)
+    raise AttributeError(f"module 'trading_telemetry' has no attribute {name!r}")
+
 
 __all__ = [
     "CATALOG",

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("plane", choices=[p.value for p in Plane])
     serve.add_argument("--port", type=int, default=None, help="default: 8000, 8001, 8002 by plane")
     serve.add_argument("--addr", default=None, help="bind address (default TRADING_TELEMETRY_BIND_ADDRESS)")
+    sub.add_parser("config", help="print the effective configuration: each variable, its value, where it came from")
     sub.add_parser(
         "catalog", help="print the effective metric catalog (built-in and TRADING_TELEMETRY_CATALOG) as Markdown"
     )
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             from trading_telemetry.metrics_server import DEFAULT_PORTS, run_server
 
             return run_server(args.plane, DEFAULT_PORTS[args.plane] if args.port is None else args.port, args.addr)
+        if args.command == "config":
+            from trading_telemetry.config import TelemetryConfig
+
+            for variable, value, source in TelemetryConfig.describe():
+                print(f"{variable:<70} {value:<24} ({source})")
+            return 0
         if args.command == "dashboards":
             return _dashboards(args.out)
         from trading_telemetry._docs import catalog_table

@@ -218,6 +218,28 @@ class TelemetryConfig:
                     break
         return cls(**values)
 
+    @classmethod
+    def describe(cls, environ: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:
+        """(variable, effective value, where it came from) for every setting, values of
+        headers redacted: what ``trading-telemetry config`` prints. Raises like
+        :meth:`from_env` on an invalid value."""
+        env = os.environ if environ is None else environ
+        config = cls.from_env(env)
+        rows = []
+        for s in SETTINGS:
+            given = next((v for v in s.variables if (env.get(v) or "").strip()), None)
+            value = getattr(config, s.field)
+            if s.parse is _headers:
+                shown = ",".join(f"{k}=<redacted>" for k in value) or "(none)"
+            elif isinstance(value, tuple):
+                shown = ",".join(value) or "none"
+            elif isinstance(value, Mapping):
+                shown = ",".join(f"{k}={v}" for k, v in value.items()) or "(none)"
+            else:
+                shown = str(value).lower() if isinstance(value, bool) else (str(value) or "(unset)")
+            rows.append((" / ".join(s.variables), shown, given or "default"))
+        return rows
+
     @property
     def otlp_metrics_url(self) -> str:
         """Where OTLP metrics go, by the OTel specification's endpoint rules."""

@@ -90,3 +90,16 @@ def test_config_is_immutable() -> None:
     cfg = TelemetryConfig()
     with pytest.raises(AttributeError):
         cfg.strict = True  # type: ignore[misc]
+
+
+def test_describe_shows_each_variable_its_value_and_source_with_secrets_redacted() -> None:
+    """What `trading-telemetry config` prints: every setting, set ones named, headers never shown."""
+    rows = TelemetryConfig.describe({"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer s3cr3t,x-tenant=desk1",
+                                     "OTEL_METRICS_EXPORTER": "otlp"})  # fmt: skip
+    by_variable = {variable: (value, source) for variable, value, source in rows}
+    assert len(rows) == len(SETTINGS)
+    assert by_variable["OTEL_METRICS_EXPORTER"] == ("otlp", "OTEL_METRICS_EXPORTER")
+    headers = by_variable["OTEL_EXPORTER_OTLP_METRICS_HEADERS / OTEL_EXPORTER_OTLP_HEADERS"]
+    assert headers == ("authorization=<redacted>,x-tenant=<redacted>", "OTEL_EXPORTER_OTLP_HEADERS")
+    assert "s3cr3t" not in repr(rows)
+    assert by_variable["TRADING_TELEMETRY_STRICT"] == ("false", "default")

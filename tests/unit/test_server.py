@@ -153,6 +153,8 @@ def test_standalone_server_serves_and_stops_cleanly_on_signal(how: str, sig: sig
         proc.kill()
     assert proc.returncode == 0, err
     assert f"127.0.0.1:{port}/metrics" in out
+    assert "serving the metrics this process records" in out
+    assert "RuntimeWarning" not in err
 
 
 def test_unknown_plane_on_the_command_line_is_a_clear_error() -> None:
