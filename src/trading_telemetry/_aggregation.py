@@ -1,4 +1,13 @@
-"""View aggregations that read the SDK-side state from our handles.
+"""View aggregations that read the SDK-side state from our handles; and the one module
+that uses the OpenTelemetry SDK's private API.
+
+Every private symbol the package uses is imported or reached here, each with the reason
+no public API serves; ``tests/unit/test_sdk_private.py`` names any that an SDK version
+lacks. The SDK offers no asynchronous histogram and no way for a view's aggregation to
+read state kept outside the SDK, so the aggregations below subclass the SDK's own
+(``_SumAggregation``, ``_LastValueAggregation``, ``_ExplicitBucketHistogramAggregation``,
+their base ``_Aggregation``, and the view hook ``_create_aggregation``, which its
+``isinstance`` checks and collection rely on).
 
 Our bound handles keep each series' state themselves (a counter's total, a gauge's last
 value, a histogram's bucket counts, sum, min and max). These aggregations, set on the
@@ -6,7 +15,7 @@ metrics' views, hand that state to the SDK at collection time, so readers and ex
 (OTLP, in-memory) see ordinary sum, gauge and explicit-bucket histogram points. A
 collection is then what the raw SDK's is, a point built per series, with no callback
 and no Observation per series; an instrument measurement happens once per series, to
-make the SDK create the series' aggregation (``_recorder._register``).
+make the SDK create the series' aggregation (:func:`register_series`).
 
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
@@ -17,19 +26,31 @@ SDK's own aggregation.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
+from opentelemetry.context import Context
+
+# Private: the SDK's aggregation classes, subclassed so that the SDK's collection (which
+# dispatches on them with isinstance) builds ordinary Sum, Gauge and Histogram points.
 from opentelemetry.sdk.metrics._internal.aggregation import (
-    AggregationTemporality,
     _Aggregation,
     _ExplicitBucketHistogramAggregation,
     _LastValueAggregation,
     _SumAggregation,
 )
+
+# Private: the SDK's measurement, the only way to hand a label set to every reader's
+# storage without recording a value (the SDK's instruments refuse NaN and negatives).
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
-from opentelemetry.sdk.metrics._internal.point import HistogramDataPoint, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    MetricExporter,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
 from opentelemetry.util.types import Attributes
 
@@ -238,3 +259,22 @@ class CellLastValueAggregation(_ReadsHandles, LastValueAggregation):
         self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
     ) -> _Aggregation[Any]:
         return _CellLastValueAggregation(cell, attributes, reservoir_factory(_LastValueAggregation))
+
+
+def register_series(instrument: Any, attributes: Mapping[str, str]) -> None:
+    """Make every reader create the aggregation of this label set now (it reads the
+    handle from then on): one measurement through the instrument's private
+    ``_measurement_consumer`` (no public API records without a value), which the
+    aggregation ignores (NaN) and no exemplar filter samples (an empty context)."""
+    instrument._measurement_consumer.consume_measurement(
+        Measurement(math.nan, time.time_ns(), instrument, Context(), attributes)
+    )
+
+
+def exporter_preferences(exporter: MetricExporter) -> dict[str, Any]:
+    """An exporter's preferred temporality and aggregation (its private attributes: the
+    SDK has no public getter), to build a wrapper that a reader treats the same."""
+    return {
+        "preferred_temporality": exporter._preferred_temporality,
+        "preferred_aggregation": exporter._preferred_aggregation,
+    }

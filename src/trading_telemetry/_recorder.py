@@ -7,18 +7,16 @@ cardinality limit) is checked off the hot path, when a label set is first seen.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.trace import Tracer
 
+from trading_telemetry._aggregation import register_series
 from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
 from trading_telemetry._drops import DROPPED_HELP, DROPPED_METRIC, DropPolicy
 from trading_telemetry._exposition import PlaneExposition
@@ -58,15 +56,6 @@ def _input_error(key: object, error: BaseException) -> InvalidInputError:
         lambda: f"{safe_repr(key)}: an argument broke recording: {type_name(error)}: {safe_str(error)}",
         metric=metric,
     )
-
-
-def _register(instrument: Any, attributes: Mapping[str, str]) -> None:
-    """Make every reader create the aggregation of this label set now (it reads the
-    handle from then on): one measurement through the SDK that the aggregation ignores
-    (NaN) and that no exemplar filter samples (an empty context)."""
-    consumer = getattr(instrument, "_measurement_consumer", None)
-    if consumer is not None:  # None: the no-op SDK
-        consumer.consume_measurement(Measurement(math.nan, time.time_ns(), instrument, Context(), attributes))
 
 
 def _exemplar_path(histogram: Histogram) -> Exemplars:
@@ -141,7 +130,7 @@ class PlaneMetrics:
 
     def _create_instrument(self, meter: Meter, s: MetricSpec) -> None:
         """The metric's synchronous instrument. Its view's aggregation reads the handles;
-        the instrument itself sees one measurement per series (``_register``) and, for
+        the instrument itself sees one measurement per series (``register_series``) and, for
         histograms, the observations that offer exemplars."""
         if s.kind is Kind.COUNTER:
             self._instruments[s.key] = meter.create_counter(s.name, unit=s.unit, description=s.description)
@@ -219,7 +208,7 @@ class PlaneMetrics:
                     handle = self._new_handle(s, values)
                     series[values] = handle
                     if self._sdk.exemplars:  # an SDK reader exists
-                        _register(self._instruments[s.key], handle.attributes)
+                        register_series(self._instruments[s.key], handle.attributes)
                 if all(type(k) is str and type(v) is str for k, v in labels.items()):
                     self._cache[(key, *labels, *labels.values())] = handle  # plain strings: safe to hash
             return handle

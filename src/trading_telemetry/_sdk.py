@@ -33,7 +33,12 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from trading_telemetry._aggregation import CellHistogramAggregation, CellLastValueAggregation, CellSumAggregation
+from trading_telemetry._aggregation import (
+    CellHistogramAggregation,
+    CellLastValueAggregation,
+    CellSumAggregation,
+    exporter_preferences,
+)
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig
 
@@ -97,10 +102,7 @@ class TrackedExporter(MetricExporter):
     """Wraps a push exporter and remembers how its exports went, for /health."""
 
     def __init__(self, name: str, inner: MetricExporter, target: str = "") -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
-        )
+        super().__init__(**exporter_preferences(inner))
         self.name = name
         self.target = target
         self._inner = inner

@@ -1,0 +1,67 @@
+"""The OpenTelemetry SDK's private API that ``_aggregation`` (the one module using it)
+relies on: each symbol checked by name, so an SDK version that renames one fails here
+with the symbol's name instead of silently exporting nothing."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "trading_telemetry"
+PRIVATE_MODULE_ATTRIBUTES = {
+    "opentelemetry.sdk.metrics._internal.aggregation": (
+        "_Aggregation", "_SumAggregation", "_LastValueAggregation", "_ExplicitBucketHistogramAggregation",
+    ),
+    "opentelemetry.sdk.metrics._internal.measurement": ("Measurement",),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "name"), [(m, n) for m, names in PRIVATE_MODULE_ATTRIBUTES.items() for n in names])
+def test_the_sdk_has_each_private_class_we_subclass(module: str, name: str) -> None:
+    assert hasattr(importlib.import_module(module), name), f"opentelemetry-sdk lacks {module}.{name}"
+
+
+def test_the_sdk_objects_have_each_private_attribute_we_use() -> None:
+    from opentelemetry.sdk.metrics._internal.aggregation import (
+        _ExplicitBucketHistogramAggregation,
+        _SumAggregation,
+    )
+    from opentelemetry.sdk.metrics._internal.measurement import Measurement
+
+    for view in (SumAggregation, LastValueAggregation, ExplicitBucketHistogramAggregation):
+        assert hasattr(view, "_create_aggregation"), f"opentelemetry-sdk: {view.__name__}._create_aggregation is gone"
+    assert hasattr(ExplicitBucketHistogramAggregation((1.0,)), "_boundaries"), "view ._boundaries is gone"
+    counter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("t").create_counter("c")
+    consumer = getattr(counter, "_measurement_consumer", None)
+    assert consumer is not None, "opentelemetry-sdk: Counter._measurement_consumer is gone"
+    assert hasattr(consumer, "consume_measurement"), "opentelemetry-sdk: consume_measurement is gone"
+    exporter = ConsoleMetricExporter()
+    for attribute in ("_preferred_temporality", "_preferred_aggregation"):
+        assert hasattr(exporter, attribute), f"opentelemetry-sdk: MetricExporter.{attribute} is gone"
+    sums = _SumAggregation({}, True, 1, 0, lambda: None)  # type: ignore[arg-type]
+    for attribute in ("_lock", "_attributes", "_start_time_unix_nano", "_previous_value",
+                      "_previous_collection_start_nano", "_collect_exemplars", "_sample_exemplar"):  # fmt: skip
+        assert hasattr(sums, attribute), f"opentelemetry-sdk: _SumAggregation.{attribute} is gone"
+    assert "_collect_exemplars" in dir(_ExplicitBucketHistogramAggregation)
+    assert Measurement.__dataclass_fields__ is not None  # a dataclass: positional fields as we build it
+
+
+def test_no_other_module_reaches_into_the_sdk() -> None:
+    """Private SDK imports live in _aggregation.py only."""
+    offenders = []
+    for path in SRC.glob("*.py"):
+        if path.name == "_aggregation.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and "._internal" in node.module:
+                offenders.append(f"{path.name}: {node.module}")
+            if isinstance(node, ast.Attribute) and node.attr in (
+                "_measurement_consumer", "_preferred_temporality", "_preferred_aggregation"):  # fmt: skip
+                offenders.append(f"{path.name}: .{node.attr}")
+    assert offenders == []
