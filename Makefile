@@ -3,15 +3,15 @@
 #   make test   - lint, type check and every test, installing what they need first
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: demo test lint docs dashboards system-deps collector
+.PHONY: demo test test-ranges lint docs dashboards system-deps collector
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
 demo: $(STAMP)
@@ -42,6 +42,18 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps collector lint
 	$(VENV)/bin/pytest
+
+# The unit tests at both ends of the dependency ranges pyproject.toml declares: the lowest
+# supported versions (.ci/lowest.txt) and the newest that install together (.ci/highest.txt),
+# each in a venv of its own. `make test` runs everything against the locked set.
+test-ranges:
+	@for end in lowest highest; do \
+	  venv=.venv-$$end; \
+	  $(PYTHON) -m venv $$venv && \
+	  $$venv/bin/pip install --quiet --disable-pip-version-check -c .ci/$$end.txt -e '.[dev]' && \
+	  $$venv/bin/pip freeze | grep -iE '^(opentelemetry-sdk|opentelemetry-exporter-prometheus|prometheus.client)==' && \
+	  $$venv/bin/pytest -q -p no:cacheprovider tests/unit || exit 1; \
+	done
 
 docs: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._docs README.md

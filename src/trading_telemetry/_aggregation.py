@@ -25,6 +25,7 @@ SDK's own aggregation.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -229,9 +230,15 @@ class CellSumAggregation(_ReadsHandles, SumAggregation):
         return _CellSumAggregation(cell, attributes, start, reservoir_factory(_SumAggregation))
 
 
+_LAST_VALUE_TAKES_SYNCHRONOUS = "instrument_is_synchronous" in inspect.signature(_LastValueAggregation).parameters
+
+
 class _CellLastValueAggregation(_LastValueAggregation):
     def __init__(self, cell: ValueCell, attributes: Attributes, reservoir: Any) -> None:
-        super().__init__(attributes, reservoir, instrument_is_synchronous=True)
+        if _LAST_VALUE_TAKES_SYNCHRONOUS:  # SDK 1.45 added the argument; 1.44 has none
+            super().__init__(attributes, reservoir, instrument_is_synchronous=True)
+        else:
+            super().__init__(attributes, reservoir)  # type: ignore[call-arg]
         self._cell = cell
 
     def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
