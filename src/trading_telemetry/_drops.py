@@ -41,6 +41,7 @@ class DropPolicy:
         self, *, strict: bool, service: str, keys: Collection[str], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.strict = strict
+        self.exemplars_always = False  # set by the plane: OTEL_METRICS_EXEMPLAR_FILTER=always_on
         self.service = service
         self._service = service
         self._keys = frozenset(keys)

@@ -171,7 +171,7 @@ class GaugeHandle(BoundMetric):
 
 
 class HistogramHandle(BoundMetric):
-    __slots__ = ("_bounds", "_counts", "_exemplars", "_lock", "_max", "_min", "_sum")
+    __slots__ = ("_bounds", "_counts", "_every", "_exemplars", "_lock", "_max", "_min", "_sum")
 
     def __init__(
         self,
@@ -190,6 +190,9 @@ class HistogramHandle(BoundMetric):
         # Called for observations made inside a recording span: the SDK's path to the
         # exemplar reservoirs. None when no reader exports exemplars.
         self._exemplars = exemplars
+        # OTEL_METRICS_EXEMPLAR_FILTER=always_on: every observation is offered, not only
+        # those made inside a recording span.
+        self._every = exemplars is not None and policy.exemplars_always
 
     def observe(self, value: float) -> None:
         try:
@@ -216,7 +219,7 @@ class HistogramHandle(BoundMetric):
         if not finite:
             self._policy.reject(overflow(self.spec, value, "histogram's sum"))
             return
-        if self._exemplars is not None and get_current_span().is_recording():
+        if self._exemplars is not None and (self._every or get_current_span().is_recording()):
             with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
                 self._exemplars(value, self.attributes)
 

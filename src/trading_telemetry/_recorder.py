@@ -97,6 +97,7 @@ class PlaneMetrics:
         for s in self._specs.values():
             self._create_instrument(meter, s)
         self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, keys=self._specs)
+        self._policy.exemplars_always = sdk.config.exemplar_filter == "always_on"
         meter.create_observable_counter(
             DROPPED_METRIC,
             callbacks=[self._policy.observations],
@@ -145,7 +146,8 @@ class PlaneMetrics:
         if s.kind is Kind.GAUGE:
             return GaugeHandle(s, key, self._policy)
         histogram = self._instruments[s.key]
-        exemplars = _exemplar_path(histogram) if self._sdk.exemplars else None
+        offer = self._sdk.exemplars and self._sdk.config.exemplar_filter != "always_off"
+        exemplars = _exemplar_path(histogram) if offer else None
         return HistogramHandle(s, key, self._policy, exemplars)
 
     @property

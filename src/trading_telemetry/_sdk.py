@@ -7,14 +7,19 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider as APIMeterProvider
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     MetricExporter,
@@ -43,6 +48,11 @@ from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig
 
 METER_NAME = "trading_telemetry"
+_EXEMPLAR_FILTERS: dict[str, Callable[[], Any]] = {
+    "trace_based": TraceBasedExemplarFilter,
+    "always_on": AlwaysOnExemplarFilter,
+    "always_off": AlwaysOffExemplarFilter,
+}
 logger = logging.getLogger("trading_telemetry")
 
 
@@ -181,11 +191,13 @@ def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
     protocol; grpc and http are imported only when used."""
     if signal == "metrics":
         protocol, url = config.otlp_protocol, config.otlp_metrics_url
+        headers, timeout_ms = config.otlp_headers, config.otlp_timeout_ms
     else:
         protocol, url = config.otlp_traces_protocol, config.otlp_traces_url
+        headers, timeout_ms = config.otlp_traces_headers, config.otlp_traces_timeout_ms
     module, name = _OTLP_EXPORTERS[(signal, protocol)]
     exporter = getattr(importlib.import_module(module), name)
-    return exporter(endpoint=url, headers=dict(config.otlp_headers), timeout=config.otlp_timeout_ms / 1000)
+    return exporter(endpoint=url, headers=dict(headers), timeout=timeout_ms / 1000)
 
 
 @dataclass
@@ -277,7 +289,11 @@ def build_sdk(
     # No atexit handler of the SDK's own: an unbounded one waits out an unanswering
     # Collector; _state registers one bounded by TRADING_TELEMETRY_SHUTDOWN_TIMEOUT.
     provider = MeterProvider(
-        metric_readers=readers, resource=resource, views=build_views(plane, series), shutdown_on_exit=False
+        exemplar_filter=_EXEMPLAR_FILTERS[config.exemplar_filter](),
+        metric_readers=readers,
+        resource=resource,
+        views=build_views(plane, series),
+        shutdown_on_exit=False,
     )
     tracer_provider = build_tracer_provider(config, resource, span_exporters)
     instrumented = False
@@ -288,7 +304,7 @@ def build_sdk(
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=provider)
             instrumented = True
-    exemplars = bool(pushers) or bool(extra_readers)
+    exemplars = bool(pushers) or bool(extra_readers)  # an SDK reader exists
     return PlaneSDK(
         plane,
         config,

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ __all__ = ["SETTINGS", "Setting", "TelemetryConfig"]
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 PLANES = ("data_plane", "order_plane", "strategy_plane")
 
 
@@ -50,17 +52,92 @@ def _positive_int(variable: str, raw: str) -> int:
     return value
 
 
+def _otel_bool(variable: str, raw: str) -> bool:
+    """The specification's Boolean: only ``true`` (any case) is true; a value other than
+    ``true``/``false`` is false, with a warning."""
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        _warn(variable, raw, "is neither 'true' nor 'false'; taken as false")
+    return value == "true"
+
+
+def _timeout(variable: str, raw: str) -> int:
+    """The specification's Timeout, in ms: 0 is indefinite (the longest 32-bit value);
+    negative or not a number is invalid."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(variable, raw, "expected a whole number of milliseconds") from None
+    if value < 0:
+        raise ConfigError(variable, raw, "expected 0 (no limit) or more milliseconds")
+    return value or INDEFINITE_MS
+
+
 def _choices(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
+    """A comma list of names. For OTEL_* variables an unsupported name is warned about
+    and ignored (the specification's Enum); ours raise."""
+
     def parse(variable: str, raw: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
         bad = [n for n in names if n not in allowed]
-        if bad or not names:
+        if bad and not variable.startswith("OTEL_"):
             raise ConfigError(variable, raw, f"expected a comma list of {', '.join(allowed)}")
+        if bad:
+            _warn(variable, raw, f"{', '.join(bad)} not supported (supported: {', '.join(allowed)}); ignored")
+            names = tuple(n for n in names if n not in bad)
+            if not names:
+                raise ConfigError(variable, raw, "no supported value")
         if "none" in names and len(names) > 1:
-            raise ConfigError(variable, raw, "'none' cannot be combined with other exporters")
+            _warn(variable, raw, "'none' combined with other values; 'none' ignored")
+            names = tuple(n for n in names if n != "none")
         return () if names == ("none",) else names
 
     return parse
+
+
+INDEFINITE_MS = 2**31 - 1
+"""What a timeout of 0 ("indefinite" in the specification) becomes: the longest 32-bit
+millisecond value, as the specification allows. Shutdown stays bounded by
+TRADING_TELEMETRY_SHUTDOWN_TIMEOUT whatever the export timeout."""
+
+LOG_LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
+
+logger = logging.getLogger("trading_telemetry")
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn(variable: str, raw: str, problem: str, *, secret: bool = False) -> None:
+    """Log a problem with an OTEL_* value once per (variable, value), secrets redacted."""
+    if (variable, raw) in _warned or len(_warned) >= 256:
+        return
+    _warned.add((variable, raw))
+    shown = "<redacted>" if secret else repr(raw[:200])
+    logger.warning("%s=%s %s", variable, shown, problem)
+
+
+def _log_level(variable: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_LEVELS:
+        raise ConfigError(variable, raw, f"expected one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+def _propagators(variable: str, raw: str) -> tuple[str, ...]:
+    """OTEL_PROPAGATORS: names of installed ``opentelemetry_propagator`` entry points;
+    unknown ones are warned about and ignored, ``none`` means none."""
+    from importlib.metadata import entry_points
+
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    if "none" in names:
+        return ()
+    known = {e.name for e in entry_points(group="opentelemetry_propagator")}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        _warn(variable, raw, f"propagator(s) {', '.join(unknown)} not installed; ignored")
+    chosen = tuple(n for n in names if n in known)
+    if not chosen:
+        raise ConfigError(variable, raw, "no installed propagator")
+    return chosen
 
 
 def _one_of(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
@@ -121,10 +198,12 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("sdk_disabled", ("OTEL_SDK_DISABLED",), _bool, "false",
-            "`true` turns every instrument into a no-op; calls are still checked"),
+    Setting("sdk_disabled", ("OTEL_SDK_DISABLED",), _otel_bool, "false",
+            "`true` (any case) turns every instrument into a no-op; calls are still checked. Any other value is "
+            "false (a warning unless `false`)"),
     Setting("metrics_exporters", ("OTEL_METRICS_EXPORTER",), _choices(METRICS_EXPORTERS), "prometheus",
-            "comma list of `prometheus` (pull: /metrics), `otlp` (push), `console`, or `none`"),
+            "comma list of `prometheus` (pull: /metrics), `otlp` (push), `console`, or `none`; unsupported names "
+            "(`logging`, ...) are warned about and ignored"),
     Setting("otlp_protocol", ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
             _one_of(OTLP_PROTOCOLS), "http/protobuf", "`grpc` or `http/protobuf`"),
     Setting("otlp_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), _url, "",
@@ -133,19 +212,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("otlp_metrics_endpoint", ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",), _url, "",
             "full URL for metrics, used as given; overrides the base URL"),
     Setting("otlp_headers", ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _headers, "",
-            "`key=value,...` headers sent with every export"),
+            "`key=value,...` headers sent with every metrics export (values never printed)"),
     Setting("otlp_timeout_ms", ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
-            _positive_int, "10000", "export request timeout, ms"),
+            _timeout, "10000", "metrics export request timeout, ms; `0`: no limit"),
     Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), _positive_int, "60000",
             "push interval of the `otlp` and `console` exporters, ms"),
-    Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _positive_int, "30000",
-            "time limit of one push, ms"),
+    Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _timeout, "30000",
+            "time limit of one push, ms; `0`: no limit"),
+    Setting("exemplar_filter", ("OTEL_METRICS_EXEMPLAR_FILTER",), _one_of(EXEMPLAR_FILTERS), "trace_based",
+            "`trace_based` (latencies recorded inside a sampled span carry it), `always_on`, `always_off`"),
     Setting("traces_exporters", ("OTEL_TRACES_EXPORTER",), _choices(TRACES_EXPORTERS), "none",
-            "comma list of `otlp`, `console`, or `none`; `none` makes `traced` a plain call"),
+            "comma list of `otlp`, `console`, or `none`; `none` makes `traced` a plain call; unsupported names "
+            "(`zipkin`, ...) are warned about and ignored"),
     Setting("otlp_traces_protocol", ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
             _one_of(OTLP_PROTOCOLS), "http/protobuf", "protocol for spans"),
     Setting("otlp_traces_endpoint", ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",), _url, "",
             "full URL for spans, used as given; default: the base URL (+ `/v1/traces` for http/protobuf)"),
+    Setting("otlp_traces_headers", ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _headers,
+            "", "`key=value,...` headers sent with every span export (values never printed)"),
+    Setting("otlp_traces_timeout_ms", ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+            _timeout, "10000", "span export request timeout, ms; `0`: no limit"),
+    Setting("propagators", ("OTEL_PROPAGATORS",), _propagators, "tracecontext,baggage",
+            "what `inject_trace_context`/`extract_trace_context` carry: `tracecontext`, `baggage`, `none`, and "
+            "any other installed propagator (`b3`, ... by its package); unknown names are warned about and ignored"),
+    Setting("log_level", ("OTEL_LOG_LEVEL",), _log_level, "info",
+            "level of the `trading_telemetry` and `opentelemetry` loggers: `debug`, `info`, `warn`, `error`"),
     Setting("service_name", ("OTEL_SERVICE_NAME",), _text, "",
             "resource `service.name`; default: the plane's name. The `service` label is always the plane"),
     Setting("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), _key_values, "",
@@ -187,9 +278,14 @@ class TelemetryConfig:
     otlp_timeout_ms: int = 10000
     metric_export_interval_ms: int = 60000
     metric_export_timeout_ms: int = 30000
+    exemplar_filter: str = "trace_based"
     traces_exporters: tuple[str, ...] = ()
     otlp_traces_protocol: str = "http/protobuf"
     otlp_traces_endpoint: str = ""
+    otlp_traces_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    otlp_traces_timeout_ms: int = 10000
+    propagators: tuple[str, ...] = ("tracecontext", "baggage")
+    log_level: str = "info"
     service_name: str = ""
     resource_attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     strict: bool = False
@@ -213,10 +309,23 @@ class TelemetryConfig:
         for s in SETTINGS:
             for variable in s.variables:
                 raw = env.get(variable)
-                if raw is not None and raw.strip():
+                if raw is None or not raw.strip():
+                    continue
+                try:
                     values[s.field] = s.parse(variable, raw)
-                    break
-        return cls(**values)
+                except ConfigError as error:
+                    if not variable.startswith("OTEL_"):
+                        raise
+                    # The specification: an invalid value is warned about and treated as unset.
+                    _warn(variable, raw, f"is invalid ({error.problem}); ignored", secret=s.parse is _headers)
+                    continue
+                break
+        config = cls(**values)
+        if any(v in env for v in ("OTEL_LOG_LEVEL",)) and "log_level" in values:
+            level = LOG_LEVELS[config.log_level]
+            for name in ("trading_telemetry", "opentelemetry"):
+                logging.getLogger(name).setLevel(level)
+        return config
 
     @classmethod
     def describe(cls, environ: Mapping[str, str] | None = None) -> list[tuple[str, str, str]]:

@@ -36,6 +36,7 @@ class ConfigError(TradingTelemetryError, ValueError):
 
     def __init__(self, variable: str, value: object, problem: str, *, secret: bool = False) -> None:
         self.variable = variable
+        self.problem = problem
         self.value = None if secret else value
         shown = "<redacted>" if secret else safe_repr(value, 200)
         super().__init__(f"{variable}={shown}: {problem}")

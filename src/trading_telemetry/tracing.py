@@ -24,8 +24,9 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from trading_telemetry import _state
@@ -41,7 +42,23 @@ logger = logging.getLogger("trading_telemetry")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_PROPAGATOR = TraceContextTextMapPropagator()
+_propagator_cache: dict[tuple[str, ...], TextMapPropagator] = {}
+
+
+def _propagator() -> TextMapPropagator:
+    """The propagators OTEL_PROPAGATORS names (default tracecontext and baggage), built once."""
+    names = _state.current_config().propagators
+    found = _propagator_cache.get(names)
+    if found is None:
+        from importlib.metadata import entry_points
+
+        loaded: list[TextMapPropagator] = []
+        for name in names:
+            for entry in entry_points(group="opentelemetry_propagator", name=name):
+                loaded.append(entry.load()())
+                break
+        found = _propagator_cache[names] = CompositePropagator(loaded)
+    return found
 
 
 MAX_CARRIED_VALUE = 4096
@@ -57,7 +74,7 @@ def inject_trace_context(carrier: MutableMapping[str, Any] | None = None) -> Mut
     is, and the failure logged (the message still goes out, without the trace)."""
     carrier = {} if carrier is None else carrier
     try:
-        _PROPAGATOR.inject(carrier)
+        _propagator().inject(carrier)
     except Exception as error:  # noqa: BLE001 - a read-only or hostile carrier
         _carrier_failed("inject_trace_context", carrier, error)
     return carrier
@@ -74,7 +91,7 @@ def extract_trace_context(carrier: Mapping[str, Any]) -> otel_context.Context:
             for k, v in carrier.items()
             if type(k) is str and type(v) is str and len(v) <= MAX_CARRIED_VALUE and k.isascii()
         }
-        return _PROPAGATOR.extract(headers)
+        return _propagator().extract(headers)
     except Exception as error:  # noqa: BLE001 - not a mapping, a hostile items()
         _carrier_failed("extract_trace_context", carrier, error)
         return otel_context.Context()

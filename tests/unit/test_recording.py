@@ -276,3 +276,19 @@ def test_delta_temporality_reports_what_happened_since_the_last_export() -> None
     assert (first.count, round(first.sum, 9)) == (2, 0.03)
     assert (second.count, round(second.sum, 9)) == (1, 0.04)
     assert "strategy_qp_solve_time" not in points(reader)
+
+
+@pytest.mark.parametrize(("exemplar_filter", "offered"), [("always_off", 0), ("trace_based", 0), ("always_on", 1)])
+def test_the_exemplar_filter_decides_which_observations_carry_exemplars(exemplar_filter: str, offered: int) -> None:
+    """OTEL_METRICS_EXEMPLAR_FILTER: outside any span only always_on offers an exemplar."""
+    reader = InMemoryMetricReader()
+    config = TelemetryConfig.from_env(
+        {"OTEL_METRICS_EXPORTER": "none", "OTEL_METRICS_EXEMPLAR_FILTER": exemplar_filter}
+    )
+    m = init_metrics_exporter("order_plane", config=config, metric_readers=[reader])
+    m.observe("total_fill_latency", 0.02, strategy="OFI", symbol="SPY", order_type="LIMIT")
+    data = reader.get_metrics_data()
+    assert data is not None
+    (point,) = [p for rm in data.resource_metrics for sm in rm.scope_metrics for met in sm.metrics
+                if met.name == "orders_total_fill_latency" for p in met.data.data_points]  # fmt: skip
+    assert len(point.exemplars) == offered
