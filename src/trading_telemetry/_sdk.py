@@ -304,6 +304,13 @@ def build_sdk(
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=provider)
             instrumented = True
+        else:
+            logger.warning(
+                "TRADING_TELEMETRY_ASYNCIO_PLANE=%s has no effect: asyncio is already instrumented (by "
+                "opentelemetry-instrument or the application), so coroutine spans and metrics go to the global "
+                "providers, not the plane's",
+                plane.value,
+            )
     exemplars = bool(pushers) or bool(extra_readers)  # an SDK reader exists
     return PlaneSDK(
         plane,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ def init_metrics_exporter(
             if cfg.catalog_path:
                 load_file(cfg.catalog_path)
             freeze()  # the catalog is fixed while planes exist
+            _warn_about_auto_instrumentation(cfg)
         metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers, span_exporters))
         planes[p] = metrics
         return metrics
@@ -80,6 +82,21 @@ def load_configured_catalog() -> None:
     with _lock:
         if path and not planes:
             load_file(path)
+
+
+def _warn_about_auto_instrumentation(config: TelemetryConfig) -> None:
+    """Under ``opentelemetry-instrument`` a distro sets OTEL_METRICS_EXPORTER=otlp unless the
+    user did: say so once when that turns the planes' /metrics off. The global providers
+    stay the tool's; the planes have their own and never replace them."""
+    if "opentelemetry.instrumentation.auto_instrumentation" in sys.modules and "prometheus" not in (
+        config.metrics_exporters
+    ):
+        logger.warning(
+            "running under opentelemetry-instrument with OTEL_METRICS_EXPORTER=%s (a distro sets otlp unless you "
+            "set it): the planes push OTLP and serve no /metrics; set OTEL_METRICS_EXPORTER=prometheus,otlp to "
+            "keep /metrics. The global providers stay the tool's; each plane has its own",
+            ",".join(config.metrics_exporters) or "none",
+        )
 
 
 def plane_metrics(plane: Plane) -> PlaneMetrics:
