@@ -41,9 +41,7 @@ class DropPolicy:
         self, *, strict: bool, service: str, keys: Collection[str], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.strict = strict
-        self.exemplars_always = False  # set by the plane: OTEL_METRICS_EXEMPLAR_FILTER=always_on
         self.service = service
-        self._service = service
         self._keys = frozenset(keys)
         self._clock = clock
         self._counts: dict[tuple[str, str], int] = {}
@@ -98,6 +96,6 @@ class DropPolicy:
     def observations(self, options: CallbackOptions) -> Iterable[Observation]:
         """The self-metric's callback."""
         return [
-            Observation(count, {"metric": metric, "reason": reason, "service": self._service})
+            Observation(count, {"metric": metric, "reason": reason, "service": self.service})
             for (metric, reason), count in self.counts().items()
         ]

@@ -179,6 +179,7 @@ class HistogramHandle(BoundMetric):
         key: tuple[str, ...],
         policy: DropPolicy,
         exemplars: Exemplars | None,
+        every: bool = False,
     ) -> None:
         super().__init__(spec, key, policy)
         self._bounds = tuple(spec.buckets or ())
@@ -192,7 +193,7 @@ class HistogramHandle(BoundMetric):
         self._exemplars = exemplars
         # OTEL_METRICS_EXEMPLAR_FILTER=always_on: every observation is offered, not only
         # those made inside a recording span.
-        self._every = exemplars is not None and policy.exemplars_always
+        self._every = every
 
     def observe(self, value: float) -> None:
         try:

@@ -97,7 +97,6 @@ class PlaneMetrics:
         for s in self._specs.values():
             self._create_instrument(meter, s)
         self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, keys=self._specs)
-        self._policy.exemplars_always = sdk.config.exemplar_filter == "always_on"
         meter.create_observable_counter(
             DROPPED_METRIC,
             callbacks=[self._policy.observations],
@@ -146,9 +145,10 @@ class PlaneMetrics:
         if s.kind is Kind.GAUGE:
             return GaugeHandle(s, key, self._policy)
         histogram = self._instruments[s.key]
-        offer = self._sdk.exemplars and self._sdk.config.exemplar_filter != "always_off"
+        exemplar_filter = self._sdk.config.exemplar_filter
+        offer = self._sdk.has_readers and exemplar_filter != "always_off"  # the pull path carries none
         exemplars = _exemplar_path(histogram) if offer else None
-        return HistogramHandle(s, key, self._policy, exemplars)
+        return HistogramHandle(s, key, self._policy, exemplars, every=offer and exemplar_filter == "always_on")
 
     @property
     def strict(self) -> bool:
@@ -209,7 +209,7 @@ class PlaneMetrics:
                         raise self._over_limit(s, clean)
                     handle = self._new_handle(s, values)
                     series[values] = handle
-                    if self._sdk.exemplars:  # an SDK reader exists
+                    if self._sdk.has_readers:
                         register_series(self._instruments[s.key], handle.attributes)
                 if all(type(k) is str and type(v) is str for k, v in labels.items()):
                     self._cache[(key, *labels, *labels.values())] = handle  # plain strings: safe to hash

@@ -216,7 +216,7 @@ class PlaneSDK:
     series: dict[str, dict[Any, Any]] = field(default_factory=dict)
     # Whether an SDK reader exists (push exporters, test readers): then each series is
     # registered with the SDK, and histograms offer exemplars.
-    exemplars: bool = False
+    has_readers: bool = False
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False
     # Whether this plane turned on the asyncio instrumentation (and so turns it off).
@@ -311,7 +311,7 @@ def build_sdk(
                 "providers, not the plane's",
                 plane.value,
             )
-    exemplars = bool(pushers) or bool(extra_readers)  # an SDK reader exists
+    has_readers = bool(pushers) or bool(extra_readers)
     return PlaneSDK(
         plane,
         config,
@@ -321,6 +321,6 @@ def build_sdk(
         pushers,
         tracer_provider,
         series,
-        exemplars,
+        has_readers,
         asyncio_instrumented=instrumented,
     )

@@ -77,8 +77,9 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*")
 SERVICE_LABEL = "service"
 """Set on every series to the plane's name by the SDK itself; callers never pass it."""
 
-# The seed README's label section: which labels each plane may use (extensions add theirs).
-BUILTIN_LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
+# The seed README's label section: which labels each built-in metric may use (a desk's
+# extensions declare their own).
+LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
     {
         Plane.DATA: frozenset({"symbol", "source", "duration", "error_type", "event_type"}),
         Plane.ORDER: frozenset(
@@ -89,7 +90,6 @@ BUILTIN_LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
         ),
     }
 )
-LABELS = BUILTIN_LABELS
 
 # Bucket boundaries. Latencies from 100 µs to 30 s cover a co-located venue ack and a
 # slow broker fill alike; Prometheus renders each boundary as an `le` label.
@@ -268,12 +268,11 @@ CATALOG: tuple[MetricSpec, ...] = (
 
 
 def _index(
-    catalog: tuple[MetricSpec, ...],
-    labels: Mapping[Plane, frozenset[str]] | None = None,
-    where: str = "catalog",
+    builtin: tuple[MetricSpec, ...], extensions: tuple[MetricSpec, ...] = (), where: str = "catalog"
 ) -> Mapping[Plane, Mapping[str, MetricSpec]]:
-    """Index the catalog by plane and key, raising :class:`CatalogError` on any inconsistency."""
-    labels = LABELS if labels is None else labels
+    """Index the catalog by plane and key, raising :class:`CatalogError` on any
+    inconsistency. Built-in metrics use the seed's labels only; extensions declare theirs."""
+    catalog = builtin + extensions
     by_plane: dict[Plane, dict[str, MetricSpec]] = {p: {} for p in Plane}
     names: set[str] = set()
     source = where
@@ -291,7 +290,7 @@ def _index(
             raise CatalogError(f"{where}: unit {s.unit!r} would change the exposed name; use 's' or '{{...}}'")
         if len(set(s.labels)) != len(s.labels) or SERVICE_LABEL in s.labels:
             raise CatalogError(f"{where}: labels {s.labels!r} repeat or include the reserved {SERVICE_LABEL!r}")
-        stray = set(s.labels) - labels[s.plane]
+        stray = set(s.labels) - LABELS[s.plane] if s in builtin else set()
         if stray:
             raise CatalogError(f"{where}: labels {sorted(stray)} are not documented for {s.plane.value}")
         if (s.kind is Kind.HISTOGRAM) != (s.buckets is not None):
@@ -399,10 +398,7 @@ def extend(
     for s in added:
         if not isinstance(s, MetricSpec):
             raise CatalogError(f"{where}: {s!r} is not a MetricSpec")
-    new_labels = {**LABELS}
-    for s in added:
-        new_labels[s.plane] = new_labels[s.plane] | frozenset(s.labels)
-    index = _index(CATALOG + _extensions + added, MappingProxyType(new_labels), where=where)
+    index = _index(CATALOG, _extensions + added, where=where)
     values = dict(_label_values)
     for label, given in (label_values or {}).items():
         texts = list(given) if not isinstance(given, str) else None
@@ -412,7 +408,6 @@ def extend(
     _extensions, _BY_PLANE = _extensions + added, index
     _label_values.clear()
     _label_values.update(values)
-    _extend_labels(new_labels)
 
 
 _frozen = False
@@ -432,12 +427,6 @@ def _forget_extensions() -> None:
     _loaded.clear()
     _label_values.clear()
     _label_values.update({k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()})
-    _extend_labels(BUILTIN_LABELS)
-
-
-def _extend_labels(labels: Mapping[Plane, frozenset[str]]) -> None:
-    global LABELS
-    LABELS = MappingProxyType(dict(labels))
 
 
 _loaded: set[str] = set()

@@ -321,7 +321,7 @@ class TelemetryConfig:
                     continue
                 break
         config = cls(**values)
-        if any(v in env for v in ("OTEL_LOG_LEVEL",)) and "log_level" in values:
+        if "log_level" in values:  # OTEL_LOG_LEVEL was set (and valid)
             level = LOG_LEVELS[config.log_level]
             for name in ("trading_telemetry", "opentelemetry"):
                 logging.getLogger(name).setLevel(level)

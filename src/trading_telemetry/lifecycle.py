@@ -66,13 +66,12 @@ class _OrderHandles:
         self.rejected: dict[Any, BoundMetric] = {}
 
     def outcome(self, kept: dict[Any, BoundMetric], key: str, label: str, value: Any, **labels: Any) -> BoundMetric:
-        try:
-            return kept[value]
-        except Exception:  # noqa: BLE001 - a miss, or a value that cannot be hashed (bind judges it)
-            handle = self.metrics.bind(key, **self.base, **labels, **{label: value})
-            if len(kept) < _OUTCOMES_KEPT and type(value) is str:
-                kept[value] = handle
-            return handle
+        """Bind the handle of an outcome not in ``kept`` yet (the callers look there first),
+        and keep it if its value is a plain string, up to _OUTCOMES_KEPT of them."""
+        handle = self.metrics.bind(key, **self.base, **labels, **{label: value})
+        if len(kept) < _OUTCOMES_KEPT and type(value) is str:
+            kept[value] = handle
+        return handle
 
 
 def _handles(m: PlaneMetrics, strategy: Any, symbol: Any, direction: Any, order_type: Any) -> _OrderHandles:

@@ -172,7 +172,7 @@ class timed:
             assert self._outcome is not None
             labels = {k: v for k, v in bound.labels.items() if k in self._outcome.labels}
             counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome}).unchecked()
-            if len(bound.outcomes) < 64:  # outcomes are a handful of statuses; never unbounded
+            if len(bound.outcomes) < 64 and isinstance(outcome, str):  # a handful of statuses; never unbounded
                 bound.outcomes[outcome] = counter
         return counter
 
@@ -186,15 +186,15 @@ class timed:
         except Exception as error:  # noqa: BLE001 - hostile arguments: strict raises, production drops
             metrics._policy.failed(error, self.spec.key)
 
-    def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> str | None:
-        """``outcome_of(result)`` as a label value; None (counted as a drop) when it
-        raises or returns something that is not a label value."""
+    def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> Any:
+        """``outcome_of(result)``, the outcome label's value (judged when its counter is
+        first bound); None (counted as a drop) when ``outcome_of`` raises."""
         if self._outcome is None:
             return None
         if self._outcome_of is None:
             return "ok"
         try:
-            return label_value(self._outcome, self._outcome_label, self._outcome_of(result))
+            return self._outcome_of(result)
         except Exception as error:  # noqa: BLE001 - the user's function succeeded: never undo that
             metrics._policy.failed(error, self._outcome.key)
             return None

@@ -49,7 +49,9 @@ def test_the_sdk_objects_have_each_private_attribute_we_use() -> None:
                       "_previous_collection_start_nano", "_collect_exemplars", "_sample_exemplar"):  # fmt: skip
         assert hasattr(sums, attribute), f"opentelemetry-sdk: _SumAggregation.{attribute} is gone"
     assert "_collect_exemplars" in dir(_ExplicitBucketHistogramAggregation)
-    assert Measurement.__dataclass_fields__ is not None  # a dataclass: positional fields as we build it
+    # register_series builds it positionally: value, time, instrument, context, attributes.
+    fields = list(getattr(Measurement, "__dataclass_fields__", {}))
+    assert fields[:5] == ["value", "time_unix_nano", "instrument", "context", "attributes"], fields
 
 
 def test_no_other_module_reaches_into_the_sdk() -> None:
