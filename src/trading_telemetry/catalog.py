@@ -218,6 +218,11 @@ CATALOG: tuple[MetricSpec, ...] = (
     _c(_O, "orders_filled", "orders_filled", "{order}", "Orders filled",
        "strategy", "symbol", "direction", "status"),
     _c(_O, "orders_rejected", "orders_rejected", "{order}", "Orders rejected", "strategy", "symbol", "reason"),
+    # Order plane: the ends of an order beyond the seed (OrderLifecycle.canceled/expired)
+    _c(_O, "orders_canceled", "orders_canceled", "{order}", "Orders canceled",
+       "strategy", "symbol", "direction", "order_type"),
+    _c(_O, "orders_expired", "orders_expired", "{order}", "Orders expired (time in force ran out)",
+       "strategy", "symbol", "direction", "order_type"),
     # Order plane: latency
     _h(_O, "intent_to_submit_latency", "orders_intent_to_submit_latency", "s", "Intent to submit latency",
        ORDER_LATENCY_BUCKETS, *_LATENCY, min_value=0.0),
@@ -359,7 +364,7 @@ _extensions: tuple[MetricSpec, ...] = ()
 
 
 def effective_catalog() -> tuple[MetricSpec, ...]:
-    """The built-in metrics (:data:`CATALOG`, the documented 37) and the extensions
+    """The built-in metrics (:data:`CATALOG`: the seed's 37 and the two order ends) and the extensions
     (:func:`extend`), in declaration order."""
     return CATALOG + _extensions
 

@@ -64,9 +64,10 @@ class Intent:
     pov_downscale: bool
     broker_reject: bool
     latencies: tuple[float, float, float]
-    status: str
+    pieces: int  # the fills the order's quantity arrives in
+    end: str  # "filled", or "canceled"/"expired" after its first piece
     slippage_bps: float
-    commission_usd: float
+    commission_usd: float  # per unit of quantity
 
 
 @dataclass
@@ -235,9 +236,10 @@ class Session:
             pov_downscale=rng.random() < 0.1,
             broker_reject=rng.random() < 0.02,
             latencies=(to_submit, to_ack, to_fill),
-            status="FILLED" if rng.random() < 0.9 else "PARTIAL_FILL",
+            pieces=min(qty, rng.choice((1, 1, 2, 3))),
+            end="filled" if order_type == "MARKET" else rng.choices(("filled", "canceled", "expired"), (16, 3, 1))[0],
             slippage_bps=slippage,
-            commission_usd=0.0035 * qty,
+            commission_usd=0.0035,
         )
 
     def rebalance(self) -> None:
@@ -298,12 +300,11 @@ class Session:
     async def execute(self, intent: Intent, strategy: str, symbol: str) -> None:
         m = intent.message
         order = OrderLifecycle(strategy=m["strategy"], symbol=m["symbol"], direction=m["direction"],
-                               order_type=m["order_type"], metrics=self.order)  # fmt: skip
+                               order_type=m["order_type"], quantity=m["qty"], metrics=self.order)  # fmt: skip
         order.intent()
         base = {"strategy": m["strategy"], "symbol": m["symbol"]}
         if intent.risk_reject:
-            self.order.inc("risk_rejections", **base, check_type=intent.risk_reject)
-            order.rejected("risk_check")
+            order.denied(intent.risk_reject)
             return
         if intent.pov_downscale:
             self.order.inc("pov_downscales", **base)
@@ -315,9 +316,18 @@ class Session:
         if intent.broker_reject:
             order.rejected("broker_reject")
             return
-        await asyncio.sleep(to_fill)
-        order.filled(status=intent.status, slippage_bps=intent.slippage_bps, commission_usd=intent.commission_usd)
-        self.desk.fills += 1
+        qty, pieces = m["qty"], intent.pieces
+        sizes = [qty // pieces + (1 if i < qty % pieces else 0) for i in range(pieces)]
+        if intent.end != "filled":
+            sizes = sizes[:1] if pieces > 1 else []  # ends with its first piece filled, or none
+        for size in sizes:
+            await asyncio.sleep(to_fill / pieces)
+            order.fill(size, slippage_bps=intent.slippage_bps, commission_usd=intent.commission_usd * size)
+            self.desk.fills += 1
+        if intent.end == "canceled":
+            order.canceled()
+        elif intent.end == "expired":
+            order.expired()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -106,6 +106,18 @@ class TelemetryCapture:
         point = self._points(self._spec(key, Kind.COUNTER)).get(frozenset(labels.items()))
         return float(point.value) if isinstance(point, NumberDataPoint) else 0.0
 
+    def total(self, key: str, **labels: str) -> float:
+        """The sum of the counter's series whose labels include these (all of them if none given)."""
+        want = set(labels.items())
+        points = self._points(self._spec(key, Kind.COUNTER))
+        return math.fsum(float(p.value) for attrs, p in points.items() if want <= attrs)
+
+    def observations(self, key: str, **labels: str) -> int:
+        """The number of observations of the histogram's series whose labels include these."""
+        want = set(labels.items())
+        points = self._points(self._spec(key, Kind.HISTOGRAM))
+        return sum(int(p.count) for attrs, p in points.items() if want <= attrs)
+
     def gauge(self, key: str, **labels: str) -> float | None:
         """The gauge's last value for exactly these labels (None if never set)."""
         point = self._points(self._spec(key, Kind.GAUGE)).get(frozenset(labels.items()))

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 DESK = Path(__file__).resolve().parents[1] / "data" / "desk-catalog.yaml"
 DECLARED = {  # exposed name -> (family, type)
     "strategy_callback_latency_seconds": ("strategy_callback_latency_seconds", "histogram"),
-    "orders_canceled_total": ("orders_canceled", "counter"),
+    "orders_amended_total": ("orders_amended", "counter"),
     "data_feed_queue_depth": ("data_feed_queue_depth", "gauge"),
 }
 
@@ -37,7 +37,7 @@ def desk_stack(
     config = push_config(collector, pull=True)
     planes = {p: init_metrics_exporter(p, config=config) for p in Plane}
     planes[Plane.STRATEGY].observe("callback_latency", 0.0003, strategy="OFI", callback="on_quote")
-    planes[Plane.ORDER].inc("orders_canceled", 2, strategy="OFI", symbol="SPY", venue="ARCA")
+    planes[Plane.ORDER].inc("orders_amended", 2, strategy="OFI", symbol="SPY", venue="ARCA")
     planes[Plane.DATA].set("feed_queue_depth", 7, source="ibkr_rt")
     servers = [serve_metrics(planes[p], port=0) for p in Plane]
     prom = prometheus_factory(

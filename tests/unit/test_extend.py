@@ -82,7 +82,7 @@ def test_the_yaml_file_extends_the_catalog_when_the_first_plane_starts() -> None
     config = TelemetryConfig.from_env({"TRADING_TELEMETRY_CATALOG": str(DESK), "TRADING_TELEMETRY_STRICT": "true"})
     reset()
     order = init_metrics_exporter("order_plane", config=config)
-    order.inc("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA")
+    order.inc("orders_amended", strategy="OFI", symbol="SPY", venue="ARCA")
     order.inc("orders_received", strategy="OFI", symbol="SPY", direction="BUY", order_type="PEGGED")
     data = init_metrics_exporter("data_plane", config=config)
     data.set("feed_queue_depth", 12, source="ibkr_rt")
@@ -90,8 +90,8 @@ def test_the_yaml_file_extends_the_catalog_when_the_first_plane_starts() -> None
         data.set("feed_queue_depth", -1, source="ibkr_rt")
     assert order.exposition is not None
     text = order.exposition.render().decode()
-    assert families(text)["orders_canceled"] == "counter"
-    assert 'orders_canceled_total{service="order_plane",strategy="OFI",symbol="SPY",venue="ARCA"} 1.0' in text
+    assert families(text)["orders_amended"] == "counter"
+    assert 'orders_amended_total{service="order_plane",strategy="OFI",symbol="SPY",venue="ARCA"} 1.0' in text
     assert cat.lookup("callback_latency") is not None
     assert cat.allowed_values(cat.spec("order_plane", "orders_received"), "order_type") == {
         "MARKET", "LIMIT", "STOP", "PEGGED"}  # fmt: skip
@@ -119,7 +119,7 @@ def test_the_catalog_is_fixed_while_planes_exist() -> None:
 @pytest.mark.parametrize(
     ("entry", "field", "words"),
     [
-        ({"kind": "counter", "name": "orders_canceled"}, "name", "ends in _total"),
+        ({"kind": "counter", "name": "orders_amended"}, "name", "ends in _total"),
         ({"kind": "counter", "name": "orders_total_canceled_total"}, "name", "total"),
         ({"plane": "risk_plane"}, "plane", "risk_plane"),
         ({"kind": "summary"}, "kind", "summary"),
@@ -187,7 +187,7 @@ def test_the_catalog_and_dashboards_commands_show_the_effective_catalog(tmp_path
     cli = [sys.executable, "-m", "trading_telemetry.cli"]
     table = subprocess.run([*cli, "catalog"], env=env, capture_output=True, text=True, check=True, timeout=60).stdout
     assert "`strategy_callback_latency_seconds`" in table
-    assert "`orders_canceled_total`" in table
+    assert "`orders_amended_total`" in table
     assert "`data_ticks_received_total`" in table
     out = tmp_path / "boards"
     subprocess.run([*cli, "dashboards", "--out", str(out)], env=env, check=True, timeout=120, capture_output=True)
@@ -202,8 +202,8 @@ def test_the_fixture_loads_the_desk_catalog_file(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TRADING_TELEMETRY_CATALOG", str(DESK))
     capture = TelemetryCapture()
     capture.start()
-    capture.plane("order_plane").inc("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA")
-    assert capture.counter("orders_canceled", strategy="OFI", symbol="SPY", venue="ARCA") == 1
+    capture.plane("order_plane").inc("orders_amended", strategy="OFI", symbol="SPY", venue="ARCA")
+    assert capture.counter("orders_amended", strategy="OFI", symbol="SPY", venue="ARCA") == 1
 
 
 def test_timed_at_import_time_finds_a_metric_of_the_catalog_file(monkeypatch: pytest.MonkeyPatch) -> None:

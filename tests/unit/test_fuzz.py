@@ -263,7 +263,9 @@ def test_decorators_lifecycle_and_trace_helpers_never_raise_in_production(strict
         calls=st.lists(timed_calls(), min_size=1, max_size=4),
         steps=st.lists(
             st.tuples(
-                st.sampled_from(["intent", "submitted", "acked", "filled", "rejected"]),
+                st.sampled_from(
+                    ["intent", "submitted", "acked", "fill", "filled", "canceled", "expired", "rejected", "denied"]
+                ),
                 st.one_of(st.none(), values),
                 label_values,
                 st.one_of(st.none(), values),
@@ -271,12 +273,14 @@ def test_decorators_lifecycle_and_trace_helpers_never_raise_in_production(strict
             max_size=6,
         ),
         order=st.tuples(label_values, label_values, label_values, label_values),
+        sizes=st.tuples(st.one_of(st.none(), values), st.one_of(st.none(), values)),
         carrier=carriers,
     )
     def run(
         calls: list[tuple[Any, Any, Any, bool]],
         steps: list[tuple[str, Any, Any, Any]],
         order: tuple[Any, Any, Any, Any],
+        sizes: tuple[Any, Any],
         carrier: Any,
     ) -> None:
         for strategy, outcome, _, fail in calls:
@@ -284,14 +288,18 @@ def test_decorators_lifecycle_and_trace_helpers_never_raise_in_production(strict
                 attempt(lambda fn=fn, s=strategy, o=outcome, f=fail: fn(s, o, f), user_error_expected=fail)
         lifecycle_box: list[OrderLifecycle] = []
         attempt(lambda: lifecycle_box.append(OrderLifecycle(strategy=order[0], symbol=order[1], direction=order[2],
-                                                             order_type=order[3], clock=lambda: 1.0)))  # fmt: skip
+                                                             order_type=order[3], quantity=sizes[0],
+                                                             reference_price=sizes[1], clock=lambda: 1.0)))  # fmt: skip
         for step, at, text, amount in steps:
             for lifecycle in lifecycle_box:
                 if step == "filled":
                     attempt(lambda lc=lifecycle, at=at, t=text, a=amount: lc.filled(at, status=t, slippage_bps=a,
                                                                                   commission_usd=a))  # fmt: skip
-                elif step == "rejected":
-                    attempt(lambda lc=lifecycle, at=at, t=text: lc.rejected(t, at))
+                elif step == "fill":
+                    attempt(lambda lc=lifecycle, at=at, t=text, a=amount: lc.fill(a, a, at, fill_id=t,
+                                                                                commission_usd=a))  # fmt: skip
+                elif step in ("rejected", "denied"):
+                    attempt(lambda lc=lifecycle, s=step, at=at, t=text: getattr(lc, s)(t, at))
                 else:
                     attempt(lambda lc=lifecycle, s=step, at=at: getattr(lc, s)(at))
         attempt(lambda: inject_trace_context(carrier))
