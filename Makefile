@@ -11,7 +11,7 @@ ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,nautilus]'
 	touch $@
 
 demo: $(STAMP)
@@ -50,7 +50,7 @@ test-ranges:
 	@for end in lowest highest; do \
 	  venv=.venv-$$end; \
 	  $(PYTHON) -m venv $$venv && \
-	  $$venv/bin/pip install --quiet --disable-pip-version-check -c .ci/$$end.txt -e '.[dev]' && \
+	  $$venv/bin/pip install --quiet --disable-pip-version-check -c .ci/$$end.txt -e '.[dev,nautilus]' && \
 	  $$venv/bin/pip freeze | grep -iE '^(opentelemetry-sdk|opentelemetry-exporter-prometheus|prometheus.client)==' && \
 	  $$venv/bin/pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done

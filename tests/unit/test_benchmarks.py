@@ -30,3 +30,10 @@ def test_export_benchmark_prints_every_ratio() -> None:
         (line,) = [line for line in done.stdout.splitlines() if what in line]
         assert "x" in line.split(what)[1], line
     assert "exports carried all" in done.stdout
+
+
+def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
+    done = quick_run("bench_nautilus.py")
+    (line,) = [line for line in done.stdout.splitlines() if "wall time with / without" in line]
+    assert "x (min " in line, line
+    assert "an order on every quote" in done.stdout

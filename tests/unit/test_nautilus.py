@@ -1,0 +1,172 @@
+"""The NautilusTrader integration inside a real BacktestEngine: our counters against the
+engine's own books, the reason codes, the portfolio gauges, backtest vs live planes."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trading_telemetry import TelemetryConfig, _state, reset
+from trading_telemetry.catalog import Plane
+from trading_telemetry.integrations.nautilus import (
+    BACKTEST_NAMESPACE,
+    DENIAL_CODES,
+    REJECT_CODES,
+    denial_check_type,
+    prepare,
+    reject_code,
+)
+from trading_telemetry.integrations.nautilus_example import books, build_engine, ours
+from trading_telemetry.testing import TelemetryCapture
+
+QUOTES = 3000  # per instrument: about 1,800 orders, 10 s of CPU
+
+
+@dataclass
+class Session:
+    """What one backtest with the actor left: the engine's books, ours, and the metrics read
+    before the planes were reset (each test starts with none)."""
+
+    theirs: dict[str, float]
+    mine: dict[str, float]
+    drops: dict[Plane, dict[tuple[str, str], int]]
+    reasons: set[str]
+    check_types: set[str]
+    gauges: dict[str, float | None]
+    pnl: dict[str, list[float | None]]
+    signed_exposures: list[float]
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    """One backtest with the actor, recording in production mode (nothing raised, bad input counted)."""
+    reset()
+    config = TelemetryConfig(metrics_exporters=(), traces_exporters=(),
+                             resource_attributes={"service.namespace": BACKTEST_NAMESPACE})  # fmt: skip
+    capture = TelemetryCapture(config)
+    capture.start()
+    engine, actor = build_engine(QUOTES, seed=3)
+    try:
+        engine.run()
+        assert actor is not None
+        order = capture._collect(Plane.ORDER)
+        portfolio = ("portfolio_net_exposure_usd", "portfolio_gross_exposure_usd", "portfolio_value_usd")
+        pnl = ("pnl_realized_usd", "pnl_unrealized_usd", "pnl_total_usd")
+        return Session(
+            theirs=books(engine),
+            mine=ours(capture, actor),
+            drops={p: _state.get_metrics(p)._policy.counts() for p in Plane},
+            reasons={dict(k)["reason"] for k in order["orders_rejected"]},
+            check_types={dict(k)["check_type"] for k in order["orders_risk_rejections"]},
+            gauges={k: capture.gauge(k) for k in portfolio},
+            pnl={s: [capture.gauge(k, strategy=s) for k in pnl] for s in actor._strategies},
+            signed_exposures=[
+                p.signed_qty * actor._mark(p.instrument_id).as_double() for p in engine.cache.positions_open()
+            ],
+        )
+    finally:
+        engine.dispose()
+        reset()
+
+
+def test_our_counters_equal_the_engines_books(session: Session) -> None:
+    """Every count and sum equals the engine's: quotes, trades and bars; orders submitted,
+    filled, part-filled, canceled, expired, rejected, denied; fill events; commission;
+    realized PnL (the account's ledger); and nothing was dropped."""
+    assert session.mine == session.theirs
+    # Every kind of outcome happened, so each equality could have failed.
+    assert all(value != 0 for value in session.theirs.values()), session.theirs
+    assert session.theirs["fill events"] > session.theirs["orders filled"]  # orders filled in pieces
+    assert session.drops == {p: {} for p in Plane}
+
+
+def test_reasons_are_reduced_to_codes_on_the_engines_own_messages(session: Session) -> None:
+    """The engine's free-text reasons arrive as bounded codes, one series each."""
+    assert session.reasons == {"post_only"}
+    assert session.check_types == {"max_quantity", "gtd_expired"}
+
+
+def test_portfolio_gauges_match_the_open_positions(session: Session) -> None:
+    """Net exposure is signed (long minus short, USD at the mid), gross the sum of sizes,
+    and each strategy's total PnL is its realized plus unrealized."""
+    signed = session.signed_exposures
+    assert any(s < 0 for s in signed), "the session ends with a short position"
+    net, gross, value = (session.gauges[k] for k in ("portfolio_net_exposure_usd", "portfolio_gross_exposure_usd",
+                                                     "portfolio_value_usd"))  # fmt: skip
+    assert net is not None
+    assert gross is not None
+    assert value is not None
+    assert math.isclose(net, math.fsum(signed), rel_tol=1e-9)
+    assert math.isclose(gross, math.fsum(abs(s) for s in signed), rel_tol=1e-9)
+    assert value > 0
+    assert len(session.pnl) == 2
+    for realized, unrealized, total in session.pnl.values():
+        assert realized is not None
+        assert unrealized is not None
+        assert total is not None
+        assert math.isclose(total, realized + unrealized, abs_tol=1e-6)
+
+
+def test_a_backtest_records_into_the_backtest_namespace(caplog: pytest.LogCaptureFixture) -> None:
+    """prepare(backtest=True) starts the planes under service.namespace=backtest; planes already
+    started for live trading are kept, with a warning that the series will mix."""
+    reset()
+    try:
+        prepare(backtest=True)
+        resource = _state.get_metrics(Plane.ORDER)._sdk.resource
+        assert resource is not None
+        assert resource.attributes["service.namespace"] == BACKTEST_NAMESPACE
+    finally:
+        reset()
+    capture = TelemetryCapture()
+    capture.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
+            prepare(backtest=True)
+        assert "a backtest is recording into order_plane, initialised for live trading" in caplog.text
+    finally:
+        reset()
+
+
+REJECTS = {
+    "POST_ONLY LIMIT SELL order limit px of 1.10374 would have been a TAKER: bid=1.10374, ask=1.10384": "post_only",
+    "REDUCE_ONLY MARKET BUY order would have increased position": "reduce_only",
+    "Invalid price precision for order O-1, was 6 when EUR/USD.SIM price precision is 5": "invalid_precision",
+    "STOP_MARKET BUY order stop px of 1.1 was in the market: bid=1.1, ask=1.2": "stop_in_market",
+    "no market for EUR/USD.SIM": "no_market",
+    "Insufficient margin for order": "insufficient_funds",
+    "the venue is on fire": "other",
+}
+DENIALS = {
+    "quantity 50000000 invalid (> maximum trade size of 10000000)": "max_quantity",
+    "quantity 1 invalid (< minimum trade size of 1000)": "min_quantity",
+    "NOTIONAL_EXCEEDS_MAX_PER_ORDER: max_notional=2000000.00 USD, notional=5.5e6 USD": "max_notional_per_order",
+    "GTD 2023-11-14 22:13:21+00:00 already passed": "gtd_expired",
+    "NOTIONAL_EXCEEDS_FREE_BALANCE: free=1.00 USD, balance_impact=-9.00 USD": "balance",
+    "Exceeded MAX_ORDER_SUBMIT_RATE": "rate_limit",
+    "TradingState.HALTED": "trading_state",
+    "something new": "other",
+}
+
+
+@pytest.mark.parametrize(("reason", "code"), REJECTS.items())
+def test_venue_reject_codes(reason: str, code: str) -> None:
+    assert reject_code(reason) == code
+
+
+@pytest.mark.parametrize(("reason", "code"), DENIALS.items())
+def test_risk_denial_codes(reason: str, code: str) -> None:
+    assert denial_check_type(reason) == code
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(reason=st.one_of(st.text(max_size=300), st.binary(max_size=50), st.none(), st.integers()))
+def test_any_reason_becomes_one_of_a_bounded_set_of_codes(reason: object) -> None:
+    """Whatever a venue or the risk engine writes, the label is one of the documented codes."""
+    assert reject_code(reason) in {code for _, code in REJECT_CODES} | {"other"}
+    assert denial_check_type(reason) in {code for _, code in DENIAL_CODES} | {"other"}
