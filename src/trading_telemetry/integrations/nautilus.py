@@ -34,26 +34,32 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.common.component import TestClock
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.currencies import USD
-from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
-from nautilus_trader.model.enums import BarAggregation, OrderSide, OrderType, PriceType
-from nautilus_trader.model.events import (
-    OrderAccepted,
-    OrderCanceled,
-    OrderDenied,
-    OrderExpired,
-    OrderFilled,
-    OrderInitialized,
-    OrderRejected,
-    OrderSubmitted,
-    OrderUpdated,
-    PositionChanged,
-    PositionClosed,
-    PositionOpened,
-)
+try:
+    from nautilus_trader.common.actor import Actor
+    from nautilus_trader.common.component import TestClock
+    from nautilus_trader.config import ActorConfig
+    from nautilus_trader.model.currencies import USD
+    from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
+    from nautilus_trader.model.enums import BarAggregation, OrderSide, OrderType, PriceType
+    from nautilus_trader.model.events import (
+        OrderAccepted,
+        OrderCanceled,
+        OrderDenied,
+        OrderExpired,
+        OrderFilled,
+        OrderInitialized,
+        OrderRejected,
+        OrderSubmitted,
+        OrderUpdated,
+        PositionChanged,
+        PositionClosed,
+        PositionOpened,
+    )
+except ImportError as error:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "trading_telemetry.integrations.nautilus needs NautilusTrader: "
+        f"pip install 'trading-telemetry[nautilus]' ({error})"
+    ) from error
 
 from trading_telemetry import _state
 from trading_telemetry._recorder import PlaneMetrics
@@ -218,11 +224,10 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._data: PlaneMetrics | None = None
         self._order: PlaneMetrics | None = None
         self._strategy: PlaneMetrics | None = None
-        # Events queued by the message bus itself (list.append: no Python frame per event),
-        # recorded on the timer; after stop, or without a timer, recorded as they come.
+        # Events queued as they come, recorded on the timer; after stop, or without a
+        # timer, recorded at once.
         self._pending: list[Any] = []
-        self._queue = self._pending.append
-        self._handler: Callable[[Any], None] | None = None
+        self._immediate = True
         self._dispatch: dict[type, Callable[[Any], None]] = {
             OrderInitialized: self._initialized,
             OrderDenied: self._denied,
@@ -249,47 +254,45 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._data = _state.plane_metrics(Plane.DATA)
         self._order = _state.plane_metrics(Plane.ORDER)
         self._strategy = _state.plane_metrics(Plane.STRATEGY)
-        if self._interval > 0:
-            self._subscribe(self._queue)
+        self._immediate = self._interval <= 0
+        if not self._subscribed:  # once: a wildcard subscribed mid-run misses topics already used
+            self._subscribed = True
+            bus = self.msgbus
+            topics = ["events.order.*", "events.position.*"]
+            if self._record_data:
+                topics += ["data.quotes.*", "data.trades.*", "data.bars.*"]
+            for topic in topics:
+                bus.subscribe(topic=topic, handler=self._enqueue)
+        if not self._immediate:
             self.clock.set_timer(name=_TIMER, interval=timedelta(seconds=self._interval), callback=self._on_timer)
-        else:
-            self._subscribe(self._record_now)
 
     def on_stop(self) -> None:
         # Record what is queued and set the gauges; from now on record each event as it
         # comes, so that the orders the strategies cancel as they stop are counted too.
         if _TIMER in self.clock.timer_names:
             self.clock.cancel_timer(_TIMER)
-        self._subscribe(self._record_now)
+        self._immediate = True
         self.record_portfolio()
 
     def on_dispose(self) -> None:
-        self._subscribe(None)
         self.flush()
+        if self._subscribed:
+            self._subscribed = False
+            for topic in ("events.order.*", "events.position.*", "data.quotes.*", "data.trades.*", "data.bars.*"):
+                self.msgbus.unsubscribe(topic=topic, handler=self._enqueue)
 
-    def _subscribe(self, handler: Callable[[Any], None] | None) -> None:
-        """Move the subscriptions to ``handler`` (None: none)."""
-        bus = self.msgbus
-        topics = ["events.order.*", "events.position.*"]
-        if self._record_data:
-            topics += ["data.quotes.*", "data.trades.*", "data.bars.*"]
-        for topic in topics:
-            if self._handler is not None:
-                bus.unsubscribe(topic=topic, handler=self._handler)
-            if handler is not None:
-                bus.subscribe(topic=topic, handler=handler)
-        self._handler = handler
-
-    def _record_now(self, event: Any) -> None:
-        self._queue(event)
-        self.flush()
+    def _enqueue(self, event: Any) -> None:
+        """Queue an event; the queue is recorded on the timer (in one go: a batch costs a
+        fraction of recording each event between the engine's own work, whose memory
+        traffic evicts ours), and at once when there is no timer or the actor stopped."""
+        self._pending.append(event)
+        if self._immediate:
+            self.flush()
 
     def flush(self) -> None:
         """Record the queued events now (in order: a batch costs a fraction of recording
         each event between the engine's own work, whose memory traffic evicts ours)."""
-        pending = self._pending
-        events = pending[:]
-        pending.clear()  # the same list: the bus appends to it
+        events, self._pending = self._pending, []
         dispatch = self._dispatch
         for event in events:
             try:
