@@ -16,7 +16,9 @@ rounds (min / median / max):
   every series;
 - memory per active series, ours vs prometheus_client (tracemalloc), counters and gauges
   and histograms apart;
-- an ``OrderLifecycle`` order vs the same records on bound handles.
+- an ``OrderLifecycle`` order vs the same records on bound handles: thread CPU time, and
+  (full runs, when valgrind is installed) instructions counted by callgrind, which do not
+  move with the machine's load.
 
 Goals (issue 10): render <= 0.2x at 20k; p99.9 with scraping <= 1.5x without; OTLP
 collect+encode <= 1.0x; memory per counter/gauge series <= 1.0x; lifecycle <= 1.5x.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import statistics
 import subprocess
 import sys
@@ -286,9 +289,8 @@ def memory(size: int) -> None:
     reset()
 
 
-def lifecycle(orders: int, rounds: int) -> None:
-    reset()
-    m = init_metrics_exporter("order_plane", config=TelemetryConfig())
+def _lifecycle_workloads(m: Any) -> dict[str, Callable[[int], None]]:
+    """An OrderLifecycle order, and the same nine records made on bound handles."""
     base = {"strategy": "OFI", "symbol": "SPY"}
     order = {**base, "direction": "BUY", "order_type": "LIMIT"}
     latency = {**base, "order_type": "LIMIT"}
@@ -300,7 +302,7 @@ def lifecycle(orders: int, rounds: int) -> None:
         "slippage": m.bind("slippage_bps", **base, direction="BUY"), "commission": m.bind("commission_usd", **base),
     }  # fmt: skip
 
-    def ours() -> None:
+    def ours(orders: int) -> None:
         for _ in range(orders):
             o = OrderLifecycle(**order, metrics=m)
             o.intent(at=1.0)
@@ -308,7 +310,7 @@ def lifecycle(orders: int, rounds: int) -> None:
             o.acked(at=1.002)
             o.filled(at=1.01, slippage_bps=-0.5, commission_usd=0.35)
 
-    def by_hand() -> None:
+    def by_hand(orders: int) -> None:
         h = handles
         for _ in range(orders):
             h["received"].inc()
@@ -321,16 +323,50 @@ def lifecycle(orders: int, rounds: int) -> None:
             h["slippage"].observe(-0.5)
             h["commission"].inc(0.35)
 
-    ratios = [cpu(ours) / cpu(by_hand) for _ in range(rounds)]
+    return {"ours": ours, "by_hand": by_hand}
+
+
+def lifecycle(orders: int, rounds: int, instructions: bool) -> None:
+    reset()
+    m = init_metrics_exporter("order_plane", config=TelemetryConfig())
+    work = _lifecycle_workloads(m)
+    ratios = [cpu(lambda: work["ours"](orders)) / cpu(lambda: work["by_hand"](orders)) for _ in range(rounds)]
     print(f"  OrderLifecycle vs the same 9 records on bound handles   {spread(ratios)}")
     reset()
+    if instructions:
+        # Instructions, not seconds: repeatable whatever else the machine does. Each
+        # workload runs twice under callgrind; the difference is the per-order count.
+        per_order = {}
+        for name in ("ours", "by_hand"):
+            counts = [_callgrind(name, n) for n in (1000, 11000)]
+            per_order[name] = (counts[1] - counts[0]) / 10000
+        ratio = per_order["ours"] / per_order["by_hand"]
+        print(f"  OrderLifecycle vs bound handles, instructions (callgrind)   {ratio:.3f}x   "
+              f"{per_order['ours']:,.0f} vs {per_order['by_hand']:,.0f} per order")  # fmt: skip
+
+
+def _callgrind(workload: str, orders: int) -> int:
+    """Instructions of this script running ``workload`` for ``orders`` orders under callgrind."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
+         "--lifecycle-workload", workload, str(orders)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (line,) = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    return int(line.split(":")[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds: a smoke run")
     parser.add_argument("--sizes", default="1000,5000,20000", help="series per plane, comma separated")
+    parser.add_argument("--lifecycle-workload", nargs=2, metavar=("WORKLOAD", "ORDERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lifecycle_workload:  # one side of the instruction count, run under callgrind
+        name, orders = args.lifecycle_workload
+        _lifecycle_workloads(init_metrics_exporter("order_plane", config=TelemetryConfig()))[name](int(orders))
+        reset()
+        return
     sizes = [400] if args.quick else [int(s) for s in args.sizes.split(",")]
     rounds, seconds = (2, 1.5) if args.quick else (5, 3.0)
     for size in sizes:
@@ -341,7 +377,7 @@ def main() -> None:
     print(f"memory ({sizes[-1]} series of each kind)")
     memory(sizes[-1])
     print("order lifecycle")
-    lifecycle(200 if args.quick else 2000, rounds)
+    lifecycle(200 if args.quick else 2000, rounds, instructions=not args.quick and shutil.which("valgrind") is not None)
     reset()
 
 
