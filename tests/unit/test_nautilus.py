@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +29,7 @@ from trading_telemetry.integrations.nautilus import (
 from trading_telemetry.integrations.nautilus_example import books, build_engine, ours
 from trading_telemetry.testing import TelemetryCapture
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 QUOTES = 5000  # per instrument: about 3,000 orders, 3 s of CPU
 
 
@@ -170,3 +176,20 @@ def test_any_reason_becomes_one_of_a_bounded_set_of_codes(reason: object) -> Non
     """Whatever a venue or the risk engine writes, the label is one of the documented codes."""
     assert reject_code(reason) in {code for _, code in REJECT_CODES} | {"other"}
     assert denial_check_type(reason) in {code for _, code in DENIAL_CODES} | {"other"}
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    """The README's "Inside NautilusTrader" example, run as a script, prints what the actor recorded."""
+    section = README.read_text().split("### Inside NautilusTrader", 1)[1].split("\n### ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    script = tmp_path / "backtest.py"
+    script.write_text(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    filled = [line for line in lines if line.startswith("orders_filled_total{")]
+    assert {'direction="BUY"' in line for line in filled} == {True, False}
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in filled) == 100  # an order every 20th of 2,000 quotes
+    assert any(line.startswith("strategy_pnl_realized_usd{") for line in lines)
