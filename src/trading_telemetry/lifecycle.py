@@ -373,17 +373,22 @@ class OrderLifecycle:
                 fills = times.setdefault("fills", {})
             if fill_id is None:
                 fills[(_ANONYMOUS, id(cell))] = cell
-            elif fills.setdefault(fill_id, cell) is not cell:
-                return  # a repeated report
+                new = True
+            else:
+                new = fills.setdefault(fill_id, cell) is cell  # else a repeated report: no costs
             h = self._h
             if h is None:
                 return
-            if slippage_bps is None and price is not None:
-                slippage_bps = self._slippage(price)
-            if slippage_bps is not None:
-                h.slippage.observe(slippage_bps)
-            if commission_usd is not None:
-                h.commission.inc(commission_usd)
+            if new:
+                if slippage_bps is None and price is not None:
+                    slippage_bps = self._slippage(price)
+                if slippage_bps is not None:
+                    h.slippage.observe(slippage_bps)
+                if commission_usd is not None:
+                    h.commission.inc(commission_usd)
+            # Completion is checked on every report, repeated ones too: the thread that
+            # holds a resent report may go on to a cancel before the first one's thread
+            # has checked.
             wanted = self.quantity
             if (
                 wanted is not None

@@ -316,3 +316,30 @@ def test_bad_fill_quantities_are_rejected_with_the_value(captelemetry: Telemetry
         with pytest.raises(InvalidValueError, match=r"quantity=.* is not a finite positive number"):
             o.fill(bad)  # type: ignore[arg-type]
     assert o.filled_quantity == 0
+
+
+def test_fills_from_many_threads_count_once(captelemetry: TelemetryCapture) -> None:
+    """8 threads report the same three fills (by trade id) of 200 orders, and a cancel after
+    them: every order is FILLED once, each fill's commission counts once, no cancel counts."""
+    import threading
+
+    orders = [order(captelemetry, quantity=300) for _ in range(200)]
+    barrier = threading.Barrier(8)
+
+    def broker() -> None:
+        barrier.wait()
+        for o in orders:
+            for n, qty in enumerate((100, 150, 50)):
+                o.fill(qty, at=2.0 + n, fill_id=f"T{n}", commission_usd=0.25)
+            o.canceled(at=9.0)
+
+    threads = [threading.Thread(target=broker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert filled(captelemetry, "FILLED") == 200
+    assert captelemetry.counter("orders_canceled", **ORDER) == 0
+    assert math.isclose(captelemetry.counter("commission_usd", **BASE), 200 * 3 * 0.25)
+    assert captelemetry.histogram("slippage_bps", **BASE, direction="BUY").count == 0  # no reference price
+    assert all(o.state == "filled" and o.filled_quantity == 300 for o in orders)

@@ -21,6 +21,10 @@ The actor listens on the message bus, passively (it subscribes to no market data
 - a timer (``portfolio_interval_secs``) and ``on_stop``: the Strategy plane's PnL gauges
   per strategy and the portfolio gauges (gross, signed net exposure, value) in USD.
 
+Events are queued as they come and recorded on the timer (at once after stop, or with
+``portfolio_interval_secs=0``). Add the actor before the engine runs: the bus does not
+give a wildcard subscription made later the topics already published.
+
 Backtest or live: a backtest's planes belong to ``service.namespace=backtest`` (see
 :func:`prepare`), so that its series never mix with the live desk's.
 """
@@ -290,8 +294,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             self.flush()
 
     def flush(self) -> None:
-        """Record the queued events now (in order: a batch costs a fraction of recording
-        each event between the engine's own work, whose memory traffic evicts ours)."""
+        """Record the queued events now, in the order they came."""
         events, self._pending = self._pending, []
         dispatch = self._dispatch
         for event in events:
