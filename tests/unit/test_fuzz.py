@@ -176,8 +176,8 @@ def test_recording_api_production_never_raises_and_strict_raises_exactly_what_pr
 
     run()
     assert escapes == []
-    assert stats["dropped"] > 1000
-    assert stats["accepted"] > 1000
+    assert stats["dropped"] >= 1000  # both paths exercised a thousand times at least
+    assert stats["accepted"] >= 1000
     for production, _ in pairs.values():
         assert all(production.series_count(key) <= LIMIT for key in plane_specs(production.plane))
         assert_renders(production)
