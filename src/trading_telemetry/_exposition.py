@@ -124,12 +124,19 @@ class PlaneExposition:
         dropped_name: str,
         dropped_help: str,
         service: str,
+        uptime: Callable[[], float],
+        uptime_name: str,
+        uptime_help: str,
     ) -> None:
         self._metrics = [_Metric(s, series[s.key]) for s in specs.values()]
         self._service = service
         self._dropped = dropped
         self._dropped_name = dropped_name + "_total"
         self._dropped_headers = _headers(CounterMetricFamily(dropped_name, dropped_help, labels=[]))
+        self._uptime = uptime
+        self._uptime_headers = _headers(GaugeMetricFamily(uptime_name, uptime_help, labels=[]))
+        self._uptime_line = f'{uptime_name}{{service="{escape_label_value(service)}"}} '
+        self._uptime_name = uptime_name
         info = InfoMetricFamily("target", "Target metadata", labels=[])
         target = {label_name(k): str(v) for k, v in resource.items()}
         self._target = (
@@ -172,8 +179,10 @@ class PlaneExposition:
             chunks.append("".join(self._render_dropped(form)).encode())
         except Exception as error:  # noqa: BLE001
             self._failed(self._dropped_name, error)
-        if not any(chunks):  # nothing recorded: no target_info either, as in the SDK
-            return _EOF if openmetrics else b""
+        try:  # the liveness gauge: always there, so target_info always is too
+            chunks.append(f"{self._uptime_headers[form]}{self._uptime_line}{number(self._uptime())}\n".encode())
+        except Exception as error:  # noqa: BLE001
+            self._failed(self._uptime_name, error)
         head = (self._target[0][form] + self._target[1]).encode()
         return b"".join([head, *chunks, _EOF] if openmetrics else [head, *chunks])
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 
@@ -41,6 +41,14 @@ REJECTED_KEPT = 1024
 
 
 _PLAIN = (int, float, bool, type(None))
+
+
+UPTIME_METRIC = "trading_telemetry_uptime"
+"""Self-metric gauge (exposed as ``..._seconds``, label ``service``): seconds since the
+plane started. It moves while the plane runs, on every path: the liveness the
+``PlaneStopped`` alert watches."""
+
+UPTIME_HELP = "Seconds since the plane started: it keeps moving while the plane runs (its liveness)"
 
 
 def _cacheable(value: object) -> bool:
@@ -103,6 +111,9 @@ class PlaneMetrics:
             unit="{measurement}",
             description=DROPPED_HELP,
         )
+        meter.create_observable_gauge(
+            UPTIME_METRIC, callbacks=[self._uptime_observations], unit="s", description=UPTIME_HELP
+        )
         self.exposition: PlaneExposition | None = None
         """What ``/metrics`` serves: rendered from the handles; None when the
         ``prometheus`` exporter is off."""
@@ -115,6 +126,9 @@ class PlaneMetrics:
                 dropped_name=DROPPED_METRIC,
                 dropped_help=DROPPED_HELP,
                 service=self.plane.value,
+                uptime=self.uptime,
+                uptime_name=UPTIME_METRIC + "_seconds",
+                uptime_help=UPTIME_HELP,
             )
         self._limit = sdk.config.cardinality_limit
         # (key, *label items) of each call -> its handle. Rejected calls are kept too (so a
@@ -265,7 +279,7 @@ class PlaneMetrics:
         return {
             "status": status,
             "plane": self.plane.value,
-            "uptime_seconds": round(time.monotonic() - self._sdk.started, 3),
+            "uptime_seconds": self.uptime(),
             "exporters": exporters,
             "dropped_measurements": self._policy.dropped,
             "strict": self._policy.strict,
@@ -275,6 +289,13 @@ class PlaneMetrics:
         """Push what has been recorded now, without waiting for the export interval."""
         provider = self._sdk.meter_provider
         return bool(provider.force_flush(timeout_millis)) if isinstance(provider, MeterProvider) else True
+
+    def uptime(self) -> float:
+        """Seconds since the plane started (monotonic clock)."""
+        return round(time.monotonic() - self._sdk.started, 3)
+
+    def _uptime_observations(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.uptime(), {"service": self.plane.value})]
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush push exporters and stop the plane's SDK (idempotent), waiting at most

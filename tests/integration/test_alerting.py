@@ -7,14 +7,22 @@ import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import yaml
 
 from helpers import STRICT_PROMETHEUS, wait_for
-from servers import ALERTMANAGER_TEMPLATE, PROMETHEUS_DIR, ROOT, Alertmanager, Prometheus, render_env, require_binary
+from servers import (
+    ALERTMANAGER_TEMPLATE,
+    PROMETHEUS_DIR,
+    ROOT,
+    Alertmanager,
+    Prometheus,
+    Webhook,
+    render_env,
+    require_binary,
+)
 from trading_telemetry import MetricsServer, init_metrics_exporter, reset
 from trading_telemetry._dashboards import dashboards
 from trading_telemetry.catalog import Plane
@@ -180,32 +188,6 @@ def test_kill_switch_inhibits_the_alerts_it_explains() -> None:
 
 
 # --- proof on real data -------------------------------------------------------------
-
-
-class Webhook:
-    """A real HTTP server on loopback that keeps what Alertmanager posts to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(autouse=True)

@@ -32,11 +32,23 @@ values = st.one_of(
 )
 
 
+UPTIME = "trading_telemetry_uptime_seconds"
+
+
 def parsed(text: str, openmetrics: bool) -> dict[str, tuple[str, str, set[tuple[Any, ...]]]]:
-    """family -> (type, documentation, {(sample name, sorted labels, value)})."""
+    """family -> (type, documentation, {(sample name, sorted labels, value)}); the liveness
+    gauge's value is read at a different moment by each side, so it is compared as present
+    and non-negative."""
     families = parse_openmetrics(text) if openmetrics else parse_text(text)
     return {
-        f.name: (f.type, f.documentation, {(s.name, tuple(sorted(s.labels.items())), s.value) for s in f.samples})
+        f.name: (
+            f.type,
+            f.documentation,
+            {
+                (s.name, tuple(sorted(s.labels.items())), s.value >= 0 if f.name == UPTIME else s.value)
+                for s in f.samples
+            },
+        )
         for f in families
     }
 
@@ -92,8 +104,8 @@ def test_the_render_equals_the_otel_prometheus_exporter(workload: tuple[Plane, l
     reset()
 
 
-def test_an_empty_plane_renders_nothing() -> None:
-    """Nothing recorded: the same as the exporter, not even target_info."""
+def test_an_empty_plane_renders_only_its_liveness() -> None:
+    """Nothing recorded: the same as the exporter, target_info and the uptime gauge only."""
     registry = CollectorRegistry()
     metrics = init_metrics_exporter(
         "strategy_plane",
@@ -101,5 +113,7 @@ def test_an_empty_plane_renders_nothing() -> None:
         metric_readers=[PrometheusMetricReader(scope_info_enabled=False, registry=registry)],
     )
     assert metrics.exposition is not None
-    assert parsed(metrics.exposition.render().decode(), False) == parsed(generate_latest(registry).decode(), False)
-    assert metrics.exposition.render() == b""
+    ours = parsed(metrics.exposition.render().decode(), False)
+    assert ours == parsed(generate_latest(registry).decode(), False)
+    assert set(ours) == {"target_info", UPTIME}
+    assert ours[UPTIME][2] == {(UPTIME, (("service", "strategy_plane"),), True)}
