@@ -246,7 +246,15 @@ def overview_dashboard() -> gd.Dashboard:
             "ops",
         ),
         _timeseries(
-            "Scrape targets up", [('up{job=~"trading-planes|otel-collector"}', "{{job}} {{instance}}")], "none"
+            "Planes reporting (1: uptime moving)",
+            [
+                (
+                    'max by (service, instance) (changes(trading_telemetry_uptime_seconds{service=~"$service"}'
+                    "[$__rate_interval]) > bool 0)",
+                    "{{service}} {{instance}}",
+                )
+            ],
+            "none",
         ),
     ]
     for panel in panels:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,29 @@ def test_compose_file_validates_offline() -> None:
     refused = run([tool, "-f", str(COMPOSE), "config", "-q"], base)
     assert refused.returncode != 0
     assert "GRAFANA_ADMIN_PASSWORD" in refused.stderr
+
+
+def test_the_readme_start_copies_env_example_and_asks_for_the_grafana_password(tmp_path: Path) -> None:
+    """`cp .env.example .env` then `docker-compose config -q`: refused with one message, to set the
+    Grafana password; accepted once it is set (with the demo profile uncommented too)."""
+    tool = require_binary("docker-compose", "docker-compose")
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAFANA_", "COMPOSE_"))}
+    refused = subprocess.run([tool, "config", "-q"], capture_output=True, text=True, timeout=60, check=False,
+                             env=env, cwd=tmp_path)  # fmt: skip
+    assert refused.returncode != 0
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].endswith("set GRAFANA_ADMIN_PASSWORD in .env (see .env.example)"), lines[0]
+    text = (tmp_path / ".env").read_text()
+    text = text.replace("GRAFANA_ADMIN_PASSWORD=\n", "GRAFANA_ADMIN_PASSWORD=correct-horse\n")
+    text = text.replace("# COMPOSE_PROFILES=demo", "COMPOSE_PROFILES=demo")
+    (tmp_path / ".env").write_text(text)
+    accepted = subprocess.run([tool, "config", "-q"], capture_output=True, text=True, timeout=60, check=False,
+                              env=env, cwd=tmp_path)  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stderr.strip() == ""
 
 
 def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
