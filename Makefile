@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: demo test test-ranges lint docs dashboards system-deps collector
+.PHONY: demo test test-ranges lint docs dashboards system-deps collector mimir
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -35,12 +35,17 @@ system-deps:
 collector:
 	bash otel_collector/build.sh
 
+# Grafana Mimir, built with Go from its module (mimir/build.sh; about 10 minutes the first
+# time, then reused by version), for the scale-out tests.
+mimir:
+	bash mimir/build.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps collector lint
+test: $(STAMP) system-deps collector mimir lint
 	$(VENV)/bin/pytest
 
 # The unit tests at both ends of the dependency ranges pyproject.toml declares: the lowest

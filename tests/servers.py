@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -69,7 +70,39 @@ class Process:
         self.proc = None
 
 
-class Prometheus(Process):
+class PromQLClient:
+    """The Prometheus HTTP API of a server at ``url`` + ``api_root`` (Prometheus: /api/v1;
+    Mimir: /prometheus/api/v1)."""
+
+    url: str
+    api_root = "/api/v1"
+
+    def api(self, path: str, **params: Any) -> Any:
+        query = urllib.parse.urlencode(params, doseq=True)
+        status, _, body = http_get(f"{self.url}{self.api_root}/{path}?{query}")
+        reply = json.loads(body)
+        assert status == 200, reply
+        assert reply["status"] == "success", reply
+        return reply["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        result = self.api("query", query=promql)["result"]
+        assert isinstance(result, list)
+        return result
+
+    def value(self, promql: str) -> float | None:
+        """The single value of ``promql`` now, or None if it returns nothing."""
+        result = self.query(promql)
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else None
+
+    def series(self, match: str) -> list[dict[str, str]]:
+        found = self.api("series", **{"match[]": match, "start": str(time.time() - 3600)})
+        assert isinstance(found, list)
+        return found
+
+
+class Prometheus(Process, PromQLClient):
     """Prometheus with the repository's configuration: its jobs, relabelling and rule
     files, with the targets of this test and a 1 s scrape interval."""
 
@@ -107,25 +140,6 @@ class Prometheus(Process):
         )
         wait_for("Prometheus to be ready", lambda: self.alive() and http_get(f"{self.url}/-/ready")[0] == 200)
 
-    def api(self, path: str, **params: Any) -> Any:
-        query = urllib.parse.urlencode(params, doseq=True)
-        status, _, body = http_get(f"{self.url}/api/v1/{path}?{query}")
-        reply = json.loads(body)
-        assert status == 200, reply
-        assert reply["status"] == "success", reply
-        return reply["data"]
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        result = self.api("query", query=promql)["result"]
-        assert isinstance(result, list)
-        return result
-
-    def value(self, promql: str) -> float | None:
-        """The single value of ``promql`` now, or None if it returns nothing."""
-        result = self.query(promql)
-        assert len(result) <= 1, result
-        return float(result[0]["value"][1]) if result else None
-
     def wait_for_scrapes(self, targets: int, samples: int = 3) -> None:
         """Until ``targets`` targets are up and each was scraped at least ``samples`` times."""
 
@@ -138,34 +152,40 @@ class Prometheus(Process):
 
         wait_for(f"{targets} targets scraped {samples} times", scraped, timeout=60)
 
-    def series(self, match: str) -> list[dict[str, str]]:
-        found = self.api("series", **{"match[]": match})
-        assert isinstance(found, list)
-        return found
+
+def _go_build(script: Path, what: str) -> str:
+    """The binary a build script prints (building it, or reusing its cached build)."""
+    if shutil.which("go") is None:
+        message = f"Go is not installed: it builds {what} ({script.relative_to(ROOT)})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; under CI=true a real-component test must not skip")
+        pytest.skip(message)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
 @cache
 def collector_binary() -> str:
     """Our Collector, built from otel_collector/builder-config.yaml (or reused)."""
-    if shutil.which("go") is None:
-        message = "Go is not installed: it builds the Collector (otel_collector/build.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + "; under CI=true a real-component test must not skip")
-        pytest.skip(message)
-    done = subprocess.run(
-        ["bash", str(COLLECTOR_DIR / "build.sh")], capture_output=True, text=True, timeout=1500, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
+    return _go_build(COLLECTOR_DIR / "build.sh", "the Collector")
+
+
+@cache
+def mimir_binary() -> str:
+    """Grafana Mimir, built by mimir/build.sh (or reused)."""
+    return _go_build(ROOT / "mimir" / "build.sh", "Mimir")
 
 
 class Collector(Process):
     """Our Collector build running otel_collector/config.yaml on free loopback ports;
     stop() and start() keep the ports, as a restarted Collector would."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, config: Path | None = None, env: Mapping[str, str] | None = None) -> None:
         super().__init__("collector", workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        self.config = config or COLLECTOR_DIR / "config.yaml"
+        self.env = dict(env or {})
         self.ports = {name: free_port() for name in ("grpc", "http", "prometheus", "health", "traces")}
         self.otlp_http = f"http://127.0.0.1:{self.ports['http']}"
         self.otlp_grpc = f"http://127.0.0.1:{self.ports['grpc']}"
@@ -181,8 +201,9 @@ class Collector(Process):
             "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
             "OTELCOL_TRACES_ENDPOINT": f"127.0.0.1:{p['traces']}",  # no tracing backend in tests
             "OTELCOL_LOG_LEVEL": "warn",
+            **self.env,
         }
-        self._spawn([collector_binary(), f"--config={COLLECTOR_DIR / 'config.yaml'}"], env)
+        self._spawn([collector_binary(), f"--config={self.config}"], env)
         health = f"http://127.0.0.1:{p['health']}/"
         wait_for("the Collector to be healthy", lambda: self.alive() and http_get(health)[0] == 200, timeout=60)
 
@@ -262,3 +283,28 @@ class Webhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Mimir(Process, PromQLClient):
+    """Grafana Mimir as one process (mimir/mimir.yaml) on free loopback ports, its ruler
+    alerting ``alertmanager``."""
+
+    api_root = "/prometheus/api/v1"
+
+    def __init__(self, workdir: Path, alertmanager: str = "http://127.0.0.1:9") -> None:
+        super().__init__("mimir", workdir)
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.push_url = f"{self.url}/api/v1/push"
+        env = {
+            "MIMIR_DATA": str(workdir / "data"),
+            "MIMIR_ADDR": "127.0.0.1",
+            "MIMIR_FRONTEND_ADDR": "127.0.0.1",
+            "MIMIR_HTTP_PORT": str(self.port),
+            "MIMIR_GRPC_PORT": str(free_port()),
+            "MIMIR_MEMBERLIST_PORT": str(free_port()),
+            "MIMIR_ALERTMANAGER_URL": alertmanager,
+        }
+        self._spawn([mimir_binary(), f"-config.file={ROOT / 'mimir' / 'mimir.yaml'}", "-config.expand-env=true"], env)
+        wait_for("Mimir to be ready", lambda: self.alive() and http_get(f"{self.url}/ready")[0] == 200, timeout=120)

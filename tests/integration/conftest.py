@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from servers import Collector, Process, Prometheus
+from servers import Collector, Mimir, Process, Prometheus
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,24 @@ def prometheus_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[
 
 
 @pytest.fixture(scope="module")
-def collector_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Process]) -> Callable[[], Collector]:
-    """Start our Collector build on free ports."""
+def collector_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Process]) -> Callable[..., Collector]:
+    """Start our Collector build on free ports: ``factory()`` with otel_collector/config.yaml,
+    ``factory(config=..., env={...})`` with another configuration (the gateway)."""
 
-    def start() -> Collector:
-        server = Collector(tmp_path_factory.mktemp("collector"))
+    def start(config: Path | None = None, env: Mapping[str, str] | None = None) -> Collector:
+        server = Collector(tmp_path_factory.mktemp("collector"), config, env)
+        _started.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def mimir_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Process]) -> Callable[..., Mimir]:
+    """Start Grafana Mimir (monolithic, filesystem storage) on free ports."""
+
+    def start(**kw: Any) -> Mimir:
+        server = Mimir(tmp_path_factory.mktemp("mimir"), **kw)
         _started.append(server)
         return server
 

@@ -1,0 +1,205 @@
+"""Past one machine: planes push OTLP to our Collector in the gateway role
+(otel_collector/gateway.yaml), which remote-writes into a real Grafana Mimir; every
+catalog metric arrives with its name, type and labels, values equal what was recorded,
+every dashboard query returns data from Mimir, and our rules run in Mimir's ruler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from helpers import labels_for, record_everything, sample_value, wait_for
+from servers import COLLECTOR_DIR, PROMETHEUS_DIR, Collector, Mimir
+from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset
+from trading_telemetry._dashboards import dashboards
+from trading_telemetry.catalog import CATALOG, SERVICE_LABEL, Kind, MetricSpec, Plane
+
+pytestmark = pytest.mark.integration
+
+TIMES = 3
+WORKLOAD = 'job=~"workload/.+"'  # the deterministic workload's planes (service.namespace=workload)
+BIN = Path(sys.executable).parent
+# otel_scope_*: the instrumentation scope, added by the Collector on both paths (as test_collector finds)
+IGNORED_LABELS = {"__name__", "job", "instance", "le", "otel_scope_name", "otel_scope_version", "otel_scope_schema_url"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state() -> None:
+    """Overrides the unit tests' reset-per-test: the planes here live for the module."""
+
+
+@pytest.fixture(scope="module")
+def stack(
+    collector_factory: Callable[..., Collector], mimir_factory: Callable[..., Mimir]
+) -> Iterator[tuple[Mimir, subprocess.Popen[bytes]]]:
+    """Mimir behind a gateway Collector, fed a deterministic workload and the demo session."""
+    reset()
+    mimir = mimir_factory()
+    gateway = collector_factory(config=COLLECTOR_DIR / "gateway.yaml", env={"OTELCOL_REMOTE_WRITE_URL": mimir.push_url})
+    config = TelemetryConfig.from_env({
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": gateway.otlp_http,
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=workload",
+        "TRADING_TELEMETRY_STRICT": "true",
+    })  # fmt: skip
+    planes = {p: init_metrics_exporter(p, config=config) for p in Plane}
+    record_everything(planes, times=TIMES)
+    env = {
+        **os.environ,
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": gateway.otlp_http,
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+    }
+    argv = [str(BIN / "trading-telemetry"), "demo", "--base-port", "0", "--rate", "1000", "--seed", "3"]
+    demo = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(
+            "the workload's three planes in Mimir",
+            lambda: len(mimir.query(f'count by (job) ({{{WORKLOAD}, service!=""}})')) == 3,
+            timeout=120,
+            interval=1.0,
+        )
+        yield mimir, demo
+    finally:
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGKILL)
+            demo.wait(timeout=30)
+        reset()
+
+
+def _series(mimir: Mimir, spec: MetricSpec) -> list[dict[str, str]]:
+    return mimir.series(f'{{__name__=~"{spec.prometheus_name}(_bucket|_sum|_count)?", {WORKLOAD}}}')
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.prometheus_name)
+def test_names_and_labels_arrive_as_on_the_prometheus_path(stack: tuple[Mimir, Any], spec: MetricSpec) -> None:
+    """Each metric's series names (with _total, unit suffixes, _bucket) and label keys in Mimir."""
+    series = wait_for(f"{spec.prometheus_name} in Mimir", lambda: _series(stack[0], spec), timeout=30)
+    names = {s["__name__"] for s in series}
+    if spec.kind is Kind.HISTOGRAM:
+        parts = ("_bucket", "_count", "_sum") if spec.has_sum_and_count else ("_bucket",)
+        assert names >= {spec.prometheus_name + p for p in parts}
+        les = sorted(float(s["le"]) for s in series if s["__name__"].endswith("_bucket"))
+        assert les == [*(spec.buckets or ()), float("inf")]
+    else:
+        assert names == {spec.prometheus_name}
+    assert {frozenset(set(s) - IGNORED_LABELS) for s in series} == {frozenset({*spec.labels, SERVICE_LABEL})}
+
+
+def test_types_in_mimirs_metadata(stack: tuple[Mimir, Any]) -> None:
+    """Mimir's metadata API gives every catalog metric its type (remote write sends metadata)."""
+    mimir = stack[0]
+    missing: list[list[str]] = []
+
+    def entries(found: dict[str, Any], spec: MetricSpec) -> list[dict[str, Any]]:
+        # A counter's metadata is under its full name (remote write), or its family (scrapes).
+        return found.get(spec.prometheus_name) or found.get(spec.prometheus_name.removesuffix("_total")) or []
+
+    def complete() -> dict[str, Any] | None:
+        found = mimir.api("metadata")
+        missing.append([s.prometheus_name for s in CATALOG if not entries(found, s)])
+        return found if not missing[-1] else None
+
+    try:
+        metadata = wait_for("metadata of every metric", complete, timeout=60, interval=1.0)
+    except AssertionError:
+        raise AssertionError(f"no metadata for {missing[-1]}") from None
+    for spec in CATALOG:
+        assert {entry["type"] for entry in entries(metadata, spec)} == {spec.prometheus_type}, spec.prometheus_name
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.prometheus_name)
+def test_values_equal_the_workload(stack: tuple[Mimir, Any], spec: MetricSpec) -> None:
+    """Counter totals, histogram counts and gauge values in Mimir equal what was recorded."""
+    mimir = stack[0]
+    selector = ", ".join([WORKLOAD, *(f'{k}="{v}"' for k, v in labels_for(spec).items())])
+    if spec.kind is Kind.HISTOGRAM:
+        query, expected = f'{spec.prometheus_name}_bucket{{{selector}, le="+Inf"}}', float(TIMES)
+    elif spec.kind is Kind.COUNTER:
+        query, expected = f"{spec.prometheus_name}{{{selector}}}", TIMES * sample_value(spec)
+    else:
+        query, expected = f"{spec.prometheus_name}{{{selector}}}", sample_value(spec)
+    got = wait_for(f"{query} in Mimir", lambda: mimir.value(query), timeout=30)
+    assert got == pytest.approx(expected)
+
+
+def _panel_queries() -> list[tuple[str, str, str]]:
+    return [
+        (name, panel["title"], target["expr"])
+        for name, board in dashboards().items()
+        for panel in board["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def _concrete(expr: str) -> str:
+    """A panel's query as Grafana sends it with every variable on All."""
+    return expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$symbol", ".*") \
+        .replace("$strategy", ".*").replace("$source", ".*")  # fmt: skip
+
+
+@pytest.mark.parametrize(("board", "title", "expr"), _panel_queries(), ids=lambda x: str(x)[:60])
+def test_every_dashboard_query_returns_data_from_mimir(stack: tuple[Mimir, Any], board: str, title: str,
+                                                       expr: str) -> None:  # fmt: skip
+    """Each query of each panel returns at least one series from Mimir on the demo's data."""
+    mimir = stack[0]
+    query = _concrete(expr)
+    assert wait_for(f"data for {board} / {title}", lambda: mimir.query(query), timeout=120, interval=2.0)
+
+
+def _post_rules(mimir: Mimir, namespace: str, group: dict[str, Any]) -> None:
+    request = urllib.request.Request(f"{mimir.url}/prometheus/config/v1/rules/{namespace}", method="POST",
+                                     data=yaml.safe_dump(group).encode(),
+                                     headers={"Content-Type": "application/yaml"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
+def test_our_rules_run_in_mimirs_ruler_and_a_dead_plane_fires(stack: tuple[Mimir, subprocess.Popen[bytes]]) -> None:
+    """prometheus/rules/*.yml load into Mimir's ruler unchanged and evaluate without error; when the
+    demo's process is killed, PlaneStopped fires there within two minutes."""
+    mimir, demo = stack
+    for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        for group in yaml.safe_load(rules.read_text())["groups"]:
+            _post_rules(mimir, rules.stem, group)
+    expected = sum(len(g["rules"]) for f in (PROMETHEUS_DIR / "rules").glob("*.yml")
+                   for g in yaml.safe_load(f.read_text())["groups"])  # fmt: skip
+
+    def evaluated() -> list[dict[str, Any]]:
+        groups = mimir.api("rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        return rules if len(rules) == expected and all(r.get("lastEvaluation", "").startswith("20") for r in rules) \
+            else []  # fmt: skip
+
+    rules = wait_for("every rule evaluated by Mimir's ruler", evaluated, timeout=120, interval=2.0)
+    assert [r["name"] for r in rules if r["health"] != "ok"] == []
+    recorded = wait_for(
+        "a recording rule's output", lambda: mimir.value("count(source_symbol:data_freshness_seconds:p95_5m)")
+    )
+    assert recorded
+
+    demo.send_signal(signal.SIGKILL)
+    demo.wait(timeout=30)
+    killed = time.monotonic()
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = mimir.api("alerts")["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "PlaneStopped" and a["state"] == "firing"
+                and a["labels"]["job"].startswith("trading/")]  # fmt: skip
+
+    fired = wait_for("PlaneStopped firing in Mimir", lambda: len(firing()) == 3 and firing(), timeout=180, interval=2.0)
+    after = time.monotonic() - killed
+    assert {a["labels"]["service"] for a in fired} == {p.value for p in Plane}
+    assert after <= 120, f"PlaneStopped fired in Mimir {after:.0f}s after the kill"
+    print(f"PlaneStopped firing in Mimir {after:.0f}s after the kill")
