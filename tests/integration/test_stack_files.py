@@ -59,12 +59,22 @@ def test_the_readme_start_copies_env_example_and_asks_for_the_grafana_password(t
                               env=env, cwd=tmp_path)  # fmt: skip
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stderr.strip() == ""
+    for line in ("COMPOSE_PROFILES=demo,scale", "DEMO_OTLP_ENDPOINT=", "GRAFANA_PROMETHEUS_URL="):
+        text = text.replace("# " + line, line)
+    (tmp_path / ".env").write_text(text)
+    scaled = subprocess.run([tool, "config"], capture_output=True, text=True, timeout=60, check=False, env=env,
+                            cwd=tmp_path)  # fmt: skip
+    assert scaled.returncode == 0, scaled.stderr
+    config = yaml.safe_load(scaled.stdout)
+    assert config["services"]["grafana"]["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://mimir:9009/prometheus"
+    assert config["services"]["demo"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-gateway:4318"
 
 
 def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
     """Images carry an explicit version, every service has a healthcheck, host ports bind 127.0.0.1."""
     services = compose()["services"]
-    assert set(services) == {"otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo"}
+    expected = {"otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo", "otel-gateway", "mimir"}
+    assert set(services) == expected
     for name, service in services.items():
         assert "healthcheck" in service, name
         if "image" in service:
@@ -73,6 +83,7 @@ def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not on loopback"
     assert "demo" in services["demo"]["profiles"]
+    assert services["mimir"]["profiles"] == services["otel-gateway"]["profiles"] == ["scale"]
 
 
 def test_collector_image_matches_the_builder_manifest() -> None:
