@@ -198,8 +198,14 @@ def test_our_rules_run_in_mimirs_ruler_and_a_dead_plane_fires(stack: tuple[Mimir
         return [a for a in alerts if a["labels"]["alertname"] == "PlaneStopped" and a["state"] == "firing"
                 and a["labels"]["job"].startswith("trading/")]  # fmt: skip
 
+    def gone() -> bool:
+        return not mimir.query('orders_received_total{job="trading/order_plane"}')
+
+    wait_for("the dead plane's series gone from instant queries", gone, timeout=120, interval=1.0)
+    stale_after = time.monotonic() - killed
     fired = wait_for("PlaneStopped firing in Mimir", lambda: len(firing()) == 3 and firing(), timeout=180, interval=2.0)
     after = time.monotonic() - killed
+    assert stale_after <= 90, f"the dead plane's series stayed {stale_after:.0f}s"
     assert {a["labels"]["service"] for a in fired} == {p.value for p in Plane}
     assert after <= 120, f"PlaneStopped fired in Mimir {after:.0f}s after the kill"
-    print(f"PlaneStopped firing in Mimir {after:.0f}s after the kill")
+    print(f"series gone after {stale_after:.0f}s, PlaneStopped firing in Mimir {after:.0f}s after the kill")
