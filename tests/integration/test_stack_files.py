@@ -73,9 +73,12 @@ def test_the_readme_start_copies_env_example_and_asks_for_the_grafana_password(t
 def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
     """Images carry an explicit version, every service has a healthcheck, host ports bind 127.0.0.1."""
     services = compose()["services"]
-    expected = {"otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo", "otel-gateway", "mimir"}
+    expected = {"config", "otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo", "otel-gateway",
+                "mimir"}  # fmt: skip
     assert set(services) == expected
     for name, service in services.items():
+        if service.get("restart") == "no":  # a one-shot job (config): nothing to check the health of
+            continue
         assert "healthcheck" in service, name
         if "image" in service:
             image = service["image"]
@@ -102,7 +105,8 @@ def test_collector_image_matches_the_builder_manifest() -> None:
 def test_compose_runs_the_repository_configs() -> None:
     """The Collector runs otel_collector/config.yaml; Prometheus keeps 30 days, reloads over HTTP, stores exemplars."""
     services = compose()["services"]
-    assert "./otel_collector/config.yaml:/etc/otelcol/config.yaml:ro" in services["otel-collector"]["volumes"]
+    assert "collector_config:/etc/otelcol:ro" in services["otel-collector"]["volumes"]
+    assert services["otel-collector"]["command"] == ["--config=/etc/otelcol/config.yaml"]
     flags = services["prometheus"]["command"]
     assert "--storage.tsdb.retention.time=30d" in flags
     assert "--web.enable-lifecycle" in flags
@@ -140,3 +144,45 @@ def test_target_files_are_valid_json_lists() -> None:
     assert {p.name for p in Path(ROOT / "prometheus" / "targets").glob("*.json")} == {
         "collector.json", "planes.json", "alertmanager.json",
     }  # fmt: skip
+
+
+def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_path: Path) -> None:
+    """The config service's command, run by busybox (the image's shell) on a checkout made under
+    umask 077, leaves every file world-readable and every directory world-searchable, and each
+    service mounts the copy it reads."""
+    tool = require_binary("docker-compose", "docker-compose")
+    busybox = require_binary("busybox", "busybox")
+    done = run([tool, "-f", str(COMPOSE), "config"], {**os.environ, "GRAFANA_ADMIN_PASSWORD": "x"})
+    assert done.returncode == 0, done.stderr
+    service = yaml.safe_load(done.stdout)["services"]["config"]
+    (script,) = service["command"]
+    src, dst = tmp_path / "src", tmp_path / "config"
+    old = os.umask(0o077)
+    try:
+        for name in ("otel_collector", "prometheus", "grafana", "mimir"):  # as git checks out: modes from the umask
+            for file in (ROOT / name).rglob("*"):
+                if file.is_file() and not any(part.startswith(".") for part in file.parts[len(ROOT.parts) :]):
+                    (src / file.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(file, src / file.relative_to(ROOT))
+            (dst / name).mkdir(parents=True)
+    finally:
+        os.umask(old)
+    assert (src / "prometheus" / "prometheus.yml").stat().st_mode & 0o077 == 0  # as a umask 077 checkout is
+    script = script.replace("$$", "$")  # compose unescapes $$ when it runs the command
+    script = re.sub(r"/config\b", str(dst), re.sub(r"/src\b", str(src), script))
+    ran = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    for path in dst.rglob("*"):
+        assert path.stat().st_mode & (0o005 if path.is_dir() else 0o004), f"{path} is not readable by others"
+    assert (dst / "mimir" / "rules" / "anonymous" / "alerts.yml").read_text() == (
+        ROOT / "prometheus" / "rules" / "alerts.yml"
+    ).read_text()
+    mounts = {
+        "otel-collector": "collector_config:/etc/otelcol:ro", "otel-gateway": "collector_config:/etc/otelcol:ro",
+        "prometheus": "prometheus_config:/etc/prometheus:ro", "alertmanager": "prometheus_config:/etc/alertmanager:ro",
+        "grafana": "grafana_config:/etc/grafana/trading:ro", "mimir": "mimir_config:/etc/mimir:ro",
+    }  # fmt: skip
+    services = compose()["services"]
+    for name, mount in mounts.items():
+        assert any(str(v).split("  ")[0].startswith(mount) for v in services[name]["volumes"]), name
+        assert services[name]["depends_on"]["config"] == {"condition": "service_completed_successfully"}, name
