@@ -209,3 +209,14 @@ def test_our_rules_run_in_mimirs_ruler_and_a_dead_plane_fires(stack: tuple[Mimir
     assert {a["labels"]["service"] for a in fired} == {p.value for p in Plane}
     assert after <= 120, f"PlaneStopped fired in Mimir {after:.0f}s after the kill"
     print(f"series gone after {stale_after:.0f}s, PlaneStopped firing in Mimir {after:.0f}s after the kill")
+
+
+def test_the_gateway_benchmark_runs_and_loses_nothing() -> None:
+    """benchmarks/bench_gateway.py --quick (3 planes for 20 s) prints its figures, with no loss."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gateway.py"
+    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "loss: none" in done.stdout, done.stdout
+    for line in ("series in Mimir", "samples per second", "peak RSS, gateway Collector", "peak RSS, Mimir"):
+        assert line in done.stdout, done.stdout
