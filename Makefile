@@ -35,7 +35,7 @@ system-deps:
 collector:
 	bash otel_collector/build.sh
 
-# Grafana Mimir, built with Go from its module (mimir/build.sh; about 10 minutes the first
+# Grafana Mimir, built with Go from its module (mimir/build.sh; a few minutes the first
 # time, then reused by version), for the scale-out tests.
 mimir:
 	bash mimir/build.sh

@@ -4,8 +4,8 @@
 # the binary's path on stdout.
 #
 # Mimir's module cannot be `go install`ed (its go.mod has replace directives): the
-# module is downloaded from the Go module proxy and built inside a copy of it. About 10
-# minutes on 2 cores; builds are kept by version in .cache/mimir/ (ignored by git) and,
+# module is downloaded from the Go module proxy and built inside a copy of it. A few
+# minutes on 2 cores (3 with the downloads here); builds are kept by version in .cache/mimir/ (ignored by git) and,
 # so that a fresh clone on the same machine does not rebuild, in ~/.cache/trading-telemetry/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +29,7 @@ if [[ -x "$shared_dir/mimir" ]]; then
 fi
 
 command -v go >/dev/null || { echo "mimir/build.sh: Go is needed to build Mimir" >&2; exit 1; }
-echo "mimir/build.sh: building Mimir $version (about 10 minutes the first time)" >&2
+echo "mimir/build.sh: building Mimir $version (a few minutes the first time)" >&2
 module=$(go mod download -json "github.com/grafana/mimir@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 [[ -d "$module" ]] || { echo "mimir/build.sh: the module proxy did not serve Mimir $version" >&2; exit 1; }
 mkdir -p "$root/.cache"
