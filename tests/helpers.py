@@ -101,3 +101,21 @@ def http_get(
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, query) of every target of every provisioned dashboard."""
+    from trading_telemetry._dashboards import dashboards
+
+    return [
+        (name, panel["title"], target["expr"])
+        for name, board in dashboards().items()
+        for panel in board["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def with_all_variables(expr: str) -> str:
+    """A panel's query as Grafana sends it with every variable on All."""
+    return expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$symbol", ".*") \
+        .replace("$strategy", ".*").replace("$source", ".*")  # fmt: skip

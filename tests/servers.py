@@ -208,6 +208,9 @@ class Collector(Process):
         wait_for("the Collector to be healthy", lambda: self.alive() and http_get(health)[0] == 200, timeout=60)
 
 
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+"""prometheus/rules/*.yml: what Prometheus loads, and Mimir's ruler."""
+
 ALERTMANAGER_TEMPLATE = PROMETHEUS_DIR / "alertmanager.yml"
 
 

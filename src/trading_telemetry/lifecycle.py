@@ -48,6 +48,8 @@ _QUANTITY_TOLERANCE = 1e-9
 """An order is complete once its fills reach its quantity within this relative tolerance
 (float quantities: 0.1 + 0.2 fills 0.3)."""
 _FIRST = operator.itemgetter(0)
+_CANCELED = operator.attrgetter("canceled")
+_EXPIRED = operator.attrgetter("expired")
 HANDLE_SETS_KEPT = 4096
 """Most (strategy, symbol, direction, order type) handle sets a plane keeps for orders."""
 _OUTCOMES_KEPT = 64
@@ -77,8 +79,12 @@ class _OrderHandles:
         self.denied: dict[Any, BoundMetric] = {}
 
     def outcome(self, kept: dict[Any, BoundMetric], key: str, label: str, value: Any, **labels: Any) -> BoundMetric:
-        """Bind the handle of an outcome not in ``kept`` yet (the callers look there first),
-        and keep it if its value is a plain string, up to _OUTCOMES_KEPT of them."""
+        """The handle of the outcome ``value`` (a fill status, a reject reason, a check type):
+        from ``kept``, or bound and kept there if it is a plain string, up to _OUTCOMES_KEPT."""
+        try:
+            return kept[value]
+        except Exception:  # noqa: BLE001 - not seen yet (or not hashable: bind judges it)
+            pass
         handle = self.metrics.bind(key, **self.base, **labels, **{label: value})
         if len(kept) < _OUTCOMES_KEPT and type(value) is str:
             kept[value] = handle
@@ -297,11 +303,7 @@ class OrderLifecycle:
 
     def _count_filled(self, h: _OrderHandles, status: str, when: float) -> None:
         """The order's fill status, counted once (its end is claimed), and the fill latencies."""
-        try:
-            filled = h.filled[status]
-        except Exception:  # noqa: BLE001 - a status not seen yet (or not hashable: bind judges it)
-            filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])
-        filled._apply(1)
+        h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])._apply(1)
         self._step("filled", _FILLED, (when,))
 
     def _ended_with_fills(self, h: _OrderHandles) -> None:
@@ -445,63 +447,45 @@ class OrderLifecycle:
                 h.slippage.observe(slippage_bps)
             if commission_usd is not None:
                 h.commission.inc(commission_usd)
-            try:  # _count_filled, inlined on the common path
+            try:  # _count_filled, inlined on the common path: one lookup, no call
                 filled = h.filled[status]
-            except Exception:  # noqa: BLE001 - a status not seen yet (or not hashable: bind judges it)
+            except Exception:  # noqa: BLE001 - a status not seen yet (or not hashable)
                 filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])
             filled._apply(1)
             self._step("filled", _FILLED, cell)
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "orders_filled")
 
+    def _finish(self, step: str, at: object, metric: str, counter: Callable[[_OrderHandles], BoundMetric]) -> None:
+        """End the order with ``step`` if no end came first: ``counter(handles)`` counts the end,
+        and an order that ends with part of it filled counts as PARTIAL_FILL too."""
+        try:
+            h = self._end(step, at)
+            if h is not None:
+                counter(h)._apply(1)
+                self._ended_with_fills(h)
+        except Exception as error:  # noqa: BLE001 - never into the broker callback (strict: MeasurementError)
+            self.metrics._policy.failed(error, metric)
+
     def canceled(self, at: float | None = None) -> None:
         """The order was canceled (by the strategy, or by the venue unsolicited)."""
-        try:
-            h = self._end("canceled", at)
-            if h is not None:
-                h.canceled._apply(1)
-                self._ended_with_fills(h)
-        except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "orders_canceled")
+        self._finish("canceled", at, "orders_canceled", _CANCELED)
 
     def expired(self, at: float | None = None) -> None:
         """The order's time in force ran out (GTD, DAY) before it filled."""
-        try:
-            h = self._end("expired", at)
-            if h is not None:
-                h.expired._apply(1)
-                self._ended_with_fills(h)
-        except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "orders_expired")
+        self._finish("expired", at, "orders_expired", _EXPIRED)
 
     def rejected(self, reason: str, at: float | None = None) -> None:
         """The broker or venue rejected the order. ``reason`` is a label value: a short
         code from a bounded set, never the venue's free text."""
-        try:
-            h = self._end("rejected", at)
-            if h is not None:
-                try:
-                    rejected = h.rejected[reason]
-                except Exception:  # noqa: BLE001 - a reason not seen yet (or not hashable: bind judges it)
-                    rejected = h.outcome(h.rejected, "orders_rejected", "reason", reason)
-                rejected._apply(1)
-                self._ended_with_fills(h)
-        except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "orders_rejected")
+        self._finish("rejected", at, "orders_rejected",
+                     lambda h: h.outcome(h.rejected, "orders_rejected", "reason", reason))  # fmt: skip
 
     def denied(self, check_type: str, at: float | None = None) -> None:
         """A pre-trade risk check denied the order before it reached the broker:
         ``orders_risk_rejections_total{check_type}``, kept apart from broker rejects."""
-        try:
-            h = self._end("denied", at)
-            if h is not None:
-                try:
-                    denied = h.denied[check_type]
-                except Exception:  # noqa: BLE001
-                    denied = h.outcome(h.denied, "risk_rejections", "check_type", check_type)
-                denied._apply(1)
-        except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "risk_rejections")
+        self._finish("denied", at, "risk_rejections",
+                     lambda h: h.outcome(h.denied, "risk_rejections", "check_type", check_type))  # fmt: skip
 
 
 def _quantity(value: object) -> float:

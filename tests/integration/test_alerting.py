@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import STRICT_PROMETHEUS, wait_for
+from helpers import STRICT_PROMETHEUS, dashboard_queries, wait_for, with_all_variables
 from servers import (
     ALERTMANAGER_TEMPLATE,
     PROMETHEUS_DIR,
     ROOT,
+    RULE_FILES,
     Alertmanager,
     Prometheus,
     Webhook,
@@ -24,13 +25,11 @@ from servers import (
     require_binary,
 )
 from trading_telemetry import MetricsServer, init_metrics_exporter, reset
-from trading_telemetry._dashboards import dashboards
 from trading_telemetry.catalog import Plane
 from trading_telemetry.demo import run_demo
 
 pytestmark = pytest.mark.integration
 
-RULES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 ALERT_TESTS = PROMETHEUS_DIR / "tests" / "alerts_test.yml"
 
 
@@ -45,7 +44,7 @@ def alert_names() -> list[str]:
 
 def test_promtool_check_rules() -> None:
     """`promtool check rules` accepts every rule file."""
-    done = promtool("check", "rules", *map(str, RULES))
+    done = promtool("check", "rules", *map(str, RULE_FILES))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -225,7 +224,7 @@ def live(
         wait_for("the demo's servers", lambda: len(ready) == 3, timeout=20)
         prom = prometheus_factory(
             {"planes": [f"127.0.0.1:{s.port}" for s in ready]},
-            rule_files=RULES,
+            rule_files=RULE_FILES,
             alertmanagers=[f"127.0.0.1:{alertmanager.port}"],
         )
         prom.wait_for_scrapes(targets=3, samples=5)
@@ -238,27 +237,12 @@ def live(
         reset()
 
 
-def _panel_queries() -> list[tuple[str, str, str]]:
-    out = []
-    for board_name, board in dashboards().items():
-        for panel in board["panels"]:
-            for target in panel["targets"]:
-                out.append((board_name, panel["title"], target["expr"]))
-    return out
-
-
-def _concrete(expr: str) -> str:
-    """A panel's query as Grafana sends it with every variable on All."""
-    return expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$symbol", ".*") \
-        .replace("$strategy", ".*").replace("$source", ".*")  # fmt: skip
-
-
-@pytest.mark.parametrize(("board", "title", "expr"), _panel_queries(), ids=lambda x: str(x)[:60])
+@pytest.mark.parametrize(("board", "title", "expr"), dashboard_queries(), ids=lambda x: str(x)[:60])
 def test_every_dashboard_query_returns_data(live: tuple[Prometheus, Alertmanager, Webhook], board: str, title: str,
                                             expr: str) -> None:  # fmt: skip
     """Each query of each panel returns at least one series on the demo's data."""
     prom = live[0]
-    query = _concrete(expr)
+    query = with_all_variables(expr)
     found = wait_for(f"data for {board} / {title}", lambda: prom.query(query), timeout=60, interval=1.0)
     assert found
 

@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from helpers import wait_for
-from servers import PROMETHEUS_DIR, Alertmanager, Collector, Prometheus, Webhook
+from servers import RULE_FILES, Alertmanager, Collector, Prometheus, Webhook
 from trading_telemetry.catalog import Plane
 
 pytestmark = pytest.mark.integration
 
-RULES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 BIN = Path(sys.executable).parent
 
 
@@ -36,7 +35,7 @@ def stack(
     collector = collector_factory()
     prom = prometheus_factory(
         {"collector": [collector.prometheus_target]},
-        rule_files=RULES,
+        rule_files=RULE_FILES,
         alertmanagers=[f"127.0.0.1:{alertmanager.port}"],
     )
     try:

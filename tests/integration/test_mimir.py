@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import labels_for, record_everything, sample_value, wait_for
-from servers import COLLECTOR_DIR, PROMETHEUS_DIR, Collector, Mimir
+from helpers import dashboard_queries, labels_for, record_everything, sample_value, wait_for, with_all_variables
+from servers import COLLECTOR_DIR, RULE_FILES, Collector, Mimir
 from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset
-from trading_telemetry._dashboards import dashboards
 from trading_telemetry.catalog import CATALOG, SERVICE_LABEL, Kind, MetricSpec, Plane
 
 pytestmark = pytest.mark.integration
@@ -134,27 +133,12 @@ def test_values_equal_the_workload(stack: tuple[Mimir, Any], spec: MetricSpec) -
     assert got == pytest.approx(expected)
 
 
-def _panel_queries() -> list[tuple[str, str, str]]:
-    return [
-        (name, panel["title"], target["expr"])
-        for name, board in dashboards().items()
-        for panel in board["panels"]
-        for target in panel["targets"]
-    ]
-
-
-def _concrete(expr: str) -> str:
-    """A panel's query as Grafana sends it with every variable on All."""
-    return expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$symbol", ".*") \
-        .replace("$strategy", ".*").replace("$source", ".*")  # fmt: skip
-
-
-@pytest.mark.parametrize(("board", "title", "expr"), _panel_queries(), ids=lambda x: str(x)[:60])
+@pytest.mark.parametrize(("board", "title", "expr"), dashboard_queries(), ids=lambda x: str(x)[:60])
 def test_every_dashboard_query_returns_data_from_mimir(stack: tuple[Mimir, Any], board: str, title: str,
                                                        expr: str) -> None:  # fmt: skip
     """Each query of each panel returns at least one series from Mimir on the demo's data."""
     mimir = stack[0]
-    query = _concrete(expr)
+    query = with_all_variables(expr)
     assert wait_for(f"data for {board} / {title}", lambda: mimir.query(query), timeout=120, interval=2.0)
 
 
@@ -170,10 +154,10 @@ def test_our_rules_run_in_mimirs_ruler_and_a_dead_plane_fires(stack: tuple[Mimir
     """prometheus/rules/*.yml load into Mimir's ruler unchanged and evaluate without error; when the
     demo's process is killed, PlaneStopped fires there within two minutes."""
     mimir, demo = stack
-    for rules in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+    for rules in RULE_FILES:
         for group in yaml.safe_load(rules.read_text())["groups"]:
             _post_rules(mimir, rules.stem, group)
-    expected = sum(len(g["rules"]) for f in (PROMETHEUS_DIR / "rules").glob("*.yml")
+    expected = sum(len(g["rules"]) for f in RULE_FILES
                    for g in yaml.safe_load(f.read_text())["groups"])  # fmt: skip
 
     def evaluated() -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -35,6 +36,21 @@ def _shutdown_production_planes() -> Iterator[None]:
     yield
     while _production:
         _production.pop().shutdown()
+
+
+def race(broker: Callable[[], None], threads: int) -> None:
+    """Run ``broker`` on ``threads`` threads released together, and wait for them all."""
+    barrier = threading.Barrier(threads)
+
+    def released() -> None:
+        barrier.wait()
+        broker()
+
+    started = [threading.Thread(target=released) for _ in range(threads)]
+    for t in started:
+        t.start()
+    for t in started:
+        t.join()
 
 
 def filled(capture: TelemetryCapture, status: str) -> float:
@@ -136,13 +152,9 @@ def test_takes_the_monotonic_clock_itself(captelemetry: TelemetryCapture) -> Non
 def test_steps_from_many_threads_count_once(captelemetry: TelemetryCapture) -> None:
     """Broker callbacks racing on the same orders from 8 threads (each sending every step, some
     twice): every order counts each step once and records each latency once."""
-    import threading
-
     orders = [order(captelemetry) for _ in range(300)]
-    barrier = threading.Barrier(8)
 
     def broker() -> None:
-        barrier.wait()
         for o in orders:
             o.filled(at=1.01, slippage_bps=-0.5, commission_usd=0.25)
             o.acked(at=1.002)
@@ -151,11 +163,7 @@ def test_steps_from_many_threads_count_once(captelemetry: TelemetryCapture) -> N
             o.rejected("broker_reject", at=1.02)  # after the fill: ignored
             o.filled(at=1.05)
 
-    threads = [threading.Thread(target=broker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    race(broker, threads=8)
     base = {"strategy": "OFI", "symbol": "SPY"}
     captelemetry.assert_counter_rose("orders_received", by=300, **ORDER)
     captelemetry.assert_counter_rose("orders_submitted", by=300, **ORDER)
@@ -321,23 +329,15 @@ def test_bad_fill_quantities_are_rejected_with_the_value(captelemetry: Telemetry
 def test_fills_from_many_threads_count_once(captelemetry: TelemetryCapture) -> None:
     """8 threads report the same three fills (by trade id) of 200 orders, and a cancel after
     them: every order is FILLED once, each fill's commission counts once, no cancel counts."""
-    import threading
-
     orders = [order(captelemetry, quantity=300) for _ in range(200)]
-    barrier = threading.Barrier(8)
 
     def broker() -> None:
-        barrier.wait()
         for o in orders:
             for n, qty in enumerate((100, 150, 50)):
                 o.fill(qty, at=2.0 + n, fill_id=f"T{n}", commission_usd=0.25)
             o.canceled(at=9.0)
 
-    threads = [threading.Thread(target=broker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    race(broker, threads=8)
     assert filled(captelemetry, "FILLED") == 200
     assert captelemetry.counter("orders_canceled", **ORDER) == 0
     assert math.isclose(captelemetry.counter("commission_usd", **BASE), 200 * 3 * 0.25)

@@ -303,7 +303,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
                 if handler is not None:
                     handler(event)
             except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
-                self._failed(self._order, error, "orders_received")  # the handlers catch their own
+                # What an order event's handler let out (the data and position handlers
+                # catch their own): counted against the order plane.
+                self._failed(self._order, error, "orders_received")
 
     # -- Data plane --------------------------------------------------------------------
 
