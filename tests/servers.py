@@ -1,11 +1,12 @@
 """Real servers for integration tests, on free loopback ports: Debian's Prometheus running
 the repository's prometheus/prometheus.yml, and our own Collector build running
-otel_collector/config.yaml."""
+otel_collector/config.yaml, each with the credentials compose gives it from .env."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -20,11 +21,21 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import free_port, http_get, wait_for
+from helpers import basic_auth, free_port, http_get, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = ROOT / "prometheus"
 COLLECTOR_DIR = ROOT / "otel_collector"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+COLLECTOR_TOKEN = secrets.token_hex(32)
+"""OTEL_COLLECTOR_TOKEN of the Collectors the tests start, made as .env.example says."""
+
+ALERTMANAGER_USER = "alertmanager"
+ALERTMANAGER_PASSWORD = "alertmanager-test-password"  # tests only
+ALERTMANAGER_PASSWORD_HASH = "$2a$10$ezyvd18UeKz4WUKehWHeduUcndTTh0NBM7JWbTCMCQNnbEtksuoh2"
+"""bcrypt (cost 10) of ALERTMANAGER_PASSWORD: ALERTMANAGER_PASSWORD_HASH of the tests' .env."""
+ALERTMANAGER_AUTH = basic_auth(ALERTMANAGER_USER, ALERTMANAGER_PASSWORD)
 
 
 def require_binary(name: str, package: str = "prometheus") -> str:
@@ -102,9 +113,17 @@ class PromQLClient:
         return found
 
 
+def compose_prometheus_flags() -> list[str]:
+    """The flags docker-compose.yml gives Prometheus, less those naming its paths in the container."""
+    command = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["prometheus"]["command"]
+    paths = ("--config.file=", "--storage.tsdb.path=", "--storage.tsdb.retention.time=")
+    return [flag for flag in command if not flag.startswith(paths)]
+
+
 class Prometheus(Process, PromQLClient):
-    """Prometheus with the repository's configuration: its jobs, relabelling and rule
-    files, with the targets of this test and a 1 s scrape interval."""
+    """Prometheus with the repository's configuration and compose's flags: its jobs, limits,
+    relabelling and rule files, with the targets of this test and a 1 s scrape interval,
+    sending alerts with Alertmanager's password (``alertmanager_password``)."""
 
     def __init__(
         self,
@@ -112,6 +131,7 @@ class Prometheus(Process, PromQLClient):
         targets: Mapping[str, Sequence[str]],
         rule_files: Sequence[Path] = (),
         alertmanagers: Sequence[str] = (),
+        alertmanager_password: str = ALERTMANAGER_PASSWORD,
     ) -> None:
         super().__init__("prometheus", workdir)
         self.port = free_port()
@@ -121,6 +141,9 @@ class Prometheus(Process, PromQLClient):
         config["rule_files"] = [str(p) for p in rule_files]
         for job in config["scrape_configs"]:
             job["scrape_interval"] = "1s"
+        (workdir / "alertmanager.password").write_text(alertmanager_password)  # compose: from .env at start
+        for alertmanager in config["alerting"]["alertmanagers"]:
+            alertmanager["basic_auth"]["password_file"] = str(workdir / "alertmanager.password")
         (workdir / "targets").mkdir(parents=True, exist_ok=True)
         for name in ("collector", "planes"):
             entries = [{"targets": list(targets.get(name, ()))}] if targets.get(name) else []
@@ -134,7 +157,7 @@ class Prometheus(Process, PromQLClient):
                 f"--config.file={config_file}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--enable-feature=exemplar-storage",
+                *compose_prometheus_flags(),
                 "--log.level=warn",
             ]
         )
@@ -178,19 +201,35 @@ def mimir_binary() -> str:
 
 
 class Collector(Process):
-    """Our Collector build running otel_collector/config.yaml on free loopback ports;
-    stop() and start() keep the ports, as a restarted Collector would."""
+    """Our Collector build running otel_collector/config.yaml on free loopback ports, its
+    OTLP receivers asking for COLLECTOR_TOKEN; stop() and start() keep the ports, as a
+    restarted Collector would."""
 
     def __init__(self, workdir: Path, config: Path | None = None, env: Mapping[str, str] | None = None) -> None:
         super().__init__("collector", workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = config or COLLECTOR_DIR / "config.yaml"
         self.env = dict(env or {})
+        self.token = self.env.setdefault("OTEL_COLLECTOR_TOKEN", COLLECTOR_TOKEN)
         self.ports = {name: free_port() for name in ("grpc", "http", "prometheus", "health", "traces")}
         self.otlp_http = f"http://127.0.0.1:{self.ports['http']}"
         self.otlp_grpc = f"http://127.0.0.1:{self.ports['grpc']}"
         self.prometheus_target = f"127.0.0.1:{self.ports['prometheus']}"
         self.start()
+
+    @property
+    def otlp_headers(self) -> str:
+        """OTEL_EXPORTER_OTLP_HEADERS for a client of this Collector (compose's demo sends the same)."""
+        return f"authorization=Bearer%20{self.token}"
+
+    def sdk_env(self, protocol: str = "http/protobuf") -> dict[str, str]:
+        """The OTEL_EXPORTER_OTLP_* variables that point a plane's SDK at this Collector, token included."""
+        endpoint = self.otlp_http if protocol == "http/protobuf" else self.otlp_grpc
+        return {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_EXPORTER_OTLP_HEADERS": self.otlp_headers,
+        }
 
     def start(self) -> None:
         p = self.ports
@@ -215,15 +254,16 @@ ALERTMANAGER_TEMPLATE = PROMETHEUS_DIR / "alertmanager.yml"
 
 
 RENDER_ENV_AWK = PROMETHEUS_DIR / "render-env.awk"
+ALERTMANAGER_WEB_TEMPLATE = PROMETHEUS_DIR / "alertmanager-web.yml"
 RENDERED_VARIABLES = (
     "ALERT_WEBHOOK_URL", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "PAGERDUTY_ROUTING_KEY", "PAGERDUTY_URL",
-    "SMTP_SMARTHOST", "SMTP_FROM", "SMTP_USERNAME", "SMTP_PASSWORD", "ALERT_EMAIL_TO",
+    "SMTP_SMARTHOST", "SMTP_FROM", "SMTP_USERNAME", "SMTP_PASSWORD", "ALERT_EMAIL_TO", "ALERTMANAGER_PASSWORD_HASH",
 )  # fmt: skip
 
 
 def render_env(template: str, env: Mapping[str, str], awk: Sequence[str] = ("awk",)) -> str:
     """``template`` rendered by prometheus/render-env.awk, the code compose runs, with
-    ``env`` as the receivers' variables (the others unset)."""
+    ``env`` as the receivers' and the password hash's variables (the others unset)."""
     base = {k: v for k, v in os.environ.items() if k not in RENDERED_VARIABLES}
     done = subprocess.run(
         [*awk, "-f", str(RENDER_ENV_AWK)],
@@ -233,7 +273,9 @@ def render_env(template: str, env: Mapping[str, str], awk: Sequence[str] = ("awk
 
 
 class Alertmanager(Process):
-    """Debian's Alertmanager running prometheus/alertmanager.yml rendered with ``env``."""
+    """Debian's Alertmanager running prometheus/alertmanager.yml rendered with ``env``, and
+    prometheus/alertmanager-web.yml with the test password's hash: every request needs
+    ALERTMANAGER_AUTH."""
 
     def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
         super().__init__("alertmanager", workdir)
@@ -242,20 +284,26 @@ class Alertmanager(Process):
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "alertmanager.yml"
         self.config.write_text(render_env(ALERTMANAGER_TEMPLATE.read_text(), env))
+        self.web_config = workdir / "web.yml"
+        self.web_config.write_text(
+            render_env(ALERTMANAGER_WEB_TEMPLATE.read_text(), {"ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH})
+        )
         self._spawn(
             [
                 require_binary("prometheus-alertmanager", "prometheus-alertmanager"),
                 f"--config.file={self.config}",
+                f"--web.config.file={self.web_config}",
                 f"--storage.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--cluster.listen-address=",  # no gossip port: a single instance
                 "--log.level=warn",
             ]
         )
-        wait_for("Alertmanager to be ready", lambda: self.alive() and http_get(f"{self.url}/-/ready")[0] == 200)
+        ready = f"{self.url}/-/ready"
+        wait_for("Alertmanager to be ready", lambda: self.alive() and http_get(ready, ALERTMANAGER_AUTH)[0] == 200)
 
     def alerts(self) -> list[dict[str, Any]]:
-        status, _, body = http_get(f"{self.url}/api/v2/alerts")
+        status, _, body = http_get(f"{self.url}/api/v2/alerts", ALERTMANAGER_AUTH)
         assert status == 200, body
         found = json.loads(body)
         assert isinstance(found, list)

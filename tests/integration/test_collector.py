@@ -27,7 +27,7 @@ IGNORED_LABELS = {"__name__", "job", "instance", "otel_scope_name", "otel_scope_
 def push_config(collector: Collector, *, pull: bool, interval_ms: int = 300) -> TelemetryConfig:
     return TelemetryConfig.from_env({
         "OTEL_METRICS_EXPORTER": "prometheus,otlp" if pull else "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+        **collector.sdk_env(),
         "OTEL_METRIC_EXPORT_INTERVAL": str(interval_ms),
         "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",
         "TRADING_TELEMETRY_STRICT": "true",

@@ -56,8 +56,7 @@ def test_a_killed_pushing_plane_fires_plane_stopped_and_goes_stale(
     env = {
         **os.environ,
         "OTEL_METRICS_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http,
+        **collector.sdk_env("http/protobuf"),
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
     }
     demo = subprocess.Popen([str(BIN / "trading-telemetry"), "demo", "--base-port", "0", "--rate", "200"], env=env,

@@ -47,7 +47,7 @@ def stack(
     gateway = collector_factory(config=COLLECTOR_DIR / "gateway.yaml", env={"OTELCOL_REMOTE_WRITE_URL": mimir.push_url})
     config = TelemetryConfig.from_env({
         "OTEL_METRICS_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": gateway.otlp_http,
+        **gateway.sdk_env(),
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
         "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=workload",
         "TRADING_TELEMETRY_STRICT": "true",
@@ -57,7 +57,7 @@ def stack(
     env = {
         **os.environ,
         "OTEL_METRICS_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": gateway.otlp_http,
+        **gateway.sdk_env(),
         "OTEL_METRIC_EXPORT_INTERVAL": "1000",
     }
     argv = [str(BIN / "trading-telemetry"), "demo", "--base-port", "0", "--rate", "1000", "--seed", "3"]

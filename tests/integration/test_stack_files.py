@@ -15,6 +15,13 @@ from servers import ROOT, require_binary
 from trading_telemetry.catalog import CATALOG, Kind
 
 COMPOSE = ROOT / "docker-compose.yml"
+# What compose refuses to start without (README: "Who can do what"), with a value of each.
+REQUIRED = {
+    "GRAFANA_ADMIN_PASSWORD": "s3cret",
+    "OTEL_COLLECTOR_TOKEN": "0123abcd" * 8,
+    "ALERTMANAGER_PASSWORD": "4567cdef" * 8,
+    "ALERTMANAGER_PASSWORD_HASH": "$2y$10$ezyvd18UeKz4WUKehWHeduUcndTTh0NBM7JWbTCMCQNnbEtksuoh2",
+}
 
 
 def compose() -> dict[str, Any]:
@@ -27,43 +34,67 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env, cwd=ROOT)
 
 
+def _without_credentials() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in REQUIRED and not k.startswith(("GRAFANA_", "COMPOSE_"))}
+
+
 def test_compose_file_validates_offline() -> None:
-    """`docker-compose config -q` accepts the file when the Grafana password is set, and refuses it when not."""
+    """`docker-compose config -q` accepts the file when every credential is set, and refuses it, naming
+    the variable, when any one is missing."""
     tool = require_binary("docker-compose", "docker-compose")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GRAFANA_")}
-    ok = run([tool, "-f", str(COMPOSE), "config", "-q"], {**base, "GRAFANA_ADMIN_PASSWORD": "s3cret"})
+    base = _without_credentials()
+    ok = run([tool, "-f", str(COMPOSE), "config", "-q"], {**base, **REQUIRED})
     assert ok.returncode == 0, ok.stderr
-    refused = run([tool, "-f", str(COMPOSE), "config", "-q"], base)
-    assert refused.returncode != 0
-    assert "GRAFANA_ADMIN_PASSWORD" in refused.stderr
+    for name in REQUIRED:
+        refused = run([tool, "-f", str(COMPOSE), "config", "-q"], {**base, **REQUIRED, name: ""})
+        assert refused.returncode != 0, name
+        assert f"set {name} in .env (see .env.example)" in refused.stderr
 
 
-def test_the_readme_start_copies_env_example_and_asks_for_the_grafana_password(tmp_path: Path) -> None:
-    """`cp .env.example .env` then `docker-compose config -q`: refused with one message, to set the
-    Grafana password; accepted once it is set (with the demo profile uncommented too)."""
+def test_the_readme_start_copies_env_example_and_asks_for_each_credential(tmp_path: Path) -> None:
+    """`cp .env.example .env` then `docker-compose config -q`: refused with one message at a time, naming
+    a credential to set, until all are set; then accepted (with the demo profile uncommented too), the
+    Alertmanager hash passing through .env with its $ signs intact."""
     tool = require_binary("docker-compose", "docker-compose")
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAFANA_", "COMPOSE_"))}
-    refused = subprocess.run([tool, "config", "-q"], capture_output=True, text=True, timeout=60, check=False,
-                             env=env, cwd=tmp_path)  # fmt: skip
-    assert refused.returncode != 0
-    lines = [line for line in refused.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, refused.stderr
-    assert lines[0].endswith("set GRAFANA_ADMIN_PASSWORD in .env (see .env.example)"), lines[0]
+    env = _without_credentials()
+
+    def config(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([tool, "config", *args], capture_output=True, text=True, timeout=60, check=False,
+                              env=env, cwd=tmp_path)  # fmt: skip
+
+    asked: list[str] = []
     text = (tmp_path / ".env").read_text()
-    text = text.replace("GRAFANA_ADMIN_PASSWORD=\n", "GRAFANA_ADMIN_PASSWORD=correct-horse\n")
+    while (refused := config("-q")).returncode != 0:
+        lines = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, refused.stderr
+        match = re.search(r"set (\w+) in \.env \(see \.env\.example\)$", lines[0])
+        assert match, lines[0]
+        name = match.group(1)
+        assert name in REQUIRED and name not in asked, lines[0]
+        asked.append(name)
+        value = f"'{REQUIRED[name]}'" if "$" in REQUIRED[name] else REQUIRED[name]
+        text, count = re.subn(rf"(?m)^{name}=(?:''|)$", f"{name}={value}", text)
+        assert count == 1, f"{name} is not in .env.example, empty"
+        (tmp_path / ".env").write_text(text)
+    assert sorted(asked) == sorted(REQUIRED)
     text = text.replace("# COMPOSE_PROFILES=demo", "COMPOSE_PROFILES=demo")
     (tmp_path / ".env").write_text(text)
-    accepted = subprocess.run([tool, "config", "-q"], capture_output=True, text=True, timeout=60, check=False,
-                              env=env, cwd=tmp_path)  # fmt: skip
+    accepted = config("-q")
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stderr.strip() == ""
+    services = yaml.safe_load(config().stdout)["services"]
+    # `config` prints $ as $$, as the compose file would write it.
+    hash_seen = services["alertmanager"]["environment"]["ALERTMANAGER_PASSWORD_HASH"].replace("$$", "$")
+    assert hash_seen == REQUIRED["ALERTMANAGER_PASSWORD_HASH"]
+    assert services["demo"]["environment"]["OTEL_EXPORTER_OTLP_HEADERS"] == (
+        "authorization=Bearer%20" + REQUIRED["OTEL_COLLECTOR_TOKEN"]
+    )
     for line in ("COMPOSE_PROFILES=demo,scale", "DEMO_OTLP_ENDPOINT=", "GRAFANA_PROMETHEUS_URL="):
         text = text.replace("# " + line, line)
     (tmp_path / ".env").write_text(text)
-    scaled = subprocess.run([tool, "config"], capture_output=True, text=True, timeout=60, check=False, env=env,
-                            cwd=tmp_path)  # fmt: skip
+    scaled = config()
     assert scaled.returncode == 0, scaled.stderr
     config = yaml.safe_load(scaled.stdout)
     assert config["services"]["grafana"]["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://mimir:9009/prometheus"
@@ -103,16 +134,62 @@ def test_collector_image_matches_the_builder_manifest() -> None:
 
 
 def test_compose_runs_the_repository_configs() -> None:
-    """The Collector runs otel_collector/config.yaml; Prometheus keeps 30 days, reloads over HTTP, stores exemplars."""
+    """The Collector runs otel_collector/config.yaml; Prometheus keeps 30 days and stores exemplars."""
     services = compose()["services"]
     assert "collector_config:/etc/otelcol:ro" in services["otel-collector"]["volumes"]
     assert services["otel-collector"]["command"] == ["--config=/etc/otelcol/config.yaml"]
     flags = services["prometheus"]["command"]
     assert "--storage.tsdb.retention.time=30d" in flags
-    assert "--web.enable-lifecycle" in flags
+    assert "--enable-feature=exemplar-storage" in flags
     assert "prometheus_data:/prometheus" in services["prometheus"]["volumes"]
     password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
     assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "the Grafana password must come from the environment"
+
+
+def test_compose_gives_every_write_and_control_path_its_credential() -> None:
+    """The Collectors and the demo get the token from .env; Prometheus has no lifecycle, admin or write API and
+    sends Alertmanager's password; Alertmanager runs its web config and no cluster port; Jaeger and Mimir are
+    only on the backend network."""
+    services = compose()["services"]
+    token = "${OTEL_COLLECTOR_TOKEN:?set OTEL_COLLECTOR_TOKEN in .env (see .env.example)}"
+    for name in ("otel-collector", "otel-gateway"):
+        assert services[name]["environment"]["OTEL_COLLECTOR_TOKEN"] == token, name
+    assert services["demo"]["environment"]["OTEL_EXPORTER_OTLP_HEADERS"] == f"authorization=Bearer%20{token}"
+    prometheus = services["prometheus"]
+    assert not [f for f in prometheus["command"] if f.startswith(("--web.enable-", "--enable-feature=remote"))]
+    assert prometheus["environment"]["ALERTMANAGER_PASSWORD"].startswith("${ALERTMANAGER_PASSWORD:?")
+    (script,) = services["alertmanager"]["command"]
+    assert "--web.config.file=/tmp/web.yml" in script and "/etc/alertmanager/alertmanager-web.yml" in script
+    assert script.endswith("--cluster.listen-address=")
+    assert services["alertmanager"]["environment"]["ALERTMANAGER_PASSWORD_HASH"].startswith(
+        "${ALERTMANAGER_PASSWORD_HASH:?"
+    )
+    assert services["mimir"]["environment"]["MIMIR_ALERTMANAGER_URL"].startswith(
+        "http://alertmanager:${ALERTMANAGER_PASSWORD:?"
+    )
+    for name in ("jaeger", "mimir"):
+        assert services[name]["networks"] == ["backend"], name
+    for name, service in services.items():
+        if name not in ("jaeger", "mimir") and "backend" in service.get("networks", []):
+            assert name in ("otel-collector", "otel-gateway", "grafana", "alertmanager"), name
+
+
+def test_scrape_jobs_have_sample_and_label_limits() -> None:
+    """Every job limits samples and labels per scrape; the planes' limit holds one plane at the default
+    cardinality limit, the Collector's the three planes."""
+    from trading_telemetry.config import TelemetryConfig
+
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name, job in jobs.items():
+        for key in ("sample_limit", "label_limit", "label_name_length_limit", "label_value_length_limit"):
+            assert job.get(key, 0) > 0, (name, key)
+    per_plane: dict[str, int] = {}
+    for spec in CATALOG:
+        samples = len(spec.buckets or ()) + 1 + 2 * spec.has_sum_and_count if spec.kind is Kind.HISTOGRAM else 1
+        per_plane[spec.plane] = per_plane.get(spec.plane, 0) + samples * TelemetryConfig().cardinality_limit
+    assert jobs["trading-planes"]["sample_limit"] >= max(per_plane.values())
+    assert jobs["otel-collector"]["sample_limit"] >= sum(per_plane.values())
 
 
 def test_prometheus_config_passes_promtool() -> None:
@@ -125,7 +202,7 @@ def test_collector_job_drops_exactly_the_series_the_direct_path_lacks() -> None:
     """The otel-collector job drops _sum/_count of exactly the histograms that have none on the planes' endpoints."""
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "otel-collector"]
-    assert job["honor_labels"] is True
+    assert job["honor_labels"] is True  # job and instance from the Resource; only token holders push
     (drop,) = job["metric_relabel_configs"]
     pattern = re.compile(f"^(?:{drop['regex']})$")
     for spec in CATALOG:
@@ -152,7 +229,7 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
     service mounts the copy it reads."""
     tool = require_binary("docker-compose", "docker-compose")
     busybox = require_binary("busybox", "busybox")
-    done = run([tool, "-f", str(COMPOSE), "config"], {**os.environ, "GRAFANA_ADMIN_PASSWORD": "x"})
+    done = run([tool, "-f", str(COMPOSE), "config"], {**os.environ, **REQUIRED})
     assert done.returncode == 0, done.stderr
     service = yaml.safe_load(done.stdout)["services"]["config"]
     (script,) = service["command"]
