@@ -141,10 +141,10 @@ class Prometheus(Process, PromQLClient):
         config["rule_files"] = [str(p) for p in rule_files]
         for job in config["scrape_configs"]:
             job["scrape_interval"] = "1s"
+        (workdir / "targets").mkdir(parents=True, exist_ok=True)
         (workdir / "alertmanager.password").write_text(alertmanager_password)  # compose: from .env at start
         for alertmanager in config["alerting"]["alertmanagers"]:
             alertmanager["basic_auth"]["password_file"] = str(workdir / "alertmanager.password")
-        (workdir / "targets").mkdir(parents=True, exist_ok=True)
         for name in ("collector", "planes"):
             entries = [{"targets": list(targets.get(name, ()))}] if targets.get(name) else []
             (workdir / "targets" / f"{name}.json").write_text(json.dumps(entries))
@@ -285,9 +285,8 @@ class Alertmanager(Process):
         self.config = workdir / "alertmanager.yml"
         self.config.write_text(render_env(ALERTMANAGER_TEMPLATE.read_text(), env))
         self.web_config = workdir / "web.yml"
-        self.web_config.write_text(
-            render_env(ALERTMANAGER_WEB_TEMPLATE.read_text(), {"ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH})
-        )
+        web_env = {"ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH}
+        self.web_config.write_text(render_env(ALERTMANAGER_WEB_TEMPLATE.read_text(), web_env))
         self._spawn(
             [
                 require_binary("prometheus-alertmanager", "prometheus-alertmanager"),

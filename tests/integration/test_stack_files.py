@@ -72,7 +72,8 @@ def test_the_readme_start_copies_env_example_and_asks_for_each_credential(tmp_pa
         match = re.search(r"set (\w+) in \.env \(see \.env\.example\)$", lines[0])
         assert match, lines[0]
         name = match.group(1)
-        assert name in REQUIRED and name not in asked, lines[0]
+        assert name in REQUIRED, lines[0]
+        assert name not in asked, lines[0]
         asked.append(name)
         value = f"'{REQUIRED[name]}'" if "$" in REQUIRED[name] else REQUIRED[name]
         text, count = re.subn(rf"(?m)^{name}=(?:''|)$", f"{name}={value}", text)
@@ -159,7 +160,8 @@ def test_compose_gives_every_write_and_control_path_its_credential() -> None:
     assert not [f for f in prometheus["command"] if f.startswith(("--web.enable-", "--enable-feature=remote"))]
     assert prometheus["environment"]["ALERTMANAGER_PASSWORD"].startswith("${ALERTMANAGER_PASSWORD:?")
     (script,) = services["alertmanager"]["command"]
-    assert "--web.config.file=/tmp/web.yml" in script and "/etc/alertmanager/alertmanager-web.yml" in script
+    assert "--web.config.file=/tmp/web.yml" in script
+    assert "/etc/alertmanager/alertmanager-web.yml" in script
     assert script.endswith("--cluster.listen-address=")
     assert services["alertmanager"]["environment"]["ALERTMANAGER_PASSWORD_HASH"].startswith(
         "${ALERTMANAGER_PASSWORD_HASH:?"
