@@ -197,6 +197,7 @@ def prometheus(prometheus_factory: Callable[..., Prometheus]) -> Prometheus:
         ("/api/v1/admin/tsdb/delete_series?match[]=up", 500, b"admin APIs disabled"),
         ("/api/v1/admin/tsdb/snapshot", 500, b"admin APIs disabled"),
         ("/api/v1/write", 404, b"remote write receiver needs to be enabled"),
+        ("/api/v1/otlp/v1/metrics", 404, b""),  # OTLP receiver (Prometheus 3) not enabled
     ],
 )
 def test_prometheus_exposes_no_control_or_write_api(

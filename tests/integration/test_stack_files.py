@@ -157,7 +157,8 @@ def test_compose_gives_every_write_and_control_path_its_credential() -> None:
         assert services[name]["environment"]["OTEL_COLLECTOR_TOKEN"] == token, name
     assert services["demo"]["environment"]["OTEL_EXPORTER_OTLP_HEADERS"] == f"authorization=Bearer%20{token}"
     prometheus = services["prometheus"]
-    assert not [f for f in prometheus["command"] if f.startswith(("--web.enable-", "--enable-feature=remote"))]
+    enabled = [f for f in prometheus["command"] if f.startswith("--web.enable-") or "receiver" in f]
+    assert not enabled, "no lifecycle, admin, remote-write or OTLP API"
     assert prometheus["environment"]["ALERTMANAGER_PASSWORD"].startswith("${ALERTMANAGER_PASSWORD:?")
     (script,) = services["alertmanager"]["command"]
     assert "--web.config.file=/tmp/web.yml" in script
