@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -130,7 +131,8 @@ def main() -> None:
         started.append(mimir)
         wait("Mimir", lambda: get(f"{base}/ready") == b"ready", 120)
         otlp, health = free_port(), free_port()
-        gateway_env = {**os.environ, "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp}",
+        token = secrets.token_hex(32)  # the gateway's OTLP receivers ask for it, as in compose
+        gateway_env = {**os.environ, "OTEL_COLLECTOR_TOKEN": token, "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp}",
                        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
                        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
                        "OTELCOL_REMOTE_WRITE_URL": f"{base}/api/v1/push", "OTELCOL_LOG_LEVEL": "warn"}  # fmt: skip
@@ -143,6 +145,7 @@ def main() -> None:
         for k in range(planes):
             env = {**os.environ, "OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp}",
                    "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+                   "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{token}",
                    "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace=scale,service.instance.id=sim-{k:02d}"}  # fmt: skip
             procs.append(subprocess.Popen([sys.executable, "-c", code, str(k)], env=env, stdout=subprocess.PIPE))
         started.extend(procs)
