@@ -143,7 +143,7 @@ def test_the_sdk_sends_the_token_from_otel_exporter_otlp_headers(
     collectors: dict[str, Collector], protocol: str
 ) -> None:
     """A plane configured with OTEL_EXPORTER_OTLP_HEADERS (as compose's demo is) pushes through; the same
-    plane without it is refused, reports its exporter failing, and never blocks."""
+    plane without it is refused and reports its exporter failing."""
     collector = collectors["config.yaml"]
     namespace = f"sdk-{protocol.replace('/', '-')}"
     env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
@@ -170,7 +170,7 @@ def test_the_sdk_sends_the_token_from_otel_exporter_otlp_headers(
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("token", [None, ""])
-def test_the_collector_refuses_to_start_without_a_token(config: str, token: str | None, tmp_path: Path) -> None:
+def test_the_collector_refuses_to_start_without_a_token(config: str, token: str | None) -> None:
     """With OTEL_COLLECTOR_TOKEN unset or empty the Collector exits at once, naming the missing token."""
     env = {k: v for k, v in os.environ.items() if k != "OTEL_COLLECTOR_TOKEN"}
     if token is not None:
@@ -188,6 +188,7 @@ def test_the_collector_refuses_to_start_without_a_token(config: str, token: str 
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_factory: Callable[..., Prometheus]) -> Prometheus:
+    """Prometheus with the repository's configuration and compose's flags, scraping nothing."""
     return prometheus_factory({})
 
 
