@@ -30,6 +30,7 @@ from helpers import basic_auth, free_port, http_get, http_request, wait_for
 from servers import (
     ALERTMANAGER_AUTH,
     ALERTMANAGER_PASSWORD,
+    ALERTMANAGER_PASSWORD_HASH,
     ALERTMANAGER_USER,
     COLLECTOR_DIR,
     COMPOSE_FILE,
@@ -321,6 +322,41 @@ def test_alertmanager_refuses_silences_and_reads_without_credentials(alertmanage
     assert status == 200, body
     created = json.loads(body)["silenceID"]
     assert [s["id"] for s in json.loads(http_get(url, ALERTMANAGER_AUTH)[2])] == [created]
+
+
+def test_compose_alertmanager_command_asks_for_credentials_and_runs_no_cluster(tmp_path: Path) -> None:
+    """Compose's Alertmanager command, run by busybox with the repository's files and the hash from the
+    environment, starts an Alertmanager that refuses an unauthenticated silence, takes one with the password,
+    and reports its cluster disabled (no gossip port to join)."""
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["alertmanager"]
+    (script,) = service["command"]
+    port = free_port()
+    binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+    script = script.replace("/etc/alertmanager", str(COMPOSE_FILE.parent / "prometheus"))
+    script = script.replace("/tmp/", f"{tmp_path}/").replace(
+        "--storage.path=/alertmanager", f"--storage.path={tmp_path}"
+    )
+    script = script.replace("exec /bin/alertmanager", f"exec {binary} --web.listen-address=127.0.0.1:{port}")
+    bin_dir = _busybox_bin(tmp_path, "awk")
+    env = {"PATH": str(bin_dir), "ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH}
+    log = (tmp_path / "alertmanager.log").open("wb")
+    proc = subprocess.Popen([require_binary("busybox", "busybox"), "sh", "-c", script], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("Alertmanager started by compose's command",
+                 lambda: proc.poll() is None and http_get(f"{url}/-/ready", ALERTMANAGER_AUTH)[0] == 200)  # fmt: skip
+        json_body = {"Content-Type": "application/json"}
+        assert http_request("POST", f"{url}/api/v2/silences", _silence(), json_body)[0] == 401
+        status, _, body = http_request("POST", f"{url}/api/v2/silences", _silence(), {**json_body, **ALERTMANAGER_AUTH})
+        assert status == 200, body
+        status, _, body = http_get(f"{url}/api/v2/status", ALERTMANAGER_AUTH)
+        assert status == 200
+        assert json.loads(body)["cluster"]["status"] == "disabled"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
 
 
 def _busybox_bin(tmp_path: Path, *applets: str) -> Path:
