@@ -5,13 +5,14 @@
 #   bash prometheus/build.sh alertmanager   prints the paths of alertmanager and amtool
 # Progress goes to stderr. Builds are kept by version (see .ci/gobuild.sh) in
 # .cache/prometheus/ or .cache/alertmanager/ (ignored by git) and in
-# ~/.cache/trading-telemetry/. The first build of Prometheus takes about 6.5 minutes on
-# 2 cores, Alertmanager's about 2.
+# ~/.cache/trading-telemetry/. The first build of Prometheus takes 6.5 to 8 minutes on
+# 2 cores (8 while other builds share them), Alertmanager's about 2.
 #
 # Both are built as their .promu.yml files build them (tag netgo, the version stamped with
 # -ldflags), from their module's source, which lacks the built web UIs: Prometheus is
-# built without the `builtinassets` tag, so its API works but its UI pages answer an
-# error; Alertmanager embeds a placeholder page instead of its UI.
+# built without the `builtinassets` tag, so its API works but its UI pages (/query,
+# /alerts, where / and /graph redirect) answer 500; Alertmanager embeds a placeholder page
+# instead of its UI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
