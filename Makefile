@@ -40,6 +40,16 @@ collector:
 mimir:
 	bash mimir/build.sh
 
+# The servers the tests run, built with Go from their modules (a few minutes each the
+# first time, then reused by version): Prometheus and promtool, Alertmanager and amtool
+# (prometheus/build.sh), Thanos (thanos/build.sh) and Jaeger v2 (jaeger/build.sh).
+.PHONY: servers
+servers:
+	bash prometheus/build.sh prometheus
+	bash prometheus/build.sh alertmanager
+	bash thanos/build.sh
+	bash jaeger/build.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
