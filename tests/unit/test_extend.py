@@ -128,10 +128,10 @@ def test_the_catalog_is_fixed_while_planes_exist() -> None:
         ({"unit": "ms"}, "unit", "ms"),
         ({"name": "strategy_callback_latency"}, "name", "_seconds"),
         ({"key": "ticks_received"}, "key", "duplicate key"),
-        ({"name": "data_freshness_seconds", "plane": "data_plane"}, "name", "duplicate name"),
+        ({"name": "data_freshness_seconds", "plane": "data_plane"}, "name", "built-in metric 'data_freshness'"),
         ({"labels": ["service"]}, "labels", "service"),
         ({"colour": "red"}, "colour", "unknown field"),
-        ({"description": ""}, "description", "required"),
+        ({"description": ""}, "description", "non-empty"),
     ],
 )
 def test_invalid_declarations_name_the_file_the_entry_and_the_field(
