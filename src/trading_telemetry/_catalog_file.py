@@ -104,15 +104,17 @@ LOADER = loader(_FastParser)
 def parse(path: str, text: str, loader_type: type[Any] | None = None) -> object:
     """The YAML document in ``text`` (read with ``loader_type``, by default LOADER), or
     CatalogError naming ``path``."""
-    parser = (loader_type or LOADER)(text)
+    parser = None
     try:
+        parser = (loader_type or LOADER)(text)  # PyYAML's reader checks the characters here
         return parser.get_single_data()
     except _Refused as error:
         raise CatalogError(f"{path}: {error}", source=path) from None
     except Exception as error:  # noqa: BLE001 - anything the YAML library raises on this text refuses the file
         raise CatalogError(f"{path}: not a valid YAML file: {safe_str(error, 500)}", source=path) from None
     finally:
-        parser.dispose()
+        if parser is not None:
+            parser.dispose()
 
 
 def read_text(path: str) -> str:
