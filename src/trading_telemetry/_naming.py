@@ -22,6 +22,7 @@ __all__ = [
     "RESERVED_NAMES",
     "RESERVED_SUFFIXES",
     "collector_name",
+    "lint_problem",
     "python_exporter_name",
     "reserved_label",
     "reserved_name",
@@ -36,8 +37,8 @@ MAX_NAME_LENGTH = 255
 # catalog keeps `:` for recording rules and uppercase out of metric names).
 METRIC_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 # Prometheus label names, less what the Collector rewrites (`__` collapsed, a leading `_`
-# or digit prefixed with `key`).
-LABEL_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9]*(?:_[a-zA-Z0-9]+)*")
+# or digit prefixed with `key`) and what promtool's linter calls camelCase.
+LABEL_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 RESERVED_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created", "_info", "_gcount", "_gsum")
 """Suffixes that Prometheus and OpenMetrics parsers read as a sample of another family."""
@@ -112,6 +113,47 @@ def python_exporter_name(name: str, unit_suffix: str, counter: bool) -> str:
     if unit_suffix and not name.endswith("_" + unit_suffix):
         name += "_" + unit_suffix
     return name + "_total" if counter else name
+
+
+# promtool's linter (client_golang's promlint): units it wants in base units, their
+# prefixes, the abbreviations it refuses, the type names it refuses in a name.
+_LINT_UNITS = {
+    **{u: u for u in ("amperes", "bytes", "celsius", "grams", "joules", "kelvin", "meters", "metres", "seconds",
+                      "volts")},
+    "minutes": "seconds", "hours": "seconds", "days": "seconds", "weeks": "seconds", "kelvins": "kelvin",
+    "fahrenheit": "celsius", "rankine": "celsius", "inches": "meters", "yards": "meters", "miles": "meters",
+    "bits": "bytes", "calories": "joules", "pounds": "grams", "ounces": "grams",
+}  # fmt: skip
+_LINT_PREFIXES = ("pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi", "mega", "mibi",
+                  "giga", "gibi", "tera", "tebi", "peta", "pebi")  # fmt: skip
+_LINT_ABBREVIATIONS = ("s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d")
+_LINT_TYPES = ("counter", "gauge", "histogram", "summary", "gauge_histogram")
+
+
+def _lint_unit(token: str) -> tuple[str, str] | None:
+    """(the unit, its base unit) if promtool's linter reads ``token`` as a unit."""
+    if token in _LINT_UNITS:
+        return token, _LINT_UNITS[token]
+    for prefix in _LINT_PREFIXES:
+        if token.startswith(prefix) and token[len(prefix) :] in _LINT_UNITS:
+            return token, _LINT_UNITS[token[len(prefix) :]]
+    return None
+
+
+def lint_problem(name: str, kind: str) -> str | None:
+    """What ``promtool check metrics`` says of the family ``name`` (as the text format
+    writes it: a counter's with ``_total``) beyond the rules above, or None: a unit not in
+    its base unit, a unit abbreviation, a type name, a timestamp suffix on a non-gauge."""
+    found = next((u for u in map(_lint_unit, name.split("_")) if u is not None), None)
+    if found is not None and found[0] != found[1]:
+        return f"promtool wants the base unit {found[1]!r}, not {found[0]!r}"
+    for words, problem in ((_LINT_ABBREVIATIONS, "an abbreviated unit"), (_LINT_TYPES, "a type name")):
+        for word in words:
+            if f"_{word}_" in name or name.endswith(f"_{word}"):
+                return f"promtool refuses {problem} ({word!r}) in a name"
+    if kind != "gauge" and name.endswith("_timestamp_seconds"):
+        return "promtool keeps the _timestamp_seconds suffix to gauges"
+    return None
 
 
 def samples(family: str, kind: str) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from trading_telemetry._naming import (
     METRIC_NAME,
     RESERVED_SUFFIXES,
     collector_name,
+    lint_problem,
     python_exporter_name,
     reserved_label,
     reserved_name,
@@ -391,7 +392,7 @@ def label_name(value: object) -> str:
         "labels",
         value,
         LABEL_NAME,
-        "a label name is letters and digits in words joined by single underscores, starting with a letter",
+        "a label name is lowercase letters and digits in words joined by single underscores, starting with a letter",
     )
     owner = reserved_label(name)
     if owner is not None:
@@ -471,6 +472,12 @@ def _clean(s: object, builtin: bool) -> MetricSpec:
         plane, key, name, kind, _unit(s.unit), _description(s.description), _labels(s.labels, plane, builtin),
         _buckets(s.buckets, kind), bounds[0], bounds[1], s.integral, documented,
     )  # fmt: skip
+    if clean.has_sum_and_count and (clean.min_value is None or clean.min_value < 0):
+        raise _Refusal(
+            "min_value", "a histogram whose buckets are all >= 0 takes no negative value (its _sum would go "
+            "negative, which OpenMetrics refuses): give it a minimum of 0 or more, or a negative bucket",
+            s.min_value,
+        )  # fmt: skip
     _check_exposed_name(clean)
     return clean
 
@@ -500,6 +507,9 @@ def _check_exposed_name(s: MetricSpec) -> None:
         owner = reserved_name(exposed)
         if owner is not None:
             raise _Refusal("name", f"exposes {exposed!r}, which is reserved: {owner}", s.name)
+    problem = lint_problem(ours, s.kind.value)
+    if problem is not None:
+        raise _Refusal("name", f"exposed as {ours!r}: {problem}", s.name)
 
 
 class _Taken:

@@ -4,6 +4,7 @@ value the SDK would refuse later; what it accepts renders and parses."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from hostile import FakesItsClass, HostileFloat, HostileStr, RaisesOnHash, RaisesOnRepr
+from servers import require_binary
 from trading_telemetry import CatalogError, InvalidValueError, TelemetryConfig, init_metrics_exporter, reset
 from trading_telemetry import catalog as cat
 from trading_telemetry._drops import DROPPED_METRIC
@@ -83,6 +85,13 @@ REFUSED: list[tuple[str, Callable[[], MetricSpec], str, str]] = [
     ("seconds in the middle of a name in seconds", lambda: histogram("data_seconds_lag"), "name",
      "through the Collector"),
     ("a name of 256 characters", lambda: gauge("d" * 256), "name", "255 characters"),
+    # Names promtool's linter refuses.
+    ("an abbreviated unit", lambda: gauge("data_queue_wait_ms"), "name", "abbreviated unit ('ms')"),
+    ("a unit not in its base", lambda: gauge("data_queue_age_minutes"), "name", "base unit 'seconds'"),
+    ("a prefixed unit", lambda: gauge("data_queue_kilobytes"), "name", "base unit 'bytes'"),
+    ("a type name", lambda: gauge("data_queue_gauge"), "name", "type name"),
+    ("a timestamp histogram", lambda: histogram("data_last_timestamp_seconds"), "name", "_timestamp_seconds"),
+    ("a camelCase label", lambda: gauge("data_queue_depth", "deskId"), "labels", "lowercase"),
     # Label names (item 9).
     ("a label name that injects a series", lambda: gauge("data_queue_depth", 'a="1"} 1\ndata_ticks_received_total{b'),
      "labels", "label name"),
@@ -128,6 +137,8 @@ REFUSED: list[tuple[str, Callable[[], MetricSpec], str, str]] = [
     ("a min not a number", lambda: gauge(min_value="0"), "min_value", "finite"),
     ("integral not a bool", lambda: gauge(integral=1), "integral", "true or false"),
     ("a documented name on an extension", lambda: gauge(documented="data_depth"), "documented", "built-in"),
+    ("a negative value in a histogram with no _sum guard", lambda: MetricSpec(Plane.DATA, "desk_latency",
+     "data_desk_latency", Kind.HISTOGRAM, "s", "Desk latency", (), (0.1, 1.0)), "min_value", "OpenMetrics"),
     # Hostile objects: refused, never raised through.
     ("a str subclass whose dunders raise", lambda: gauge(HostileStr("data_queue_depth__")), "name", "underscores"),
     ("a key whose hash raises", lambda: gauge(key=RaisesOnHash()), "key", "lowercase"),  # type: ignore[arg-type]
@@ -249,26 +260,29 @@ def test_the_translator_models(name: str, unit_suffix: str, counter: bool, colle
 
 
 def test_what_extend_accepts_renders_and_parses() -> None:
-    """Edge cases the rules allow (uppercase and digit labels, annotations, a 255-character name, a label named
-    value) record, render, and parse with both parsers; the values stay within the range."""
+    """Edge cases the rules allow (digits in labels, annotations, a 255-character name, a label named value)
+    record, render, parse with both parsers and pass promtool; the values stay within the range."""
     long_name = "data_" + "q" * 250
     specs = [
-        gauge(long_name, "Desk2", "value", "a1_b2", unit="{msg~|!}", min_value=0, max_value=10**6, integral=True),
+        gauge(long_name, "desk2", "value", "a1_b2", unit="{msg~|!}", min_value=0, max_value=10**6, integral=True),
         counter("data_desk_events_2024", "desk"),
         histogram("data_desk_latency_seconds", "desk", buckets=(-1, 0, 2.5)),
     ]
     cat.extend(specs, {"desk": ["A", 'q"uo\\te\n']})
     m = init_metrics_exporter("data_plane", config=STRICT)
-    m.set("queue_depth", 7, Desk2="x", value="y", a1_b2="z")
+    m.set("queue_depth", 7, desk2="x", value="y", a1_b2="z")
     m.inc("desk_events", desk='q"uo\\te\n')
     m.observe("desk_latency", 0.5, desk="A")
     with pytest.raises(InvalidValueError, match=r"whole number within \[0.0, 1000000.0\]"):
-        m.set("queue_depth", 2.5, Desk2="x", value="y", a1_b2="z")
+        m.set("queue_depth", 2.5, desk2="x", value="y", a1_b2="z")
     assert m.exposition is not None
     families = {f.name: f for f in text_string_to_metric_families(m.exposition.render().decode())}
     assert {long_name, "data_desk_events_2024", "data_desk_latency_seconds"} <= set(families)
     openmetrics = {f.name for f in openmetrics_families(m.exposition.render(openmetrics=True).decode())}
     assert openmetrics == set(families) - {"target_info"} | {"target"}
+    done = subprocess.run([require_binary("promtool"), "check", "metrics"], input=m.exposition.render(),
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_hostile_str_fields_are_copied_to_plain_strings() -> None:
