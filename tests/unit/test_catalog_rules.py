@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -290,3 +293,44 @@ def test_hostile_str_fields_are_copied_to_plain_strings() -> None:
     cat.extend([gauge(HostileStr("data_queue_depth"), HostileStr("desk"), key=HostileStr("queue_depth"))])
     s = cat.spec("data_plane", "queue_depth")
     assert (type(s.key), type(s.name), type(s.labels[0])) == (str, str, str)
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "kind"),
+    [
+        ("desk_ticks__received", "{tick}", Kind.COUNTER),
+        ("desk_trailing_", "", Kind.GAUGE),
+        ("desk_total_amended", "{order}", Kind.COUNTER),
+        ("desk_seconds_lag", "s", Kind.GAUGE),
+        ("desk.dotted-name", "", Kind.GAUGE),
+        ("desk_seconds", "s", Kind.GAUGE),
+        ("desk_callback_latency", "s", Kind.HISTOGRAM),
+        ("desk_fills", "{order}", Kind.COUNTER),
+    ],
+)
+def test_the_otel_exporter_names_a_metric_as_the_catalog_models_it(name: str, unit: str, kind: Kind) -> None:
+    """The OTel Prometheus exporter (the /metrics oracle) exposes the name the model predicts; a name the catalog
+    accepts is the name /metrics shows."""
+    registry = CollectorRegistry()
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)], shutdown_on_exit=False)
+    meter = provider.get_meter("probe")
+    if kind is Kind.COUNTER:
+        meter.create_counter(name, unit=unit).add(1)
+    elif kind is Kind.GAUGE:
+        meter.create_gauge(name, unit=unit).set(1)
+    else:
+        meter.create_histogram(name, unit=unit).record(0.5)
+    exposed = {s.name for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    provider.shutdown()
+    suffix = "seconds" if unit == "s" else ""
+    modelled = python_exporter_name(name, suffix, kind is Kind.COUNTER)
+    assert (modelled + "_count" if kind is Kind.HISTOGRAM else modelled) in exposed, exposed
+    spec = MetricSpec(Plane.DATA, "probe", name, kind, unit, "Probe", (), (0.1,) if kind is Kind.HISTOGRAM else None,
+                      min_value=0.0)  # fmt: skip
+    paths = {modelled, collector_name(name, suffix, kind is Kind.COUNTER)}
+    try:
+        cat.extend([spec])
+    except CatalogError:
+        assert paths != {spec.prometheus_name}, "refused although both paths expose what /metrics does"
+    else:
+        assert paths == {spec.prometheus_name}
