@@ -6,6 +6,11 @@ the seed README documents, on both export paths (the Python Prometheus exporter 
 through the Collector's ``prometheus`` exporter), with one exception: a counter cannot be
 called ``orders_commission_total_usd``, see :attr:`MetricSpec.documented_name`.
 
+Every entry, built-in or a desk's (:func:`extend`, :func:`load_file`), is checked before
+it is added: its names must come out the same on every path and clash with nothing
+already exposed (``_naming``), and every field must be what the SDK and the exposition
+take; anything else is a :class:`CatalogError` naming the source, entry, field and value.
+
 Example::
 
     >>> from trading_telemetry.catalog import spec
@@ -462,7 +467,7 @@ def _clean(s: object, builtin: bool) -> MetricSpec:
     kind: Kind = _member("kind", s.kind, Kind)
     bounds = [None if v is None else _number(f, v) for f, v in (("min_value", s.min_value), ("max_value", s.max_value))]
     if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-        raise _Refusal("min_value", f"{bounds[0]} is above max_value {bounds[1]}")
+        raise _Refusal("min_value", f"{bounds[0]} is above the maximum, {bounds[1]}")
     if type(s.integral) is not bool:
         raise _Refusal("integral", "expected true or false", s.integral)
     documented = _text(s.documented) if builtin else None
