@@ -382,7 +382,10 @@ from trading_telemetry import catalog as cat  # noqa: E402
 from trading_telemetry.catalog import Kind, MetricSpec  # noqa: E402
 
 CATALOG_FUZZ = settings(FUZZ, max_examples=120)
-_WORDS = st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True)
+_WORDS = st.one_of(  # mostly words a desk would use; sometimes any (a unit abbreviation, a type name, ...)
+    st.sampled_from(["queue", "depth", "fills", "latency", "venue", "lag", "book", "quote", "spread", "level2", "x1"]),
+    st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True),
+)
 _TAKEN = ["trading_telemetry_uptime_seconds", "target_info", "target", "orders_received", "data_freshness_seconds",
           "data_freshness_seconds_count", "up", "orders_commission_total_usd", "scrape_series_added"]  # fmt: skip
 _EDGES = ["", "_total", "_seconds", "_count", "_bucket", "_sum", "_created", "_info", "_", "__x", ".x", ":x", "_Total"]
@@ -461,7 +464,7 @@ def _spec_fields(kind: Any) -> dict[str, tuple[st.SearchStrategy[Any], st.Search
             _BUCKETS if histogram else st.none(),
             st.one_of(st.lists(_NUMBERS, max_size=4), _BUCKETS, st.none(), st.just(())),
         ),
-        "min_value": (st.one_of(st.none(), st.floats(-10, 0)), _NUMBERS),
+        "min_value": (st.floats(0, 1) if histogram else st.one_of(st.none(), st.floats(-10, 0)), _NUMBERS),
         "max_value": (st.one_of(st.none(), st.floats(1, 10)), _NUMBERS),
         "integral": (st.booleans(), st.sampled_from([1, None, "yes"])),
     }
@@ -471,7 +474,9 @@ def _spec_fields(kind: Any) -> dict[str, tuple[st.SearchStrategy[Any], st.Search
 def metric_specs(draw: st.DrawFn) -> MetricSpec:
     """A declaration: valid, or with one or two fields drawn from what a careless or hostile desk passes."""
     fields = _spec_fields(draw(st.sampled_from(list(Kind))))
-    careless = set(draw(st.lists(st.sampled_from(sorted(fields)), max_size=2)))
+    careless = (
+        set(draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=2))) if draw(st.booleans()) else set()
+    )
     return MetricSpec(**{f: draw(bad if f in careless else good) for f, (good, bad) in fields.items()})
 
 
