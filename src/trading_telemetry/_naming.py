@@ -4,7 +4,8 @@ The catalog refuses a declaration unless its Prometheus name is the same on ``/m
 (rendered from :attr:`MetricSpec.prometheus_name <trading_telemetry.catalog.MetricSpec>`,
 checked against the OTel Prometheus exporter), through the Collector's ``prometheus``
 exporter (the otlptranslator's underscore-escaping-with-suffixes strategy) and in
-Prometheus 3, and unless no series it exposes can be mistaken for another one. The
+Prometheus 3, unless no series it exposes can be mistaken for another one, and unless
+``promtool check metrics`` accepts it (its linter's rules, ``lint_problem``). The
 functions here model the two translators on the units the catalog allows (none, ``s``,
 or a ``{...}`` annotation, which neither appends); the integration test
 ``tests/integration/test_catalog_names.py`` holds the Collector model to the real build.
