@@ -6,6 +6,11 @@ the seed README documents, on both export paths (the Python Prometheus exporter 
 through the Collector's ``prometheus`` exporter), with one exception: a counter cannot be
 called ``orders_commission_total_usd``, see :attr:`MetricSpec.documented_name`.
 
+Every entry, built-in or a desk's (:func:`extend`, :func:`load_file`), is checked before
+it is added: its names must come out the same on every path and clash with nothing
+already exposed (``_naming``), and every field must be what the SDK and the exposition
+take; anything else is a :class:`CatalogError` naming the source, entry, field and value.
+
 Example::
 
     >>> from trading_telemetry.catalog import spec
@@ -16,12 +21,27 @@ Example::
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
+from trading_telemetry._naming import (
+    LABEL_NAME,
+    MAX_NAME_LENGTH,
+    METRIC_NAME,
+    RESERVED_SUFFIXES,
+    collector_name,
+    lint_problem,
+    python_exporter_name,
+    reserved_label,
+    reserved_name,
+    samples,
+)
+from trading_telemetry._safe import safe_repr, type_name
 from trading_telemetry.errors import CatalogError, UnknownPlaneError
 
 __all__ = [
@@ -73,7 +93,6 @@ class Kind(str, enum.Enum):
         return {"counter": "inc", "gauge": "set", "histogram": "observe"}[self.value]
 
 
-_NAME = re.compile(r"[a-z][a-z0-9_]*")
 SERVICE_LABEL = "service"
 """Set on every series to the plane's name by the SDK itself; callers never pass it."""
 
@@ -272,41 +291,292 @@ CATALOG: tuple[MetricSpec, ...] = (
 )  # fmt: skip
 
 
-def _index(
-    builtin: tuple[MetricSpec, ...], extensions: tuple[MetricSpec, ...] = (), where: str = "catalog"
-) -> Mapping[Plane, Mapping[str, MetricSpec]]:
-    """Index the catalog by plane and key, raising :class:`CatalogError` on any
-    inconsistency. Built-in metrics use the seed's labels only; extensions declare theirs."""
-    catalog = builtin + extensions
+# -- Validation: what a declaration must be for every path to expose it unchanged -----
+
+MAX_EXTENSION_METRICS = 1000
+"""Most metrics the extensions (code and file) may add in all."""
+MAX_LABELS = 16
+"""Most labels one metric may declare."""
+MAX_BUCKETS = 100
+"""Most bucket boundaries one histogram may declare."""
+MAX_DESCRIPTION_LENGTH = 1000
+"""Longest description, in characters."""
+MAX_LABEL_VALUE_LENGTH = 256
+"""Longest label value accepted, in characters (Mimir's default limit is 2048 bytes)."""
+_MAX_UNIT_LENGTH = 63  # the OTel SDK's limit
+_KEY = re.compile(r"[a-z][a-z0-9_]*")
+# Printable ASCII but braces, slash and space: a `{...}` that both exporters drop whole.
+_UNIT_ANNOTATION = re.compile(r"\{[!-.0-z|~]*\}")
+_NO_VALUE = object()
+
+
+class _Refusal(Exception):
+    """A field's problem, before it is known which entry of which source it is in."""
+
+    def __init__(self, field_name: str | None, problem: str, value: object = _NO_VALUE) -> None:
+        super().__init__(problem)
+        self.field = field_name
+        self.problem = problem
+        self.value = value
+
+
+def refusal(
+    where: str, entry: str | None, field_name: str | None, problem: str, value: object = _NO_VALUE
+) -> CatalogError:
+    """The CatalogError ``where: entry: field: value: problem``, the value's repr bounded."""
+    parts = [where, *(p for p in (entry, field_name) if p is not None)]
+    if value is not _NO_VALUE:
+        parts.append(safe_repr(value))
+    return CatalogError(": ".join([*parts, problem]), source=where, entry=entry, field=field_name)
+
+
+def entry_label(number: int, key: object = _NO_VALUE) -> str:
+    """How messages name the ``number``-th metrics entry: ``metrics entry 2 ('key')``."""
+    return f"metrics entry {number}" + (f" ({safe_repr(key, 60)})" if key is not _NO_VALUE else "")
+
+
+def _text(value: object) -> str | None:
+    """``value`` as a plain ``str`` if it is one (a subclass gives its characters), else None."""
+    return str.__str__(value) if issubclass(type(value), str) else None
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _word(field_name: str, value: object, pattern: re.Pattern[str], rule: str) -> str:
+    text = _text(value)
+    if text is None or not pattern.fullmatch(text) or len(text) > MAX_NAME_LENGTH:
+        raise _Refusal(field_name, f"{rule}, at most {MAX_NAME_LENGTH} characters", value)
+    return text
+
+
+def _member(field_name: str, value: object, enum_type: type[Plane] | type[Kind]) -> Any:
+    if type(value) is enum_type:
+        return value
+    text = _text(value)
+    found = enum_type._value2member_map_.get(text) if text is not None else None
+    if found is None:
+        raise _Refusal(field_name, f"expected one of {', '.join(m.value for m in enum_type)}", value)
+    return found
+
+
+def _items(field_name: str, value: object, most: int) -> list[object]:
+    """The elements of a list or tuple field, at most ``most`` of them."""
+    if type(value) not in (list, tuple):
+        raise _Refusal(field_name, "expected a list", value)
+    items: list[object] = list(value)  # type: ignore[call-overload]
+    if len(items) > most:
+        raise _Refusal(field_name, f"{len(items)} elements; at most {most}")
+    return items
+
+
+def _number(field_name: str, value: object) -> float:
+    """A finite int or float (not a bool) as a float."""
+    kind = type(value)
+    number: float | None = None
+    if kind is not bool and issubclass(kind, int | float):
+        try:
+            number = float.__float__(value) if issubclass(kind, float) else float(int.__index__(value))  # type: ignore[arg-type]
+        except OverflowError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise _Refusal(field_name, "expected a finite number", value)
+    return number
+
+
+def label_name(value: object) -> str:
+    """A label name a desk may declare: a Prometheus label name that no path rewrites and
+    nothing else sets."""
+    name = _word(
+        "labels",
+        value,
+        LABEL_NAME,
+        "a label name is lowercase letters and digits in words joined by single underscores, starting with a letter",
+    )
+    owner = reserved_label(name)
+    if owner is not None:
+        raise _Refusal("labels", f"{name!r} is reserved: {owner}")
+    return name
+
+
+def label_value_text(value: object) -> str | None:
+    """``value`` as a plain str if it is a label value recording would accept, else None."""
+    text = _text(value)
+    if text is None or not 0 < len(text) <= MAX_LABEL_VALUE_LENGTH or not _unicode(text):
+        return None
+    return text
+
+
+def _description(value: object) -> str:
+    text = _text(value)
+    if text is None or not 0 < len(text) <= MAX_DESCRIPTION_LENGTH or not text.isprintable():
+        raise _Refusal(
+            "description", f"expected a non-empty line of printable text, at most {MAX_DESCRIPTION_LENGTH} characters",
+            value,
+        )  # fmt: skip
+    return text
+
+
+def _unit(value: object) -> str:
+    text = _text(value)
+    if text is None or not (text in ("", "s") or (len(text) <= _MAX_UNIT_LENGTH and _UNIT_ANNOTATION.fullmatch(text))):
+        raise _Refusal(
+            "unit", "use s, or an annotation in braces such as {tick} (other units change the exposed name)", value
+        )
+    return text
+
+
+def _labels(value: object, plane: Plane, builtin: bool) -> tuple[str, ...]:
+    labels = tuple(label_name(v) for v in _items("labels", value, MAX_LABELS))
+    if len(set(labels)) != len(labels):
+        raise _Refusal("labels", "a label is named twice", value)
+    stray = set(labels) - LABELS[plane] if builtin else set()
+    if stray:
+        raise _Refusal("labels", f"{sorted(stray)} are not documented for {plane.value}")
+    return labels
+
+
+def _buckets(value: object, kind: Kind) -> tuple[float, ...] | None:
+    if (kind is Kind.HISTOGRAM) != (value is not None):
+        raise _Refusal("buckets", "histograms, and only histograms, have buckets", value)
+    if value is None:
+        return None
+    buckets = tuple(_number("buckets", b) for b in _items("buckets", value, MAX_BUCKETS))
+    if not buckets or any(a >= b for a, b in itertools.pairwise(buckets)):
+        raise _Refusal("buckets", "expected one or more numbers, strictly increasing", value)
+    return buckets
+
+
+def _clean(s: object, builtin: bool) -> MetricSpec:
+    """``s`` as a MetricSpec of plain values that every path exposes as declared, or
+    :class:`_Refusal`."""
+    if type(s) is not MetricSpec:
+        raise _Refusal(None, "expected a MetricSpec", s)
+    key = _word("key", s.key, _KEY, "a key is lowercase letters, digits and underscores, starting with a letter")
+    name = _word(
+        "name", s.name, METRIC_NAME,
+        "a name is lowercase letters and digits in words joined by single underscores, starting with a letter",
+    )  # fmt: skip
+    plane: Plane = _member("plane", s.plane, Plane)
+    kind: Kind = _member("kind", s.kind, Kind)
+    bounds = [None if v is None else _number(f, v) for f, v in (("min_value", s.min_value), ("max_value", s.max_value))]
+    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+        raise _Refusal("min_value", f"{bounds[0]} is above the maximum, {bounds[1]}")
+    if type(s.integral) is not bool:
+        raise _Refusal("integral", "expected true or false", s.integral)
+    documented = _text(s.documented) if builtin else None
+    if s.documented is not None and documented is None:
+        raise _Refusal("documented", "only the built-in catalog documents a name apart from the exposed one")
+    clean = MetricSpec(
+        plane, key, name, kind, _unit(s.unit), _description(s.description), _labels(s.labels, plane, builtin),
+        _buckets(s.buckets, kind), bounds[0], bounds[1], s.integral, documented,
+    )  # fmt: skip
+    if clean.has_sum_and_count and (clean.min_value is None or clean.min_value < 0):
+        raise _Refusal(
+            "min_value", "a histogram whose buckets are all >= 0 takes no negative value (its _sum would go "
+            "negative, which OpenMetrics refuses): give it a minimum of 0 or more, or a negative bucket",
+            s.min_value,
+        )  # fmt: skip
+    _check_exposed_name(clean)
+    return clean
+
+
+def _family(s: MetricSpec) -> str:
+    return s.prometheus_name.removesuffix("_total") if s.kind is Kind.COUNTER else s.prometheus_name
+
+
+def _check_exposed_name(s: MetricSpec) -> None:
+    """The exposed name is the same on /metrics, through the Collector and by the OTel
+    exporter, and is no other family's sample nor anyone else's name."""
+    suffix = "seconds" if s.unit == "s" else ""
+    counter = s.kind is Kind.COUNTER
+    ours = s.prometheus_name
+    for path, theirs in (
+        ("through the Collector", collector_name(s.name, suffix, counter)),
+        ("by the OTel Prometheus exporter", python_exporter_name(s.name, suffix, counter)),
+    ):
+        if theirs != ours:
+            raise _Refusal("name", f"would be exposed as {ours!r} on /metrics but as {theirs!r} {path}", s.name)
+    family = _family(s)
+    for name in (s.name, family):
+        ending = next((e for e in RESERVED_SUFFIXES if name.endswith(e)), None)
+        if ending is not None:
+            raise _Refusal("name", f"ends in {ending}, which parsers read as a sample of another family", name)
+    for exposed in samples(family, s.kind.value):
+        owner = reserved_name(exposed)
+        if owner is not None:
+            raise _Refusal("name", f"exposes {exposed!r}, which is reserved: {owner}", s.name)
+    problem = lint_problem(ours, s.kind.value)
+    if problem is not None:
+        raise _Refusal("name", f"exposed as {ours!r}: {problem}", s.name)
+
+
+class _Taken:
+    """Keys and exposed names in use, and whose they are."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+        self.names: dict[str, str] = {}
+
+    def copy(self) -> _Taken:
+        taken = _Taken()
+        taken.keys, taken.names = dict(self.keys), dict(self.names)
+        return taken
+
+    def add(self, s: MetricSpec, owner: str) -> None:
+        if s.key in self.keys:
+            raise _Refusal("key", f"duplicate key (keys are unique across planes): {self.keys[s.key]} has it", s.key)
+        exposed = samples(_family(s), s.kind.value) + ((s.documented,) if s.documented else ())
+        for name in exposed:
+            if name in self.names:
+                raise _Refusal("name", f"exposes {name!r}, as {self.names[name]} already does", s.name)
+        self.keys[s.key] = owner
+        self.names.update(dict.fromkeys(exposed, owner))
+
+
+def _checked(
+    specs: Iterable[object],
+    taken: _Taken,
+    *,
+    builtin: bool = False,
+    where: str = "extend()",
+    field_names: Mapping[str, str] | None = None,
+) -> tuple[MetricSpec, ...]:
+    """``specs`` cleaned and added to ``taken``, or CatalogError naming ``where``, the
+    entry and the field (as ``field_names`` calls it)."""
+    cleaned = []
+    for number, s in enumerate(specs, 1):
+        entry = entry_label(number, s.key if type(s) is MetricSpec else _NO_VALUE)
+        try:
+            clean = _clean(s, builtin)
+            taken.add(clean, f"{'built-in' if builtin else 'the'} metric {clean.key!r} of {clean.plane.value}")
+        except _Refusal as error:
+            field_name = (field_names or {}).get(error.field, error.field) if error.field else None
+            raise refusal(where, entry, field_name, error.problem, error.value) from None
+        cleaned.append(clean)
+    return tuple(cleaned)
+
+
+def _index(specs: tuple[MetricSpec, ...]) -> Mapping[Plane, Mapping[str, MetricSpec]]:
     by_plane: dict[Plane, dict[str, MetricSpec]] = {p: {} for p in Plane}
-    names: set[str] = set()
-    source = where
-    for s in catalog:
-        where = f"{source}: entry {s.plane.value}/{s.key}"
-        if not _NAME.fullmatch(s.key) or not _NAME.fullmatch(s.name):
-            raise CatalogError(f"{where}: key and name must match {_NAME.pattern}")
-        if s.kind is Kind.COUNTER and "total" in s.name.split("_"):
-            raise CatalogError(f"{where}: name {s.name!r}: a counter's name carries no 'total' but the final one")
-        if any(s.key in specs for specs in by_plane.values()):
-            raise CatalogError(f"{where}: duplicate key (keys are unique across planes)")
-        if s.prometheus_name in names:
-            raise CatalogError(f"{where}: duplicate name {s.prometheus_name!r}")
-        if s.unit == "1" or (s.unit not in ("s", "") and not (s.unit.startswith("{") and s.unit.endswith("}"))):
-            raise CatalogError(f"{where}: unit {s.unit!r} would change the exposed name; use 's' or '{{...}}'")
-        if len(set(s.labels)) != len(s.labels) or SERVICE_LABEL in s.labels:
-            raise CatalogError(f"{where}: labels {s.labels!r} repeat or include the reserved {SERVICE_LABEL!r}")
-        stray = set(s.labels) - LABELS[s.plane] if s in builtin else set()
-        if stray:
-            raise CatalogError(f"{where}: labels {sorted(stray)} are not documented for {s.plane.value}")
-        if (s.kind is Kind.HISTOGRAM) != (s.buckets is not None):
-            raise CatalogError(f"{where}: histograms and only histograms have buckets")
-        if s.buckets is not None and (
-            list(s.buckets) != sorted(set(s.buckets)) or not all(math.isfinite(b) for b in s.buckets)
-        ):
-            raise CatalogError(f"{where}: buckets must be finite and strictly increasing")
-        names.add(s.prometheus_name)
+    for s in specs:
         by_plane[s.plane][s.key] = s
     return MappingProxyType({p: MappingProxyType(d) for p, d in by_plane.items()})
+
+
+def _builtin_taken() -> _Taken:
+    """The names the built-in catalog and the self-metrics use; CatalogError if the
+    built-in catalog breaks its own rules (a bug in the package, caught at import)."""
+    taken = _Taken()
+    if _checked(CATALOG, taken, builtin=True, where="catalog") != CATALOG:
+        raise CatalogError("catalog: a built-in entry is not in its plain form")
+    return taken
 
 
 # The closed sets of label values the seed documents: a value outside one is bad input
@@ -328,6 +598,7 @@ BUILTIN_METRIC_LABEL_VALUES: Mapping[tuple[str, str], tuple[str, ...]] = Mapping
     {("orders_filled", "status"): ("FILLED", "PARTIAL_FILL", "REJECTED")}
 )
 
+_taken = _builtin_taken()
 _BY_PLANE = _index(CATALOG)
 _label_values: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()}
 _metric_label_values: dict[tuple[str, str], frozenset[str]] = {
@@ -386,8 +657,10 @@ def extend(
     error regimes, ``timed``, handles, the pytest fixture, ``/metrics`` and OTLP.
 
     ``label_values`` makes a label closed for every metric that has it, or adds values
-    to a built-in closed set. Invalid declarations raise :class:`CatalogError` naming
-    ``where`` (a file, say), the entry and the field; nothing is added then.
+    to a built-in closed set. A declaration that any path would expose otherwise than
+    declared, that clashes with a name already exposed, or that the SDK would refuse,
+    raises :class:`CatalogError` naming ``where`` (a file, say), the entry, the field and
+    the value (README, "Extending the catalog"); nothing is added then.
 
     Example::
 
@@ -396,23 +669,63 @@ def extend(
                            buckets=(1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0), min_value=0.0)],
                label_values={"callback": ["on_quote", "on_bar", "on_order_event"]})
     """
-    global _extensions, _BY_PLANE
+    _extend(metrics, label_values, where=where)
+
+
+def _extend(metrics: object, label_values: object, *, where: str, field_names: Mapping[str, str] | None = None) -> None:
+    global _extensions, _BY_PLANE, _taken
     if _frozen:
-        raise CatalogError(f"{where}: the catalog is extended before the first plane is initialised")
-    added = tuple(metrics)
-    for s in added:
-        if not isinstance(s, MetricSpec):
-            raise CatalogError(f"{where}: {s!r} is not a MetricSpec")
-    index = _index(CATALOG, _extensions + added, where=where)
-    values = dict(_label_values)
-    for label, given in (label_values or {}).items():
-        texts = list(given) if not isinstance(given, str) else None
-        if not isinstance(label, str) or texts is None or not texts or not all(isinstance(v, str) and v for v in texts):
-            raise CatalogError(f"{where}: label_values.{label}: expected a list of non-empty strings")
-        values[label] = values.get(label, frozenset()) | frozenset(texts)
-    _extensions, _BY_PLANE = _extensions + added, index
-    _label_values.clear()
-    _label_values.update(values)
+        raise CatalogError(f"{where}: the catalog is extended before the first plane is initialised", source=where)
+    taken = _taken.copy()
+    added = _checked(_elements(metrics, where, "metrics"), taken, where=where, field_names=field_names)
+    if len(_extensions) + len(added) > MAX_EXTENSION_METRICS:
+        raise refusal(where, None, "metrics", f"more than {MAX_EXTENSION_METRICS} metrics added to the catalog")
+    values = _checked_label_values(label_values, where)
+    _extensions, _BY_PLANE, _taken = _extensions + added, _index(CATALOG + _extensions + added), taken
+    for label, texts in values.items():
+        _label_values[label] = _label_values.get(label, frozenset()) | texts
+
+
+def _elements(value: object, where: str, field_name: str) -> list[object]:
+    """The elements of an iterable argument (not a string or a mapping), or CatalogError."""
+    if value is None:
+        return []
+    if issubclass(type(value), str | bytes | Mapping) or not issubclass(type(value), Iterable):
+        raise refusal(where, None, field_name, "expected a list", value)
+    try:
+        items: list[object] = list(value)  # type: ignore[call-overload]
+    except Exception as error:  # noqa: BLE001 - whatever the iterable raises is the caller's mistake
+        raise refusal(where, None, field_name, f"cannot be iterated: {type_name(error)}", value) from None
+    return items
+
+
+def _checked_label_values(label_values: object, where: str) -> dict[str, frozenset[str]]:
+    """``{label: values}`` of plain strings, each a label name and values recording accepts."""
+    if label_values is None:
+        return {}
+    if not issubclass(type(label_values), Mapping):
+        raise refusal(where, None, "label_values", "expected a mapping of label to a list of values", label_values)
+    try:
+        pairs = list(label_values.items())  # type: ignore[attr-defined]
+    except Exception as error:  # noqa: BLE001
+        raise refusal(where, None, "label_values", f"cannot be read: {type_name(error)}", label_values) from None
+    checked: dict[str, frozenset[str]] = {}
+    for label, given in pairs:
+        try:
+            name = label_name(label)
+        except _Refusal as error:
+            raise refusal(where, "label_values", None, error.problem, label) from None
+        items = _elements(given, where, f"label_values: {name}")
+        texts = [label_value_text(v) for v in items]
+        if not texts or None in texts:
+            bad = next((v for v, t in zip(items, texts, strict=True) if t is None), given)
+            raise refusal(
+                where, "label_values", name,
+                f"expected a list of label values (non-empty strings of valid Unicode, at most "
+                f"{MAX_LABEL_VALUE_LENGTH} characters)", bad,
+            )  # fmt: skip
+        checked[name] = checked.get(name, frozenset()) | frozenset(t for t in texts if t is not None)
+    return checked
 
 
 _frozen = False
@@ -427,15 +740,14 @@ def freeze(frozen: bool = True) -> None:
 
 def _forget_extensions() -> None:
     """Back to the built-in catalog (tests)."""
-    global _extensions, _BY_PLANE
-    _extensions, _BY_PLANE = (), _index(CATALOG)
+    global _extensions, _BY_PLANE, _taken
+    _extensions, _BY_PLANE, _taken = (), _index(CATALOG), _builtin_taken()
     _loaded.clear()
     _label_values.clear()
     _label_values.update({k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()})
 
 
 _loaded: set[str] = set()
-_FIELDS = {"plane", "key", "name", "kind", "unit", "description", "labels", "buckets", "min", "max", "integral"}
 
 
 def load_file(path: str) -> None:
@@ -457,94 +769,13 @@ def load_file(path: str) -> None:
         label_values:                      # optional: allowed values of a label
           callback: [on_quote, on_bar, on_order_event]
 
-    Raises :class:`CatalogError` naming the file, the entry and the field."""
-    import yaml  # only a desk with a catalog file needs it
-
+    The file is bounded (size, YAML nodes, nesting; no anchors or aliases: see
+    :mod:`trading_telemetry._catalog_file`). Raises :class:`CatalogError` naming the
+    file, the entry, the field and the value."""
     if path in _loaded:
         return
-    try:
-        with open(path, encoding="utf-8") as file:
-            document = yaml.safe_load(file)
-    except (OSError, yaml.YAMLError) as error:
-        raise CatalogError(f"{path}: cannot read the catalog file: {error}") from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict) or set(document) - {"metrics", "label_values"}:
-        raise CatalogError(f"{path}: expected a mapping with 'metrics' and/or 'label_values'")
-    entries = document.get("metrics") or []
-    if not isinstance(entries, list):
-        raise CatalogError(f"{path}: metrics: expected a list")
-    specs = [_entry(path, i, entry) for i, entry in enumerate(entries, 1)]
-    label_values = document.get("label_values") or {}
-    if not isinstance(label_values, dict):
-        raise CatalogError(f"{path}: label_values: expected a mapping of label to a list of values")
-    extend(specs, label_values, where=path)
+    from trading_telemetry._catalog_file import read_catalog_file  # only a desk with a file needs YAML
+
+    specs, label_values = read_catalog_file(path)
+    _extend(specs, label_values, where=path, field_names={"min_value": "min", "max_value": "max"})
     _loaded.add(path)
-
-
-def _entry(path: str, number: int, entry: object) -> MetricSpec:
-    """One ``metrics`` entry as a MetricSpec, or CatalogError naming the file, entry and field."""
-    if not isinstance(entry, dict):
-        raise CatalogError(f"{path}: metrics entry {number}: expected a mapping")
-    key = entry.get("key")
-    where = f"{path}: metrics entry {number} ({key!r})"
-
-    def bad(field_name: str, problem: str) -> CatalogError:
-        return CatalogError(f"{where}: {field_name}: {problem}")
-
-    unknown = set(entry) - _FIELDS
-    if unknown:
-        raise bad(sorted(unknown)[0], f"unknown field; expected some of {', '.join(sorted(_FIELDS))}")
-    for required in ("plane", "key", "name", "kind", "description"):
-        if not isinstance(entry.get(required), str) or not entry[required]:
-            raise bad(required, "required, a non-empty string")
-    try:
-        plane = Plane.parse(entry["plane"])
-    except UnknownPlaneError:
-        raise bad("plane", f"{entry['plane']!r} is not one of {', '.join(p.value for p in Plane)}") from None
-    try:
-        kind = Kind(entry["kind"])
-    except ValueError:
-        raise bad("kind", f"{entry['kind']!r} is not one of counter, gauge, histogram") from None
-    unit = entry.get("unit", "") or ""
-    if not isinstance(unit, str) or not (unit in ("", "s") or (unit.startswith("{") and unit.endswith("}"))):
-        raise bad("unit", f"{unit!r}: use s, or an annotation in braces such as {{tick}} (other units change the name)")
-    name = entry["name"]
-    if kind is Kind.COUNTER:
-        if not name.endswith("_total"):
-            raise bad("name", f"{name!r}: a counter's exposed name ends in _total")
-        name = name.removesuffix("_total")
-    if unit == "s" and not name.endswith("_seconds"):
-        raise bad("name", f"{entry['name']!r}: a metric in seconds ends in _seconds on both export paths")
-    labels = entry.get("labels", []) or []
-    if not isinstance(labels, list) or not all(isinstance(x, str) and _NAME.fullmatch(x) for x in labels):
-        raise bad("labels", f"expected a list of label names matching {_NAME.pattern}")
-    buckets = entry.get("buckets")
-    if (kind is Kind.HISTOGRAM) != (buckets is not None):
-        raise bad("buckets", "histograms, and only histograms, have buckets")
-    if buckets is not None:
-        if not isinstance(buckets, list) or not buckets or not all(_number(b) for b in buckets):
-            raise bad("buckets", "expected a list of numbers")
-        if [float(b) for b in buckets] != sorted({float(b) for b in buckets}):
-            raise bad("buckets", "must be strictly increasing")
-    bounds = {}
-    for field_name in ("min", "max"):
-        if field_name in entry:
-            if not _number(entry[field_name]) or kind is Kind.COUNTER:
-                raise bad(field_name, "a number, for gauges and histograms")
-            bounds[field_name] = float(entry[field_name])
-    integral = entry.get("integral", False)
-    if not isinstance(integral, bool):
-        raise bad("integral", "true or false")
-    spec = MetricSpec(
-        plane, entry["key"], name, kind, unit, entry["description"], tuple(labels),
-        tuple(float(b) for b in buckets) if buckets is not None else None,
-        min_value=0.0 if kind is Kind.COUNTER else bounds.get("min"), max_value=bounds.get("max"), integral=integral,
-    )  # fmt: skip
-    if spec.prometheus_name != entry["name"]:
-        raise bad("name", f"{entry['name']!r} would be exposed as {spec.prometheus_name!r}")
-    return spec
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -53,7 +53,19 @@ class InstrumentationError(TradingTelemetryError, TypeError):
 
 
 class CatalogError(TradingTelemetryError):
-    """The metric catalog contradicts itself (a bug in the package, caught at import)."""
+    """A catalog declaration that cannot be used: a desk's extension or catalog file
+    (raised by ``extend()`` or when the file is loaded, before anything is added), or a
+    bug in the built-in catalog (caught at import). ``source`` is the file (or
+    ``extend()``), ``entry`` the declaration, ``field`` its field: None where they do not
+    apply. The message names them and the value."""
+
+    def __init__(
+        self, message: str, *, source: str | None = None, entry: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.source = source
+        self.entry = entry
+        self.field = field
 
 
 class MeasurementError(TradingTelemetryError, ValueError):

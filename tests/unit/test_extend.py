@@ -128,10 +128,11 @@ def test_the_catalog_is_fixed_while_planes_exist() -> None:
         ({"unit": "ms"}, "unit", "ms"),
         ({"name": "strategy_callback_latency"}, "name", "_seconds"),
         ({"key": "ticks_received"}, "key", "duplicate key"),
-        ({"name": "data_freshness_seconds", "plane": "data_plane"}, "name", "duplicate name"),
+        ({"name": "data_freshness_seconds", "plane": "data_plane"}, "name", "built-in metric 'data_freshness'"),
         ({"labels": ["service"]}, "labels", "service"),
         ({"colour": "red"}, "colour", "unknown field"),
-        ({"description": ""}, "description", "required"),
+        ({"description": ""}, "description", "non-empty"),
+        ({"min": -1}, "min", "negative"),
     ],
 )
 def test_invalid_declarations_name_the_file_the_entry_and_the_field(
@@ -140,13 +141,14 @@ def test_invalid_declarations_name_the_file_the_entry_and_the_field(
     base: dict[str, object] = {
         "plane": "strategy_plane", "key": "callback_latency", "name": "strategy_callback_latency_seconds",
         "kind": "histogram", "unit": "s", "description": "Strategy callback latency",
-        "labels": ["strategy", "callback"], "buckets": [0.001, 0.01],
+        "labels": ["strategy", "callback"], "buckets": [0.001, 0.01], "min": 0,
     }  # fmt: skip
     declared = {**base, **entry}
     if declared.get("buckets") is None:
         declared.pop("buckets")
     if declared["kind"] == "counter":
         declared.pop("buckets", None)
+        declared.pop("min")
         declared["unit"] = "{order}"
     path = tmp_path / "desk.yaml"
     path.write_text(json.dumps({"metrics": [{"plane": "data_plane", "key": "fine", "name": "data_fine",
