@@ -280,10 +280,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cardinality_limit", ("TRADING_TELEMETRY_CARDINALITY_LIMIT",), _positive_int, "2000",
             "most label sets one metric may have; measurements with further label sets are dropped"),
     Setting("http_max_connections", ("TRADING_TELEMETRY_HTTP_MAX_CONNECTIONS",), _positive_int, "500",
-            "most connections the /metrics and /health server holds open at once (further ones wait in the "
-            "listen backlog); capped at half the process's open-file limit"),
+            "most connections the /metrics and /health server holds open at once, capped at half the process's "
+            "open-file limit; at the cap a new connection closes the oldest that has not completed a request (else "
+            "the answer waiting longest for its client)"),
     Setting("http_idle_timeout_ms", ("TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT",), _positive_int, "10000",
-            "a connection with no request or progress for this long is closed, ms"),
+            "a connection with no request or progress for this long is closed, ms; so is one whose client has "
+            "not taken its answer within this time"),
+    Setting("http_header_timeout_ms", ("TRADING_TELEMETRY_HTTP_HEADER_TIMEOUT",), _positive_int, "5000",
+            "a request's headers (and body) must arrive within this long of its first byte, however slowly its "
+            "bytes trickle in, or the connection is closed, ms"),
     Setting("shutdown_timeout_ms", ("TRADING_TELEMETRY_SHUTDOWN_TIMEOUT",), _positive_int, "5000",
             "longest `reset()`, SIGTERM on `serve`/`demo`, or interpreter exit waits for the last export "
             "(attempted once) and the servers to stop, ms; an unanswering Collector cannot hold the process longer"),
@@ -325,6 +330,7 @@ class TelemetryConfig:
     cardinality_limit: int = 2000
     http_max_connections: int = 500
     http_idle_timeout_ms: int = 10000
+    http_header_timeout_ms: int = 5000
     shutdown_timeout_ms: int = 5000
     catalog_path: str = ""
     asyncio_plane: str = ""

@@ -68,6 +68,7 @@ ROWS: dict[str, tuple[str, object, str]] = {
     "cardinality_limit": ("10", 10, "-5"),
     "http_max_connections": ("20", 20, "0"),
     "http_idle_timeout_ms": ("2000", 2000, "soon"),
+    "http_header_timeout_ms": ("500", 500, "later"),
     "shutdown_timeout_ms": ("1000", 1000, "-1"),
     "catalog_path": ("desk.yaml", "desk.yaml", " "),
     "asyncio_plane": ("data_plane", "data_plane", "risk_plane"),
