@@ -162,7 +162,7 @@ class PlaneExposition:
 
         Each family is encoded on its own (a long one in chunks of CHUNK_SERIES series,
         yielding the GIL between them); a family that fails to render or encode is left
-        out whole and counted in ``failures``, and the rest is served."""
+        out whole and counted in ``failures``, and the rest is served; so is ``target_info``."""
         form = 1 if openmetrics else 0
         chunks: list[bytes] = []
         for metric in self._metrics:
@@ -183,7 +183,11 @@ class PlaneExposition:
             chunks.append(f"{self._uptime_headers[form]}{self._uptime_line}{number(self._uptime())}\n".encode())
         except Exception as error:  # noqa: BLE001
             self._failed(self._uptime_name, error)
-        head = (self._target[0][form] + self._target[1]).encode()
+        try:  # the Resource's values are checked where they enter; this guard is for what slips past
+            head = (self._target[0][form] + self._target[1]).encode()
+        except Exception as error:  # noqa: BLE001
+            self._failed("target_info", error)
+            head = b""
         return b"".join([head, *chunks, _EOF] if openmetrics else [head, *chunks])
 
     def _render_metric(self, metric: _Metric, handles: list[Any], form: int, chunks: list[bytes]) -> None:

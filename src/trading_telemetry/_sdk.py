@@ -45,7 +45,7 @@ from trading_telemetry._aggregation import (
     exporter_preferences,
 )
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
-from trading_telemetry.config import TelemetryConfig
+from trading_telemetry.config import TelemetryConfig, _warn, unicode_problem
 
 METER_NAME = "trading_telemetry"
 _EXEMPLAR_FILTERS: dict[str, Callable[[], Any]] = {
@@ -71,7 +71,11 @@ DEFAULT_NAMESPACE = "trading"
 
 def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
     """The plane's Resource. ``service.name`` is OTEL_SERVICE_NAME or the plane;
-    ``service.instance.id`` is stable across restarts: host and plane."""
+    ``service.instance.id`` is stable across restarts: host and plane.
+
+    Every value is exported (``target_info``, OTLP), so each is checked here as well as
+    where the environment is read (a TelemetryConfig may be built in code): one that is
+    not valid Unicode text is warned about once and left out."""
     attributes: dict[str, str] = {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
@@ -79,8 +83,19 @@ def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
         "service.namespace": DEFAULT_NAMESPACE,
         "service.instance.id": f"{socket.gethostname()}/{plane.value}",
     }
-    attributes.update(config.resource_attributes)
-    attributes["service.name"] = config.service_name or plane.value
+    for key, value in config.resource_attributes.items():
+        problem = unicode_problem(str(key)) or unicode_problem(str(value))
+        if problem:
+            _warn(f"TelemetryConfig.resource_attributes[{key!r}]", str(value), f"is {problem}; attribute ignored")
+        else:
+            attributes[key] = value
+    attributes["service.name"] = plane.value
+    if config.service_name:
+        problem = unicode_problem(config.service_name)
+        if problem:
+            _warn("TelemetryConfig.service_name", config.service_name, f"is {problem}; the plane's name is used")
+        else:
+            attributes["service.name"] = config.service_name
     return Resource(attributes)
 
 

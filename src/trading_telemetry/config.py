@@ -150,19 +150,39 @@ def _one_of(allowed: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` cannot be exported (every export path encodes UTF-8), or None: a lone
+    surrogate, e.g. a byte that was not UTF-8 in the environment (``os.environ`` keeps it
+    as a surrogate escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"not valid Unicode text: a byte that is not UTF-8, or a lone surrogate, at character {error.start + 1}"
+    return None
+
+
 def _key_values(variable: str, raw: str, *, secret: bool = False) -> Mapping[str, str]:
     """The W3C-baggage-like ``key=value,key2=value2`` list of OTEL_RESOURCE_ATTRIBUTES
-    and OTEL_EXPORTER_OTLP_HEADERS; values are percent-decoded. With ``secret`` (headers
-    carry bearer tokens) an error names the entry's position, never its text."""
+    and OTEL_EXPORTER_OTLP_HEADERS; values are percent-decoded as UTF-8. An entry that is
+    not key=value, or that is not valid Unicode text once decoded, makes the whole value
+    invalid (the specification: discard the entire value). With ``secret`` (headers carry
+    bearer tokens) an error names the entry's position, never its text."""
     out: dict[str, str] = {}
     for position, item in enumerate(raw.split(","), 1):
         if not item.strip():
             continue
+        entry = f"entry {position}" if secret else f"entry {item.strip()!r}"
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            entry = f"entry {position}" if secret else f"entry {item.strip()!r}"
             raise ConfigError(variable, raw, f"{entry} is not key=value", secret=secret)
-        out[key.strip()] = urllib.parse.unquote(value.strip())
+        try:
+            decoded = urllib.parse.unquote(value.strip(), errors="strict")
+        except UnicodeDecodeError:
+            raise ConfigError(variable, raw, f"{entry}: percent-encoding that is not UTF-8", secret=secret) from None
+        problem = unicode_problem(key) or unicode_problem(decoded)
+        if problem:
+            raise ConfigError(variable, raw, f"{entry} is {problem}", secret=secret)
+        out[key.strip()] = decoded
     return MappingProxyType(out)
 
 
@@ -182,6 +202,15 @@ def _text(variable: str, raw: str) -> str:
     value = raw.strip()
     if not value:
         raise ConfigError(variable, raw, "must not be empty")
+    return value
+
+
+def _exported_text(variable: str, raw: str) -> str:
+    """A value that is exported (``service.name``): not empty, and valid Unicode text."""
+    value = _text(variable, raw)
+    problem = unicode_problem(value)
+    if problem:
+        raise ConfigError(variable, raw, problem)
     return value
 
 
@@ -237,10 +266,13 @@ SETTINGS: tuple[Setting, ...] = (
             "any other installed propagator (`b3`, ... by its package); unknown names are warned about and ignored"),
     Setting("log_level", ("OTEL_LOG_LEVEL",), _log_level, "info",
             "level of the `trading_telemetry` and `opentelemetry` loggers: `debug`, `info`, `warn`, `error`"),
-    Setting("service_name", ("OTEL_SERVICE_NAME",), _text, "",
-            "resource `service.name`; default: the plane's name. The `service` label is always the plane"),
+    Setting("service_name", ("OTEL_SERVICE_NAME",), _exported_text, "",
+            "resource `service.name`; default: the plane's name. The `service` label is always the plane. A value "
+            "that is not valid UTF-8 text is warned about and ignored"),
     Setting("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), _key_values, "",
-            "`key=value,...` resource attributes, e.g. `service.namespace=desk1,deployment.environment=prod`"),
+            "`key=value,...` resource attributes, e.g. `service.namespace=desk1,deployment.environment=prod`; "
+            "values percent-decoded as UTF-8. An entry that is not `key=value` or not valid UTF-8 text makes the "
+            "whole value warned about and ignored"),
     Setting("strict", ("TRADING_TELEMETRY_STRICT",), _bool, "false",
             "`true` raises on a bad measurement (tests, development); `false` drops and counts it"),
     Setting("bind_address", ("TRADING_TELEMETRY_BIND_ADDRESS",), _text, "127.0.0.1",
@@ -248,10 +280,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cardinality_limit", ("TRADING_TELEMETRY_CARDINALITY_LIMIT",), _positive_int, "2000",
             "most label sets one metric may have; measurements with further label sets are dropped"),
     Setting("http_max_connections", ("TRADING_TELEMETRY_HTTP_MAX_CONNECTIONS",), _positive_int, "500",
-            "most connections the /metrics and /health server holds open at once (further ones wait in the "
-            "listen backlog); capped at half the process's open-file limit"),
+            "most connections the /metrics and /health server holds open at once, capped at half the process's "
+            "open-file limit; at the cap a new connection closes the oldest that has not completed a request (else "
+            "the answer waiting longest for its client)"),
     Setting("http_idle_timeout_ms", ("TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT",), _positive_int, "10000",
-            "a connection with no request or progress for this long is closed, ms"),
+            "a connection with no request or progress for this long is closed, ms; so is one whose client has "
+            "not taken its answer within this time"),
+    Setting("http_header_timeout_ms", ("TRADING_TELEMETRY_HTTP_HEADER_TIMEOUT",), _positive_int, "5000",
+            "a request's headers (and body) must arrive within this long of its first byte, however slowly its "
+            "bytes trickle in, or the connection is closed, ms"),
     Setting("shutdown_timeout_ms", ("TRADING_TELEMETRY_SHUTDOWN_TIMEOUT",), _positive_int, "5000",
             "longest `reset()`, SIGTERM on `serve`/`demo`, or interpreter exit waits for the last export "
             "(attempted once) and the servers to stop, ms; an unanswering Collector cannot hold the process longer"),
@@ -293,6 +330,7 @@ class TelemetryConfig:
     cardinality_limit: int = 2000
     http_max_connections: int = 500
     http_idle_timeout_ms: int = 10000
+    http_header_timeout_ms: int = 5000
     shutdown_timeout_ms: int = 5000
     catalog_path: str = ""
     asyncio_plane: str = ""

@@ -6,12 +6,17 @@ handlers. So a scrape never waits for, or holds up, the trading program's event 
 and a flood of connections costs file descriptors up to a cap, never threads:
 
 - at most ``TRADING_TELEMETRY_HTTP_MAX_CONNECTIONS`` connections are held (capped at
-  half the open-file limit); further ones wait in the listen backlog;
-- a connection idle for ``TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT`` is closed;
+  half the open-file limit); at the cap a new connection makes room (``_listener``);
+- one request per connection (``Connection: close``), no pipelining backlog; a handler
+  hands its finished body to the event loop and returns, never waiting for its client;
+- a connection idle for ``TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT`` is closed, and so is one
+  whose request has not arrived whole within ``TRADING_TELEMETRY_HTTP_HEADER_TIMEOUT``
+  of its first byte, or whose answer its client has not taken within the idle timeout;
 - request headers over 16 KiB and bodies over 64 KiB are refused;
-- concurrent scrapes share one render, and a scrape whose client has gone is not
-  rendered;
-- if rendering one metric family fails, the others are served and ``/health`` says so.
+- concurrent scrapes share one render (and its gzip), and a scrape whose client has
+  gone is not rendered; ``/health`` goes first in the handlers' queue;
+- if rendering one metric family (``target_info`` included) fails, the others are
+  served and ``/health`` says so.
 
 ``/metrics`` is prometheus_client's exposition of the plane's OTel Prometheus reader
 (text format, or OpenMetrics when the scraper asks for it, gzip when accepted).
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import io
 import json
 import math
 import resource
@@ -34,14 +40,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
-from waitress.server import create_server
 
 from trading_telemetry._exposition import PlaneExposition
+from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.errors import TradingTelemetryError
 
@@ -52,6 +60,10 @@ HTTP_THREADS = 16
 so /health always finds a thread."""
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
+OUTBUF_HIGH_WATERMARK = 64 * 1024
+"""waitress blocks a handler writing to a connection with more than this unsent. One
+request per connection, one write of the body: the buffer never holds more than the
+status line and headers before that write, so no handler ever waits."""
 
 __all__ = ["MetricsServer", "main", "serve_metrics", "start_metrics_server"]
 
@@ -67,43 +79,55 @@ def connection_limit(configured: int) -> int:
     return max(8, min(configured, soft // 2))
 
 
+@dataclass
+class _Rendered:
+    finished: float  # monotonic
+    body: bytes
+    gzipped: bytes | None = None
+
+
 class Exposition:
     """The plane's /metrics body, rendered once for all the scrapes that wait for it.
 
-    A request arriving while a render runs waits for that render and takes its result;
-    the next request after it renders anew. At most ``max_scrapes`` scrapes wait or
-    render at once; further ones are told to come back (``busy``)."""
+    A scrape whose request was complete before the last render finished takes that
+    render's result (gzipped once, when first asked for); a later one renders anew. At
+    most ``max_scrapes`` scrapes wait or render at once; further ones are told to come
+    back (``busy``)."""
 
     def __init__(self, plane: PlaneExposition, max_scrapes: int = HTTP_THREADS - 2) -> None:
         self._plane = plane
         self._lock = threading.Lock()
         self._scrapes = threading.BoundedSemaphore(max_scrapes)
-        self._last: dict[bool, tuple[float, bytes]] = {}  # OpenMetrics? -> (finished, body)
+        self._last: dict[bool, _Rendered] = {}  # OpenMetrics? -> the last render
         self.renders = 0
         self.busy = 0
         self.skipped_gone = 0
         self.last_render_failed = False
 
-    def body(self, openmetrics: bool, arrived: float, gone: Callable[[], bool]) -> bytes | str:
-        """The body for a scrape that arrived at ``arrived``; ``"gone"`` if the client has
-        gone, ``"busy"`` if as many scrapes as allowed are already under way."""
+    def body(self, openmetrics: bool, arrived: float, gone: Callable[[], bool], gzipped: bool = False) -> bytes | str:
+        """The body for a scrape whose request was complete at ``arrived`` (monotonic),
+        gzip-compressed if ``gzipped``; ``"gone"`` if the client has gone, ``"busy"`` if
+        as many scrapes as allowed are already under way."""
         if not self._scrapes.acquire(blocking=False):
             self.busy += 1
             return "busy"
         try:
             with self._lock:
                 done = self._last.get(openmetrics)
-                if done is not None and done[0] >= arrived:
-                    return done[1]
-                if gone():
-                    self.skipped_gone += 1
-                    return "gone"
-                failures = self._plane.failures
-                output = self._plane.render(openmetrics)
-                self.last_render_failed = self._plane.failures != failures
-                self._last[openmetrics] = (time.monotonic(), output)
-                self.renders += 1
-                return output
+                if done is None or done.finished < arrived:
+                    if gone():
+                        self.skipped_gone += 1
+                        return "gone"
+                    failures = self._plane.failures
+                    output = self._plane.render(openmetrics)
+                    self.last_render_failed = self._plane.failures != failures
+                    done = self._last[openmetrics] = _Rendered(time.monotonic(), output)
+                    self.renders += 1
+                if not gzipped:
+                    return done.body
+                if done.gzipped is None:
+                    done.gzipped = gzip.compress(done.body, compresslevel=6)
+                return done.gzipped
         finally:
             self._scrapes.release()
 
@@ -129,27 +153,40 @@ class MetricsServer:
         config = metrics.sdk.config
         self.exposition = Exposition(metrics.exposition) if metrics.exposition is not None else None
         address = config.bind_address if addr is None else addr
-        idle_s = max(1, math.ceil(config.http_idle_timeout_ms / 1000))
         self.connection_limit = connection_limit(config.http_max_connections)
         self._map: dict[int, Any] = {}
-        self._server: Any = cast(Any, create_server)(
-            self._app,
-            map=self._map,
+        adjustments = Adjustments(
             host=address,
             port=port,
             threads=HTTP_THREADS,
             connection_limit=self.connection_limit,
-            channel_timeout=idle_s,
-            cleanup_interval=max(1, idle_s // 2),
+            channel_timeout=max(1, math.ceil(config.http_idle_timeout_ms / 1000)),
+            cleanup_interval=1,  # the time limits below are checked every second
             channel_request_lookahead=1,  # lets a handler see that its client has gone
             max_request_header_size=MAX_HEADER_BYTES,
             max_request_body_size=MAX_BODY_BYTES,
+            outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
             asyncore_use_poll=True,  # select() cannot watch descriptors past 1024
             expose_tracebacks=False,
+            log_socket_errors=False,  # a client's reset is the client's business, not a log line each
             ident="trading-telemetry",
         )
+        dispatcher = Dispatcher(ListenerStats())
+        dispatcher.set_thread_count(HTTP_THREADS)
+        try:
+            self._server = ListenerServer(
+                self._app,
+                self._map,
+                adjustments,
+                dispatcher,
+                header_timeout=config.http_header_timeout_ms / 1000,
+                send_timeout=config.http_idle_timeout_ms / 1000,
+            )
+        except BaseException:
+            dispatcher.shutdown(timeout=1)
+            raise
         self.address = address
-        self.port: int = self._server.effective_port
+        self.port = int(self._server.effective_port)
         self._thread = threading.Thread(
             target=self._server.run, name=f"trading-telemetry-{metrics.plane.value}-http", daemon=True
         )
@@ -162,7 +199,7 @@ class MetricsServer:
         return f"http://{host}:{self.port}"
 
     def _app(self, environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
-        arrived = time.monotonic()
+        arrived = environ.get("trading_telemetry.received") or time.monotonic()
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
@@ -175,7 +212,8 @@ class MetricsServer:
             gone = environ.get("waitress.client_disconnected") or (lambda: False)
             _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
             openmetrics = content_type.startswith("application/openmetrics-text")
-            rendered = self.exposition.body(openmetrics, arrived, gone)
+            gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            rendered = self.exposition.body(openmetrics, arrived, gone, gzipped)
             if rendered == "gone":  # nobody to send it to
                 return _reply(start_response, "499 Client Closed Request", b"")
             if isinstance(rendered, str):  # busy
@@ -185,13 +223,15 @@ class MetricsServer:
                     b"too many concurrent scrapes; retry\n",
                     extra=[("Retry-After", "1")],
                 )
-            body = rendered
-            headers = [("Content-Type", content_type)]
-            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-                body = gzip.compress(body, compresslevel=6)
+            headers = [("Content-Type", content_type), ("Content-Length", str(len(rendered)))]
+            if gzipped:
                 headers.append(("Content-Encoding", "gzip"))
-            start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
-            return [body]
+            start_response("200 OK", headers)
+            if method == "HEAD":
+                return []
+            # One write of the shared body, not copied: the handler returns at once, and
+            # the event loop sends it as the client reads.
+            return environ["wsgi.file_wrapper"](io.BytesIO(rendered))  # type: ignore[no-any-return]
         if path == "/health":
             health = self.health()
             status = "503 Service Unavailable" if health["status"] == "stopped" else "200 OK"
@@ -204,6 +244,7 @@ class MetricsServer:
         """The plane's health, with this server's rendering state: a render that had to
         leave families out makes an ``ok`` plane ``degraded``."""
         health = self.metrics.health()
+        health["listener"] = self._server.state()
         if self.exposition is not None:
             health["exposition"] = self.exposition.state()
             if self.exposition.last_render_failed and health["status"] == "ok":
@@ -217,7 +258,7 @@ class MetricsServer:
         self._closed = True
         deadline = time.monotonic() + timeout
         # Closed from the server's own loop thread: its sockets are never touched by two threads.
-        self._server.trigger.pull_trigger(lambda: _close_all(self._map))
+        cast(Any, self._server.trigger).pull_trigger(lambda: _close_all(self._map))
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self._server.task_dispatcher.shutdown(timeout=max(0, math.ceil(deadline - time.monotonic())))
 

@@ -1,10 +1,16 @@
 """Abuse of the /metrics and /health listener, by real clients on loopback: idle connections
 held open, slow readers, oversized requests, a low open-file limit, concurrent scrapes and
-clients that leave before their answer. The trading process must not notice."""
+clients that leave before their answer. The trading process must not notice.
+
+The attacks at the end (pipelined unread scrapes, trickled headers, 1,000 connections under a
+64-descriptor limit, slow gzip readers) each probe /health while the attack goes on: every
+probe must be answered within 1 s. Each prints the probes' latencies (``pytest -s``)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import resource
 import signal
@@ -106,6 +112,22 @@ def test_a_slow_reader_holds_no_handler_thread(big_plane: tuple[PlaneMetrics, Me
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_an_answer_not_taken_within_the_idle_timeout_is_dropped(big_plane: tuple[PlaneMetrics, MetricsServer]) -> None:
+    """A client that asks for the 5 MB body and never reads it: its handler returned at once, and the event loop
+    closes the connection once the answer has waited TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT, counted in /health."""
+    _, server = big_plane
+    sock = slow_socket(server.address, server.port)
+    try:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        listener = wait_for(
+            "the unread answer to be dropped", lambda: (s := server.health()["listener"])["send_timeouts"] and s, 15
+        )
+        assert listener["send_timeouts"] == 1
+        wait_for("the connection to be gone", lambda: server.health()["listener"]["connections"] == 0)
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize(
@@ -254,3 +276,221 @@ def test_fd_budget_is_half_the_open_file_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert connection_limit(10**9) <= max(8, soft // 2)
     assert connection_limit(10) == min(10, max(8, soft // 2))
+
+
+# The attacks. Each runs for a bounded time against a real server and probes /health meanwhile.
+
+PROBE_DEADLINE_S = 1.0
+
+
+def probe_health(url: str, probes: int, interval: float = 0.5) -> list[float]:
+    """``probes`` timed GET /health, ``interval`` s apart: each one's latency in seconds, or inf when it
+    did not answer 200 within PROBE_DEADLINE_S."""
+    latencies = []
+    for _ in range(probes):
+        started = time.monotonic()
+        try:
+            answered = http_get(f"{url}/health", timeout=PROBE_DEADLINE_S)[0] == 200
+        except OSError:
+            answered = False
+        elapsed = time.monotonic() - started
+        latencies.append(elapsed if answered and elapsed < PROBE_DEADLINE_S else math.inf)
+        time.sleep(interval)  # spacing the probes over the attack, not waiting for a condition
+    return latencies
+
+
+def report(attack: str, latencies: list[float]) -> None:
+    shown = ", ".join("timeout" if math.isinf(x) else f"{x * 1000:.0f} ms" for x in latencies)
+    print(f"\n{attack}: /health latency max {max(latencies) * 1000:.0f} ms over {len(latencies)} probes: {shown}")
+
+
+def slow_socket(host: str, port: int, rcvbuf: int = 4096) -> socket.socket:
+    """A client socket with a small receive buffer (set before connecting, so the window stays small)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(5)
+    sock.connect((host, port))
+    return sock
+
+
+def test_pipelined_scrapes_never_read_do_not_wedge_the_listener(big_plane: tuple[PlaneMetrics, MetricsServer]) -> None:
+    """Connections that pipeline 50 GET /metrics each (5 MB answers) and never read, 16 at once and then one
+    more every 0.1 s: /health answers every probe within 1 s, and a normal scrape still succeeds."""
+    _, server = big_plane
+    attackers: list[socket.socket] = []
+    stop = threading.Event()
+
+    def attack() -> None:
+        for i in range(80):
+            if i >= 16 and stop.wait(0.1):
+                return
+            with contextlib.suppress(OSError):
+                sock = slow_socket(server.address, server.port)
+                attackers.append(sock)
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
+
+    attacking = threading.Thread(target=attack, daemon=True)
+    attacking.start()
+    try:
+        latencies = probe_health(server.url, probes=12)
+        report("pipelined unread scrapes", latencies)
+        assert max(latencies) < PROBE_DEADLINE_S, latencies
+        stop.set()
+        attacking.join(30)
+        body = wait_for("a scrape to succeed", lambda: scrape_body(server), timeout=10)
+        assert b"data_ticks_received_total" in body
+    finally:
+        stop.set()
+        attacking.join(30)
+        for sock in attackers:
+            sock.close()
+
+
+class Trickler:
+    """``count`` connections each sending one byte of a never-ending request header every ``every`` s,
+    reconnecting when the server closes one; stops after ``duration`` s."""
+
+    def __init__(self, host: str, port: int, count: int, every: float, duration: float) -> None:
+        self.host, self.port, self.every = host, port, every
+        self.deadline = time.monotonic() + duration
+        self.socks: list[socket.socket | None] = [self._open() for _ in range(count)]
+        self.reconnects = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _open(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=2)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+            return sock
+        except OSError:
+            return None
+
+    def _run(self) -> None:
+        while time.monotonic() < self.deadline:
+            for i, sock in enumerate(self.socks):
+                try:
+                    if sock is None:
+                        raise OSError("not connected")
+                    sock.send(b"a")
+                except OSError:
+                    if sock is not None:
+                        sock.close()
+                    self.socks[i] = self._open()
+                    self.reconnects += 1
+            time.sleep(self.every)
+
+    def stop(self) -> None:
+        self.deadline = 0.0
+        self.thread.join(30)
+        for sock in self.socks:
+            if sock is not None:
+                sock.close()
+
+
+def test_trickled_headers_on_every_connection_slot_do_not_block_health() -> None:
+    """500 connections (the connection cap) each sending one header byte every 3 s, with the default 10 s
+    idle timeout: /health answers every probe within 1 s."""
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=("prometheus",)))
+    with serve_metrics(metrics, port=0) as server:
+        trickler = Trickler(server.address, server.port, count=500, every=3.0, duration=40)
+        try:
+            latencies = probe_health(server.url, probes=16)
+        finally:
+            trickler.stop()
+        report("trickled headers", latencies)
+        assert max(latencies) < PROBE_DEADLINE_S, latencies
+
+
+def test_a_thousand_connections_under_a_low_open_file_limit_do_not_block_health() -> None:
+    """With 64 descriptors (a cap of 32 connections), 1,000 connections opened at once, three times over:
+    /health answers every probe within 1 s, and the server exits cleanly."""
+    from helpers import free_port
+
+    port = free_port()
+    proc = _serve_with_fd_limit(64, port)
+    held: list[socket.socket] = []
+    latencies: list[float] = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for("the server to start", lambda: http_get(f"{url}/health", timeout=1)[0] == 200)
+        for _ in range(3):
+            for sock in held:
+                sock.close()
+            held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(1000)]
+            latencies += probe_health(url, probes=3, interval=0.2)
+        report("1,000 connections, 64 descriptors", latencies)
+        assert max(latencies) < PROBE_DEADLINE_S, latencies
+        assert proc.poll() is None
+    finally:
+        for sock in held:
+            sock.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()[-2000:]
+
+
+def test_slow_gzip_readers_do_not_block_health(big_plane: tuple[PlaneMetrics, MetricsServer]) -> None:
+    """600 connections asking for gzip /metrics and reading one byte a second: /health answers every probe
+    within 1 s, and a normal scrape still succeeds."""
+    _, server = big_plane
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
+    readers: list[socket.socket] = []
+    stop = threading.Event()
+
+    def read_slowly() -> None:
+        while not stop.wait(1.0):
+            for sock in readers:
+                with contextlib.suppress(OSError):
+                    sock.recv(1, socket.MSG_DONTWAIT)
+
+    reading = threading.Thread(target=read_slowly, daemon=True)
+    try:
+        for _ in range(600):
+            sock = slow_socket(server.address, server.port)
+            sock.sendall(request)
+            readers.append(sock)
+        reading.start()
+        latencies = probe_health(server.url, probes=8)
+        report("slow gzip readers", latencies)
+        assert max(latencies) < PROBE_DEADLINE_S, latencies
+        body = wait_for("a scrape to succeed", lambda: scrape_body(server), timeout=10)
+        assert b"data_ticks_received_total" in body
+    finally:
+        stop.set()
+        if reading.is_alive():
+            reading.join(10)
+        for sock in readers:
+            sock.close()
+
+
+def test_a_non_utf8_byte_in_the_resource_environment_leaves_metrics_and_health_in_agreement() -> None:
+    """A plane server started with a byte that is not UTF-8 in OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES:
+    both are warned about and ignored, /metrics answers 200 with target_info, and /health says ok with no render
+    failure."""
+    from helpers import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))},
+        "OTEL_SERVICE_NAME": os.fsdecode(b"desk\xe9"),
+        "OTEL_RESOURCE_ATTRIBUTES": os.fsdecode(b"service.namespace=desk1,owner=caf\xe9"),
+    }
+    code = f"import sys\nfrom trading_telemetry.metrics_server import main\nsys.exit(main(['data_plane', '{port}']))\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for("the server to start", lambda: http_get(f"{url}/health", timeout=1)[0] == 200)
+        status, _, body = http_get(f"{url}/metrics")
+        assert status == 200, body[:500]
+        assert b'target_info{service_instance_id="' in body
+        assert b'service_name="data_plane"' in body
+        health = json.loads(http_get(f"{url}/health")[2])
+        assert health["status"] == "ok"
+        assert health["exposition"]["render_failures"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    log = out.decode("utf-8")
+    assert "OTEL_SERVICE_NAME='desk\\udce9' is invalid" in log
+    assert "OTEL_RESOURCE_ATTRIBUTES='service.namespace=desk1,owner=caf\\udce9' is invalid" in log

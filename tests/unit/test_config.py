@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import fields
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trading_telemetry import config
 from trading_telemetry.config import SETTINGS, Setting, TelemetryConfig
@@ -65,6 +68,7 @@ ROWS: dict[str, tuple[str, object, str]] = {
     "cardinality_limit": ("10", 10, "-5"),
     "http_max_connections": ("20", 20, "0"),
     "http_idle_timeout_ms": ("2000", 2000, "soon"),
+    "http_header_timeout_ms": ("500", 500, "later"),
     "shutdown_timeout_ms": ("1000", 1000, "-1"),
     "catalog_path": ("desk.yaml", "desk.yaml", " "),
     "asyncio_plane": ("data_plane", "data_plane", "risk_plane"),
@@ -144,6 +148,84 @@ def test_key_value_lists_are_percent_decoded() -> None:
     )  # fmt: skip
     assert dict(cfg.resource_attributes) == {"service.namespace": "desk 1", "deployment.environment": "prod"}
     assert dict(cfg.otlp_headers) == {"authorization": "Bearer x"}
+
+
+# A byte that is not UTF-8 in the environment reaches os.environ as a lone surrogate (the
+# surrogateescape of os.fsdecode); percent-encoding can carry bytes that are not UTF-8 too.
+NOT_TEXT = os.fsdecode(b"desk\xff")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("OTEL_SERVICE_NAME", NOT_TEXT),
+        ("OTEL_SERVICE_NAME", "desk\ud800"),
+        ("OTEL_RESOURCE_ATTRIBUTES", f"service.namespace=ok,desk={NOT_TEXT}"),
+        ("OTEL_RESOURCE_ATTRIBUTES", f"{NOT_TEXT}=1"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=ok,desk=caf%E9"),
+    ],
+    ids=["service-name-byte", "service-name-surrogate", "attribute-value", "attribute-key", "percent-latin1"],
+)
+def test_resource_values_that_are_not_text_are_warned_about_once_and_ignored(
+    variable: str, raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resource value that is not valid Unicode text (a non-UTF-8 byte, a lone surrogate, percent-encoding that
+    is not UTF-8) makes the whole variable ignored, with one warning that names the variable and shows the value
+    escaped, as the specification says for a value that fails to decode."""
+    config._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
+        first = TelemetryConfig.from_env({variable: raw})
+        second = TelemetryConfig.from_env({variable: raw})
+    assert first == second == TelemetryConfig()
+    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith(variable)]
+    assert len(messages) == 1, messages
+    assert repr(raw) in messages[0]
+    assert "not" in messages[0]
+    messages[0].encode("utf-8")  # the warning itself is safe to write anywhere
+
+
+def test_a_non_utf8_byte_in_the_real_environment_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through os.environ, as a deployment sets it: a byte that is not UTF-8 leaves the default in place."""
+    monkeypatch.setenv("OTEL_SERVICE_NAME", NOT_TEXT)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"desk={NOT_TEXT}")
+    cfg = TelemetryConfig.from_env()
+    assert (cfg.service_name, dict(cfg.resource_attributes)) == ("", {})
+
+
+def test_percent_encoded_utf8_and_non_ascii_values_are_kept() -> None:
+    """Valid text is kept whatever its script: percent-encoded UTF-8 is decoded, plain non-ASCII passes."""
+    cfg = TelemetryConfig.from_env(
+        {"OTEL_RESOURCE_ATTRIBUTES": "desk=caf%C3%A9,region=東京", "OTEL_SERVICE_NAME": "désk"}
+    )
+    assert dict(cfg.resource_attributes) == {"desk": "café", "region": "東京"}
+    assert cfg.service_name == "désk"
+
+
+def test_a_header_that_is_not_text_is_ignored_without_showing_it(caplog: pytest.LogCaptureFixture) -> None:
+    """An OTLP header value that is not valid text is ignored like any invalid header list: its text never shown."""
+    config._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
+        cfg = TelemetryConfig.from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"authorization=s3cr3t{NOT_TEXT}"})
+    assert dict(cfg.otlp_headers) == {}
+    assert "s3cr3t" not in caplog.text
+    assert "entry 1" in caplog.text
+
+
+text_with_hazards = st.lists(
+    st.one_of(st.characters(), st.sampled_from(["\udcff", "\ud800", "%FF", "%E2%82", "%", ",", "=", " "]))
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(name=text_with_hazards, attributes=text_with_hazards)
+def test_whatever_the_environment_holds_the_resource_is_exportable_text(name: str, attributes: str) -> None:
+    """For any OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, reading them never raises, and every value that
+    comes out encodes as UTF-8 (what /metrics and OTLP need)."""
+    cfg = TelemetryConfig.from_env({"OTEL_SERVICE_NAME": name, "OTEL_RESOURCE_ATTRIBUTES": attributes})
+    cfg.service_name.encode("utf-8")
+    for key, value in cfg.resource_attributes.items():
+        key.encode("utf-8")
+        value.encode("utf-8")
 
 
 def test_config_is_immutable() -> None:

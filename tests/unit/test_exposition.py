@@ -5,8 +5,10 @@ measurements) both formats parse to the same families, types, samples, label set
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -16,7 +18,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from helpers import LABEL_VALUES
-from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset
+from trading_telemetry import PlaneMetrics, TelemetryConfig, config, init_metrics_exporter, reset
+from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry.catalog import Kind, Plane, plane_specs
 
 ORACLE = settings(max_examples=200, deadline=None, derandomize=True, database=None,
@@ -117,3 +120,46 @@ def test_an_empty_plane_renders_only_its_liveness() -> None:
     assert ours == parsed(generate_latest(registry).decode(), False)
     assert set(ours) == {"target_info", UPTIME}
     assert ours[UPTIME][2] == {(UPTIME, (("service", "strategy_plane"),), True)}
+
+
+def _exposition(plane: Plane, resource: dict[str, Any]) -> PlaneExposition:
+    specs = plane_specs(plane)
+    return PlaneExposition(
+        specs, {key: {} for key in specs}, resource, dropped=dict, dropped_name="dropped", dropped_help="Dropped.",
+        service=plane.value, uptime=lambda: 1.0, uptime_name=UPTIME, uptime_help="Uptime.",
+    )  # fmt: skip
+
+
+def test_a_target_info_that_cannot_be_encoded_is_left_out_and_counted() -> None:
+    """A Resource value that slipped past the checks and cannot be encoded costs target_info alone: the rest of
+    the body is served, and the failure is counted and named."""
+    exposition = _exposition(Plane.DATA, {"service.name": "data_plane", "desk": "caf\udcff"})
+    for openmetrics in (False, True):
+        body = exposition.render(openmetrics).decode()
+        families = parsed(body, openmetrics)
+        assert set(families) == {UPTIME}
+    assert exposition.failures == 2
+    assert exposition.last_failure is not None
+    assert "target_info" in exposition.last_failure
+
+
+def test_resource_values_given_in_code_that_are_not_text_are_dropped_before_the_render(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A TelemetryConfig built in code with a service name or resource attribute that is not valid text: each is
+    warned about and left out of the Resource, so target_info renders (service.name is the plane's)."""
+    config._warned.clear()
+    cfg = TelemetryConfig(
+        metrics_exporters=("prometheus",), service_name="desk\ud800", resource_attributes={"bad": "\udcff", "ok": "1"}
+    )
+    with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
+        metrics = init_metrics_exporter("data_plane", config=cfg)
+    assert metrics.exposition is not None
+    families = parsed(metrics.exposition.render().decode(), False)
+    ((_, labels, _),) = families["target_info"][2]
+    assert ("ok", "1") in labels
+    assert ("service_name", "data_plane") in labels
+    assert "bad" not in dict(labels)
+    assert metrics.exposition.failures == 0
+    assert "TelemetryConfig.service_name" in caplog.text
+    assert "TelemetryConfig.resource_attributes['bad']" in caplog.text

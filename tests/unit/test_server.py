@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import STRICT_PROMETHEUS, free_port, http_get, record_everything, wait_for
-from trading_telemetry import TelemetryConfig, init_metrics_exporter, serve_metrics
+from trading_telemetry import MetricsServer, TelemetryConfig, init_metrics_exporter, serve_metrics
 from trading_telemetry.catalog import CATALOG, Plane
 
 
@@ -166,3 +171,118 @@ def test_unknown_plane_on_the_command_line_is_a_clear_error() -> None:
     assert proc.returncode == 2
     assert "risk_plane" in proc.stderr
     assert "data_plane" in proc.stderr
+
+
+def _raw_exchange(server: MetricsServer, request: bytes, timeout: float = 10) -> bytes:
+    """Send ``request`` bytes on one connection and read until the server closes it."""
+    with socket.create_connection((server.address, server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_port_is_an_int_and_health_reports_the_listener() -> None:
+    """`MetricsServer.port` is an int, and /health reports the listener's connections, limit and counters."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_PROMETHEUS)
+    with serve_metrics(metrics, port=0) as server:
+        assert isinstance(server.port, int)
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        listener = json.loads(http_get(f"{server.url}/health")[2])["listener"]
+    assert listener["connection_limit"] == server.connection_limit
+    assert listener["connections"] >= 1
+    for counter in ("evicted_at_limit", "header_timeouts", "send_timeouts", "requests_queued", "queue_depth_max"):
+        assert listener[counter] >= 0
+
+
+def test_one_request_per_connection_and_pipelined_requests_are_ignored() -> None:
+    """Every answer says Connection: close and ends its connection; requests pipelined after the first get no
+    answer (a client cannot queue answers on one connection)."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_PROMETHEUS)
+    with serve_metrics(metrics, port=0) as server:
+        for first in (b"/metrics", b"/health"):
+            pipelined = (
+                b"GET " + first + b" HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 5
+            )
+            answer = _raw_exchange(server, pipelined)
+            assert answer.count(b"HTTP/1.1 ") == 1, answer[:300]
+            assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_head_and_gzip_answers() -> None:
+    """HEAD /metrics has the GET answer's headers and no body; a gzip answer decompresses to the plain one."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_PROMETHEUS)
+    metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
+    with serve_metrics(metrics, port=0) as server:
+        head = _raw_exchange(server, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        headers, _, body = head.partition(b"\r\n\r\n")
+        assert body == b""
+        assert int(headers.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
+        status, got, zipped = http_get(f"{server.url}/metrics", {"Accept-Encoding": "gzip"})
+        assert (status, got["Content-Encoding"]) == (200, "gzip")
+        assert b'data_ticks_received_total{service="data_plane",source="ibkr_rt",symbol="SPY"} 1.0' in gzip.decompress(
+            zipped
+        )
+
+
+def test_a_request_trickled_past_the_header_timeout_is_closed() -> None:
+    """A client sending its headers a byte at a time is cut off once TRADING_TELEMETRY_HTTP_HEADER_TIMEOUT has
+    passed since the first byte, though it never goes idle for the (much longer) idle timeout."""
+    cfg = TelemetryConfig(metrics_exporters=("prometheus",), http_idle_timeout_ms=30_000, http_header_timeout_ms=500)
+    with serve_metrics(init_metrics_exporter("data_plane", config=cfg), port=0) as server:
+        with socket.create_connection((server.address, server.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+            closed = False
+            while not closed and time.monotonic() - started < 10:
+                try:
+                    sock.sendall(b"X")
+                    sock.settimeout(0.2)
+                    closed = sock.recv(1) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+            elapsed = time.monotonic() - started
+        assert closed
+        assert 0.5 <= elapsed < 5
+        assert json.loads(http_get(f"{server.url}/health")[2])["listener"]["header_timeouts"] == 1
+
+
+def test_at_the_connection_limit_the_oldest_unanswered_connection_makes_room() -> None:
+    """With every connection slot held by clients that sent nothing, a new /health is answered at once: the
+    oldest connection that has not completed a request is closed to make room, and counted."""
+    cfg = TelemetryConfig(metrics_exporters=("prometheus",), http_max_connections=8, http_idle_timeout_ms=60_000)
+    with serve_metrics(init_metrics_exporter("data_plane", config=cfg), port=0) as server:
+        assert server.connection_limit == 8
+        idle = [socket.create_connection((server.address, server.port), timeout=5) for _ in range(6)]
+        try:
+            wait_for("all six to be accepted", lambda: server.health()["listener"]["connections"] == 6)
+            status, _, body = http_get(f"{server.url}/health", timeout=1.0)
+            assert status == 200
+            assert json.loads(body)["listener"]["evicted_at_limit"] == 1
+            idle[0].settimeout(5)
+            assert idle[0].recv(1) == b""  # the oldest went
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_health_goes_first_and_a_deep_queue_is_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Queued behind 100 scrapes with no free handler, /health is next; the queue depth is counted for /health
+    and logged once, not once per queued request."""
+    from trading_telemetry._listener import Dispatcher, ListenerStats
+
+    dispatcher = Dispatcher(ListenerStats())  # no handler threads: every request queues
+
+    def channel(path: str) -> SimpleNamespace:
+        return SimpleNamespace(requests=[SimpleNamespace(path=path)])
+
+    with caplog.at_level(logging.WARNING, logger="waitress.queue"):
+        for _ in range(100):
+            dispatcher.add_task(channel("/metrics"))
+        dispatcher.add_task(channel("/health"))
+    assert dispatcher.queue[0].requests[0].path == "/health"
+    assert (dispatcher.stats.queued, dispatcher.stats.queue_depth_max) == (101, 101)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["Task queue depth is 1"]
