@@ -97,8 +97,6 @@ def quantity(value: object) -> Number | None:
 
 
 def _float(value: object) -> float | None:
-    if type(value) is float:
-        return value
     n = number(value)
     if n is None:
         return None
