@@ -335,3 +335,30 @@ def test_a_str_subclass_counts_as_its_characters() -> None:
     received = {"symbol": "SPY", "direction": "BUY", "order_type": "LIMIT"}
     assert m.bind("orders_received", strategy="OFI", **received).value == 1  # type: ignore[attr-defined]
     assert m.bind("orders_received", strategy="MOM", **received).value == 1  # type: ignore[attr-defined]
+
+
+def test_mixed_number_types_from_many_threads_complete_once() -> None:
+    """8 threads report the same three fills of 200 orders, one as a Decimal and two as floats
+    (or ints), then cancel: every order completes once, each commission counts once."""
+    import threading
+
+    m = plane(strict=True)
+    orders = [order(m, quantity=0.3 if k % 2 else Decimal("0.3")) for k in range(200)]
+    barrier = threading.Barrier(8)
+
+    def broker() -> None:
+        barrier.wait()
+        for o in orders:
+            for n, qty in enumerate((0.1, Decimal("0.1"), 0.1)):
+                o.fill(qty, fill_id=f"T{n}", commission_usd=Decimal("0.25"))
+            o.canceled()
+
+    threads = [threading.Thread(target=broker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert filled_count(m) == 200
+    assert m.bind("orders_canceled", **ORDER).value == 0  # type: ignore[attr-defined]
+    assert commission(m) == 200 * 3 * 0.25
+    assert all(o.state == "filled" and o.filled_quantity == Decimal("0.3") for o in orders)
