@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -59,7 +60,7 @@ _ANONYMOUS = object()
 _FIRST = operator.itemgetter(0)
 _CANCELED = operator.attrgetter("canceled")
 _EXPIRED = operator.attrgetter("expired")
-_MAX = 1.7976931348623157e308
+_MAX = sys.float_info.max
 HANDLE_SETS_KEPT = 4096
 """Most (strategy, symbol, direction, order type) handle sets a plane keeps for orders."""
 _OUTCOMES_KEPT = 64
