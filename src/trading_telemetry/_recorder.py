@@ -40,7 +40,13 @@ REJECTED_KEPT = 1024
 """Most rejected calls a plane caches (a repeated bad call then costs a lookup)."""
 
 
-_PLAIN = (int, float, bool, type(None))
+_NONE = type(None)
+
+
+def _builtin(kind: type) -> bool:
+    """Whether ``kind`` is int, float, bool or NoneType: by identity, as a class's metaclass
+    could make it compare equal to one."""
+    return kind is int or kind is float or kind is bool or kind is _NONE
 
 
 UPTIME_METRIC = "trading_telemetry_uptime"
@@ -55,7 +61,23 @@ def _cacheable(value: object) -> bool:
     """Whether a rejected label value may key the call cache: a short str, or a number,
     bool or None, whose hash and equality are the built-in ones."""
     kind = type(value)
-    return (kind is str and len(value) <= MAX_LABEL_VALUE_LENGTH) or kind in _PLAIN  # type: ignore[arg-type]
+    return (kind is str and len(value) <= MAX_LABEL_VALUE_LENGTH) or _builtin(kind)  # type: ignore[arg-type]
+
+
+def _plain_call(call: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A call's cache key with each str subclass replaced by its characters (whatever its
+    ``__eq__``, ``__hash__`` or ``__str__`` say); ``()``, which keys nothing, if a part is
+    neither a string nor a built-in int, float, bool or None."""
+    parts = []
+    for part in call:
+        kind = type(part)
+        if kind is not str and not _builtin(kind):
+            try:
+                part = str.__str__(part)  # TypeError unless a str, whatever its __class__ claims
+            except TypeError:
+                return ()
+        parts.append(part)
+    return tuple(parts)
 
 
 def _input_error(key: object, error: BaseException) -> InvalidInputError:
@@ -172,30 +194,49 @@ class PlaneMetrics:
     def sdk(self) -> PlaneSDK:
         return self._sdk
 
-    # The lookups below catch every exception: a label value whose __hash__ or __eq__
-    # raises is judged by _bind like any other bad input.
+    # The call cache is keyed by (key, *label names, *label values). Only plain strings (and
+    # the built-in int, float, bool, None of a cached rejected call) may key it: any other
+    # object could pass for a cached string through its __eq__ and __hash__, so a call made
+    # with one is first rewritten by _plain_call (a str subclass gives its characters), and
+    # one that holds anything else is judged by _bind. A call of plain strings costs a type
+    # check per part and one dict lookup.
 
     def inc(self, key: str, value: float = 1, /, **labels: str) -> None:
         """Add ``value`` (default 1) to the counter ``key``."""
+        call = (key, *labels, *labels.values())
+        for part in call:
+            if type(part) is not str:
+                call = _plain_call(call)
+                break
         try:
-            handle = self._cache[(key, *labels, *labels.values())]
-        except Exception:  # noqa: BLE001
+            handle = self._cache[call]
+        except KeyError:
             handle = self._bind(key, labels)
         handle.inc(value)
 
     def observe(self, key: str, value: float, /, **labels: str) -> None:
         """Record ``value`` in the histogram ``key``."""
+        call = (key, *labels, *labels.values())
+        for part in call:
+            if type(part) is not str:
+                call = _plain_call(call)
+                break
         try:
-            handle = self._cache[(key, *labels, *labels.values())]
-        except Exception:  # noqa: BLE001
+            handle = self._cache[call]
+        except KeyError:
             handle = self._bind(key, labels)
         handle.observe(value)
 
     def set(self, key: str, value: float, /, **labels: str) -> None:
         """Set the gauge ``key`` to ``value``."""
+        call = (key, *labels, *labels.values())
+        for part in call:
+            if type(part) is not str:
+                call = _plain_call(call)
+                break
         try:
-            handle = self._cache[(key, *labels, *labels.values())]
-        except Exception:  # noqa: BLE001
+            handle = self._cache[call]
+        except KeyError:
             handle = self._bind(key, labels)
         handle.set(value)
 
@@ -225,8 +266,9 @@ class PlaneMetrics:
                     series[values] = handle
                     if self._sdk.has_readers:
                         register_series(self._instruments[s.key], handle.attributes)
-                if all(type(k) is str and type(v) is str for k, v in labels.items()):
-                    self._cache[(key, *labels, *labels.values())] = handle  # plain strings: safe to hash
+                call = _plain_call((key, *labels, *labels.values()))
+                if call and all(type(part) is str for part in call):  # plain strings: safe to hash
+                    self._cache[call] = handle
             return handle
         except Exception as error:  # noqa: BLE001 - hostile arguments included
             measurement_error = error if isinstance(error, MeasurementError) else _input_error(key, error)

@@ -7,18 +7,21 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import sys
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from trading_telemetry import _state
+from trading_telemetry import _numbers, _state
 from trading_telemetry._handles import BoundMetric
+from trading_telemetry._numbers import QUANTITY_LIMIT, TOLERANT, Number
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import InvalidValueError
 
-__all__ = ["OrderLifecycle"]
+__all__ = ["LATE_FILLS_KEPT", "OrderLifecycle"]
 
 # The latency histograms, by index: (from step, to step) recorded once both are known.
 _LATENCY_KEYS = ("intent_to_submit_latency", "submit_to_ack_latency", "ack_to_fill_latency", "total_fill_latency")
@@ -29,30 +32,53 @@ _BY_STEP: dict[str, tuple[tuple[int, str, bool], ...]] = {
     step: tuple((i, b if step == a else a, step == b) for i, (a, b) in enumerate(_LATENCIES) if step in (a, b))
     for step in ("intent", "submitted", "acked", "filled")
 }
-# The metric a bad argument of each step is counted against.
+# The metric a bad timestamp of each step is counted against.
 _STEP_METRIC = {
     "intent": "intent_to_submit_latency",
     "submitted": "submit_to_ack_latency",
     "acked": "ack_to_fill_latency",
-    "fill": "slippage_bps",
+    "fill": "total_fill_latency",
     "filled": "total_fill_latency",
     "canceled": "orders_canceled",
     "expired": "orders_expired",
     "rejected": "orders_rejected",
     "denied": "risk_rejections",
 }
+# What a bad argument is counted as: (metric, reason, what is wrong with it).
+_NUMBER = "(int, float, Decimal, or an engine's Quantity/Price with as_decimal())"
+_BAD_ARGUMENT = {
+    "quantity": ("orders_filled", "invalid_quantity", f"is not a finite positive number {_NUMBER}"),
+    "price": ("slippage_bps", "invalid_price", f"is not a finite positive number {_NUMBER}"),
+    "reference_price": ("slippage_bps", "invalid_price", f"is not a finite positive number {_NUMBER}"),
+    "slippage_bps": ("slippage_bps", "invalid_slippage", f"is not a finite number {_NUMBER}"),
+    "commission_usd": ("commission_usd", "invalid_commission", f"is not a finite number >= 0 {_NUMBER}"),
+    "fill_id": ("orders_filled", "invalid_fill_id", "is not hashable"),
+}
 _INTENT, _SUBMITTED, _ACKED, _FILLED = (_BY_STEP[step] for step in ("intent", "submitted", "acked", "filled"))
 _ANONYMOUS = object()
 """Keys fills reported without a ``fill_id`` as ``(_ANONYMOUS, id(cell))``: every such call is a new fill."""
-_QUANTITY_TOLERANCE = 1e-9
-"""An order is complete once its fills reach its quantity within this relative tolerance
-(float quantities: 0.1 + 0.2 fills 0.3)."""
 _FIRST = operator.itemgetter(0)
 _CANCELED = operator.attrgetter("canceled")
 _EXPIRED = operator.attrgetter("expired")
+_MAX = sys.float_info.max
 HANDLE_SETS_KEPT = 4096
 """Most (strategy, symbol, direction, order type) handle sets a plane keeps for orders."""
 _OUTCOMES_KEPT = 64
+LATE_FILLS_KEPT = 64
+"""Most fills an order takes after its end (fills that raced a cancel); further ones are
+dropped as ``late_fill_limit``, so that an ended order's state stays bounded."""
+
+
+def _plain(value: Any) -> Any:
+    """A label value as a plain ``str`` if it is a string (a subclass gives its characters,
+    whatever its ``__eq__``/``__hash__`` say), else unchanged (``bind`` refuses it): only
+    plain strings key the handle caches, so that no object can pass for a cached label."""
+    if type(value) is str:
+        return value
+    try:
+        return str.__str__(value)  # TypeError unless a str, whatever its __class__ claims
+    except TypeError:
+        return value
 
 
 class _OrderHandles:
@@ -74,33 +100,31 @@ class _OrderHandles:
         self.latencies = tuple(m.bind(key, **latency) for key in _LATENCY_KEYS)
         self.slippage = m.bind("slippage_bps", **self.base, direction=direction)
         self.commission = m.bind("commission_usd", **self.base)
-        self.filled: dict[Any, BoundMetric] = {}
-        self.rejected: dict[Any, BoundMetric] = {}
-        self.denied: dict[Any, BoundMetric] = {}
+        self.filled: dict[str, BoundMetric] = {}
+        self.rejected: dict[str, BoundMetric] = {}
+        self.denied: dict[str, BoundMetric] = {}
 
-    def outcome(self, kept: dict[Any, BoundMetric], key: str, label: str, value: Any, **labels: Any) -> BoundMetric:
+    def outcome(self, kept: dict[str, BoundMetric], key: str, label: str, value: Any, **labels: Any) -> BoundMetric:
         """The handle of the outcome ``value`` (a fill status, a reject reason, a check type):
-        from ``kept``, or bound and kept there if it is a plain string, up to _OUTCOMES_KEPT."""
-        try:
-            return kept[value]
-        except Exception:  # noqa: BLE001 - not seen yet (or not hashable: bind judges it)
-            pass
+        from ``kept`` if it is a string, else bound (and kept, up to _OUTCOMES_KEPT)."""
+        value = _plain(value)
+        plain = type(value) is str
+        if plain:
+            handle = kept.get(value)
+            if handle is not None:
+                return handle
         handle = self.metrics.bind(key, **self.base, **labels, **{label: value})
-        if len(kept) < _OUTCOMES_KEPT and type(value) is str:
+        if plain and len(kept) < _OUTCOMES_KEPT:
             kept[value] = handle
         return handle
 
 
-def _handles(m: PlaneMetrics, strategy: Any, symbol: Any, direction: Any, order_type: Any) -> _OrderHandles:
+def _handles(m: PlaneMetrics, key: tuple[Any, ...], plain: bool) -> _OrderHandles:
+    handles = _OrderHandles(m, *key)
     kept: dict[tuple[Any, ...], Any] = m._order_handles
-    key = (strategy, symbol, direction, order_type)
-    try:
-        return kept[key]  # type: ignore[no-any-return]
-    except Exception:  # noqa: BLE001 - a miss, or an unhashable label value (bind judges it)
-        handles = _OrderHandles(m, strategy, symbol, direction, order_type)
-        if len(kept) < HANDLE_SETS_KEPT and all(type(v) is str for v in key):
-            kept[key] = handles
-        return handles
+    if plain and len(kept) < HANDLE_SETS_KEPT:
+        kept[key] = handles
+    return handles
 
 
 class OrderLifecycle:
@@ -116,6 +140,17 @@ class OrderLifecycle:
     and commission. An order that ends with part of its quantity filled counts as
     ``orders_filled_total{status="PARTIAL_FILL"}``, besides its end.
 
+    Numbers: quantities, prices and costs may be ints, floats, Decimals, numpy scalars or
+    an engine's own types (NautilusTrader's ``Quantity``, ``Price``, ``Money``: anything
+    with ``as_decimal()``). Ints and Decimals add up exactly; once a float is involved, the
+    fills complete the order within a relative 1e-9 (0.1 + 0.2 fills 0.3). ``bool``,
+    strings, ``None``, NaN, infinities, negatives and other objects are bad input.
+
+    A fill is recorded whole or not at all: its parts (quantity, price, ``at``,
+    ``fill_id``, commission, slippage) are all checked before anything is stored, and a bad
+    one drops the fill, counted once under that part's reason (strict mode raises, naming
+    it). ``filled()`` checks its costs the same way.
+
     Times: each step takes ``at=``, or reads ``clock`` (``time.monotonic`` unless given).
     A float is seconds, an int nanoseconds (``time.monotonic_ns()``, an engine's event
     timestamps): give every step of an order ``at=`` from one clock, or none and inject
@@ -124,10 +159,11 @@ class OrderLifecycle:
 
     Steps may arrive out of order (a fill report before the ack) or twice (a resent
     report): each step counts once and the first time given wins; a fill repeated with the
-    same ``fill_id`` counts once; each latency is recorded once both its ends are known; a
-    latency that would be negative (clocks that disagree) is counted as an
-    ``invalid_timestamp`` drop, not recorded. The first end wins. Thread-safe without
-    locks: broker callbacks may arrive on other threads.
+    same ``fill_id`` counts once, before or after the order's end; each latency is recorded
+    once both its ends are known; a latency that would be negative (clocks that disagree)
+    is counted as an ``invalid_timestamp`` drop, not recorded. The first end wins. A fill
+    after the end (it raced a cancel) still records its costs, up to LATE_FILLS_KEPT of
+    them. Thread-safe without locks: broker callbacks may arrive on other threads.
 
     Example::
 
@@ -140,7 +176,7 @@ class OrderLifecycle:
         order.fill(200, price=501.21, commission_usd=0.23)   # complete: counted FILLED
     """
 
-    __slots__ = ("_clock", "_h", "_key", "_times", "metrics", "quantity", "reference_price")
+    __slots__ = ("_clock", "_exact", "_h", "_key", "_ref", "_times", "_wanted", "metrics")
 
     def __init__(
         self,
@@ -149,31 +185,48 @@ class OrderLifecycle:
         symbol: str,
         direction: str,
         order_type: str,
-        quantity: float | None = None,
-        reference_price: float | None = None,
+        quantity: Any = None,
+        reference_price: Any = None,
         metrics: PlaneMetrics | None = None,
         clock: Callable[[], float | int] = time.monotonic,
     ) -> None:
         if metrics is None:
             metrics = _state.plane_metrics(Plane.ORDER)
         self.metrics = metrics
-        key = self._key = (strategy, symbol, direction, order_type)
-        self.quantity = quantity
-        """The order's quantity: fills that reach it complete the order (None: only ``filled()`` does)."""
-        self.reference_price = reference_price
-        """The price each fill's slippage is measured from (the arrival mid, the limit price)."""
         self._clock = clock
         # step -> (time,) of the call that claimed it; "end" -> (time, step) of the end;
         # a latency's index -> the cell of the call that recorded it; "fills" -> {fill_id
-        # (or (_ANONYMOUS, id)): (quantity, time)}, made by the first fill. Claims are
-        # single dict.setdefault calls, atomic under the GIL: broker threads need no lock.
+        # (or (_ANONYMOUS, id)): (quantity, time)}, made by the first fill; "late" -> one
+        # entry per fill taken after the end. Claims are single dict.setdefault calls,
+        # atomic under the GIL: broker threads need no lock.
         self._times: dict[Any, Any] = {}
+        self._wanted: Number | None = None
+        self._ref: float | None = None
+        self._exact = False  # a Decimal among the quantities: sums are made exactly
+        key = (strategy, symbol, direction, order_type)
+        plain = type(strategy) is str and type(symbol) is str and type(direction) is str and type(order_type) is str
+        if not plain:
+            key = tuple(map(_plain, key))
+            plain = all(type(v) is str for v in key)
+        self._key = key
         try:
-            h = metrics._order_handles.get(key)
-            self._h: _OrderHandles | None = h or _handles(metrics, strategy, symbol, direction, order_type)
+            h = metrics._order_handles.get(key) if plain else None
+            self._h: _OrderHandles | None = h or _handles(metrics, key, plain)
         except Exception as error:  # noqa: BLE001 - strict mode raises a MeasurementError here
             self._h = None
             metrics._policy.failed(error, "orders_received")
+        if quantity is not None:
+            if (type(quantity) is int and 0 < quantity < QUANTITY_LIMIT) or (
+                type(quantity) is float and quantity > 0 and quantity - quantity == 0.0
+            ):
+                self._wanted = quantity
+            else:
+                self._set("quantity", quantity)
+        if reference_price is not None:
+            if type(reference_price) is float and reference_price > 0 and reference_price - reference_price == 0.0:
+                self._ref = reference_price
+            else:
+                self._set("reference_price", reference_price)
 
     @property
     def strategy(self) -> str:
@@ -192,6 +245,46 @@ class OrderLifecycle:
         return self._key[3]
 
     @property
+    def quantity(self) -> Number | None:
+        """The order's quantity (an int, float or Decimal; an engine's Quantity gives its
+        Decimal): fills that reach it complete the order (None: only ``filled()`` does).
+        Setting a bad value keeps the previous one (strict mode raises)."""
+        return self._wanted
+
+    @quantity.setter
+    def quantity(self, value: Any) -> None:
+        self._set("quantity", value)
+
+    @property
+    def reference_price(self) -> float | None:
+        """The price each fill's slippage is measured from (the arrival mid, the limit
+        price), as a float; None: slippage only when a fill gives ``slippage_bps``."""
+        return self._ref
+
+    @reference_price.setter
+    def reference_price(self, value: Any) -> None:
+        self._set("reference_price", value)
+
+    def _set(self, name: str, value: Any) -> None:
+        try:
+            if value is None or (type(value) is float and value > 0 and value - value == 0.0):
+                read: Any = value
+            elif name == "quantity":
+                read = _numbers.quantity(value)
+            else:
+                read = _numbers.price(value)
+            if read is None and value is not None:
+                self._bad("OrderLifecycle", name, value)
+            elif name == "quantity":
+                if type(read) is Decimal:
+                    self._exact = True
+                self._wanted = read
+            else:
+                self._ref = read
+        except Exception as error:  # noqa: BLE001 - never into the caller (strict: MeasurementError)
+            self.metrics._policy.failed(error, _BAD_ARGUMENT[name][0])
+
+    @property
     def state(self) -> str:
         """The furthest step reached: ``new``, ``intent``, ``submitted``, ``acked``,
         ``partially_filled``, or the end: ``filled``, ``canceled``, ``expired``,
@@ -200,7 +293,7 @@ class OrderLifecycle:
         end = times.get("end")
         if end is not None:
             return str(end[1])
-        if "fills" in times:
+        if times.get("fills"):
             return "partially_filled"
         for step in ("acked", "submitted", "intent"):
             if step in times:
@@ -213,42 +306,80 @@ class OrderLifecycle:
         return "end" in self._times
 
     @property
-    def filled_quantity(self) -> float:
-        """The quantity filled so far (each ``fill_id`` once)."""
+    def filled_quantity(self) -> Number:
+        """The quantity filled so far (each ``fill_id`` once): an int or float, or a Decimal
+        once a Decimal is among the quantities."""
         fills = self._times.get("fills")
-        return sum(map(_FIRST, fills.values())) if fills else 0  # C-level: no thread switch inside
+        if not fills:
+            return 0
+        if not self._exact:
+            try:
+                total = sum(map(_FIRST, fills.values()))  # C-level: no thread switch inside
+                if type(total) is float or type(total) is int:
+                    return total
+            except Exception:  # noqa: BLE001 - a Decimal came in meanwhile: summed exactly below
+                pass
+        return _numbers.exact_total(map(_FIRST, tuple(fills.values())))[0]
+
+    def _bad(self, step: str, name: str, value: object) -> None:
+        """Count (production) or raise (strict) the bad argument ``name`` of ``step``."""
+        metric, reason, problem = _BAD_ARGUMENT[name]
+        self.metrics._policy.reject(
+            InvalidValueError(
+                lambda: f"{metric}: {step}: {name}={safe_repr(value)} {problem}",
+                reason=reason,
+                metric=metric,
+                value=value,
+            )
+        )
+
+    def _read(self, step: str, at: object) -> int | float | None:
+        """The time of ``step`` as given (``at``, else the clock's): an int of nanoseconds or
+        a finite float of seconds; None, with the drop counted (strict: raised), if it is
+        neither. Nothing is stored."""
+        given = self._clock() if at is None else at
+        try:
+            kind = type(given)
+            if kind is int or (kind is float and given - given == 0.0):  # type: ignore[operator]
+                return given  # type: ignore[return-value]
+            if kind is not bool:
+                if isinstance(given, numbers.Integral):  # a numpy int64 of nanoseconds
+                    ns = operator.index(given)
+                    if type(ns) is int:
+                        return ns
+                elif isinstance(given, numbers.Real):
+                    seconds = float.__float__(given) if isinstance(given, float) else float(given)
+                    if type(seconds) is float and seconds - seconds == 0.0:
+                        return seconds
+        except Exception:  # noqa: BLE001 - a hostile number: judged below
+            pass
+        metric = _STEP_METRIC[step]
+        self.metrics._policy.reject(
+            InvalidValueError(
+                lambda: (
+                    f"{metric}: OrderLifecycle.{step}: timestamp at={safe_repr(given)} is not a finite number "
+                    "(float seconds or int nanoseconds)"
+                ),
+                reason="invalid_timestamp",
+                metric=metric,
+                value=given,
+            )
+        )
+        return None
+
+    def _seconds(self, when: int | float) -> float:
+        """A time read by _read in seconds: ints (nanoseconds) kept exact as seconds since
+        the order's first int time (its "epoch")."""
+        if type(when) is int:
+            return (when - self._times.setdefault("epoch", when)) / 1e9  # type: ignore[no-any-return]
+        return when
 
     def _time(self, step: str, at: object) -> float:
         """The step's time in seconds, or NaN when it is not a finite number (strict mode
         raises; production counts the drop): the step still counts, but no latency that
-        starts or ends at it is recorded (NaN makes each such latency NaN). Floats are
-        seconds; ints nanoseconds, kept exact as seconds since the order's first int time
-        (its "epoch")."""
-        given = self._clock() if at is None else at
-        try:
-            if given.__class__ is int:  # nanoseconds: an engine's event time
-                return (given - self._times.setdefault("epoch", given)) / 1e9  # type: ignore[no-any-return]
-            if type(given) is float and math.isfinite(given):
-                return given
-            if not isinstance(given, bool) and isinstance(given, numbers.Integral):
-                ns = int(given)  # an int, a numpy int64 of nanoseconds
-                return (ns - self._times.setdefault("epoch", ns)) / 1e9  # type: ignore[no-any-return]
-            if not isinstance(given, bool) and isinstance(given, numbers.Real) and math.isfinite(given):
-                return float(given)
-        except Exception:  # noqa: BLE001 - a hostile number: judged below
-            pass
-        self.metrics._policy.reject(
-            InvalidValueError(
-                lambda: (
-                    f"OrderLifecycle.{step}: timestamp at={safe_repr(given)} is not a finite number "
-                    "(float seconds or int nanoseconds)"
-                ),
-                reason="invalid_timestamp",
-                metric=_STEP_METRIC[step],
-                value=given,
-            )
-        )
-        return math.nan
+        starts or ends at it is recorded (NaN makes each such latency NaN)."""
+        when = self._read(step, at)
+        return math.nan if when is None else self._seconds(when)
 
     def _clocks_disagree(self, i: int, seconds: float) -> None:
         a, b = _LATENCIES[i]
@@ -292,10 +423,7 @@ class OrderLifecycle:
 
     def _end(self, step: str, at: object) -> Any:
         """Claim the order's one end for this call: the handles if it won, else None."""
-        if at.__class__ is float and at - at == 0.0:
-            when: float = at
-        else:
-            when = self._time(step, at)
+        when = at if type(at) is float and at - at == 0.0 else self._time(step, at)
         cell = (when, step)
         if self._times.setdefault("end", cell) is not cell:
             return None
@@ -317,7 +445,7 @@ class OrderLifecycle:
     def intent(self, at: float | None = None) -> None:
         """The order intent arrived from a strategy."""
         try:
-            when = at if at.__class__ is float and at - at == 0.0 else self._time("intent", at)
+            when = at if type(at) is float and at - at == 0.0 else self._time("intent", at)
             h = self._step("intent", _INTENT, (when,))
             if h is not None:
                 h.received._apply(1)  # a count of one needs no check
@@ -327,7 +455,7 @@ class OrderLifecycle:
     def submitted(self, at: float | None = None) -> None:
         """The order went to the broker."""
         try:
-            when = at if at.__class__ is float and at - at == 0.0 else self._time("submitted", at)
+            when = at if type(at) is float and at - at == 0.0 else self._time("submitted", at)
             h = self._step("submitted", _SUBMITTED, (when,))
             if h is not None:
                 h.submitted._apply(1)
@@ -337,42 +465,83 @@ class OrderLifecycle:
     def acked(self, at: float | None = None) -> None:
         """The broker acknowledged (accepted) the order."""
         try:
-            when = at if at.__class__ is float and at - at == 0.0 else self._time("acked", at)
+            when = at if type(at) is float and at - at == 0.0 else self._time("acked", at)
             self._step("acked", _ACKED, (when,))
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "submit_to_ack_latency")
 
     def fill(
         self,
-        quantity: float,
-        price: float | None = None,
+        quantity: Any,
+        price: Any = None,
         at: float | None = None,
         *,
         fill_id: Any = None,
-        commission_usd: float | None = None,
-        slippage_bps: float | None = None,
+        commission_usd: Any = None,
+        slippage_bps: Any = None,
     ) -> None:
         """One fill of ``quantity`` at ``price``: records its slippage (given, or from
         ``price`` and the order's ``reference_price``) and its commission. The fill that
         brings the filled quantity to the order's ``quantity`` completes the order
         (``orders_filled_total{status="FILLED"}``). A fill reported again with the same
         ``fill_id`` counts once; fills without one each count. A fill after the order's
-        end (a fill racing a cancel) still records its costs and quantity."""
+        end (a fill racing a cancel) still records its costs and quantity (up to
+        LATE_FILLS_KEPT of them). A fill with a bad part is dropped whole."""
         try:
-            if quantity.__class__ is not float and quantity.__class__ is not int:
-                quantity = _quantity(quantity)
-            if not quantity > 0 or quantity - quantity != 0:
-                self._bad_quantity(quantity)
-                return
-            if at.__class__ is float and at - at == 0.0:
+            # Every part is read and checked first: nothing is stored for a bad fill.
+            q = quantity
+            if not (type(q) is float and q > 0 and q - q == 0.0) and not (type(q) is int and 0 < q < QUANTITY_LIMIT):
+                q = _numbers.quantity(q)
+                if q is None:
+                    return self._bad("OrderLifecycle.fill", "quantity", quantity)
+            bps = slippage_bps
+            if bps is not None and not (type(bps) is float and bps - bps == 0.0):
+                bps = _numbers.real(bps)
+                if bps is None:
+                    return self._bad("OrderLifecycle.fill", "slippage_bps", slippage_bps)
+            if price is not None:
+                p = price if type(price) is float and price > 0 and price - price == 0.0 else _numbers.price(price)
+                if p is None:
+                    return self._bad("OrderLifecycle.fill", "price", price)
+                ref = self._ref
+                if bps is None and ref is not None:
+                    bps = (p - ref) / ref * 1e4 if self._key[2] == "BUY" else (ref - p) / ref * 1e4
+                    if bps - bps != 0.0:  # beyond a float: no price for this reference
+                        return self._bad("OrderLifecycle.fill", "price", price)
+            commission = commission_usd
+            if commission is not None and not (type(commission) is float and 0 <= commission <= _MAX):
+                commission = _numbers.amount(commission)
+                if commission is None:
+                    return self._bad("OrderLifecycle.fill", "commission_usd", commission_usd)
+            if fill_id is not None and type(fill_id) is not str:
+                fill_id = _plain(fill_id)
+                try:
+                    hash(fill_id)
+                except Exception:  # noqa: BLE001 - unhashable, or a hostile __hash__
+                    return self._bad("OrderLifecycle.fill", "fill_id", fill_id)
+            if type(at) is float and at - at == 0.0:
                 when: float = at
             else:
-                when = self._time("fill", at)
-            cell = (quantity, when)
+                given = self._read("fill", at)
+                if given is None:
+                    return None
+                when = self._seconds(given)
+
+            # Store: one dict.setdefault claims the fill.
             times = self._times
             fills = times.get("fills")
+            if "end" in times and (fill_id is None or not fills or fill_id not in fills):
+                late = times.get("late")
+                if late is None:
+                    late = times.setdefault("late", [])
+                if len(late) >= LATE_FILLS_KEPT:
+                    return self._late_fill_limit(quantity)
+                late.append(None)
             if fills is None:
                 fills = times.setdefault("fills", {})
+            if type(q) is Decimal:
+                self._exact = True
+            cell = (q, when)
             if fill_id is None:
                 fills[(_ANONYMOUS, id(cell))] = cell
                 new = True
@@ -380,47 +549,48 @@ class OrderLifecycle:
                 new = fills.setdefault(fill_id, cell) is cell  # else a repeated report: no costs
             h = self._h
             if h is None:
-                return
+                return None
             if new:
-                if slippage_bps is None and price is not None:
-                    slippage_bps = self._slippage(price)
-                if slippage_bps is not None:
-                    h.slippage.observe(slippage_bps)
-                if commission_usd is not None:
-                    h.commission.inc(commission_usd)
+                if bps is not None:
+                    h.slippage._apply(bps)
+                if commission is not None:
+                    h.commission._apply(commission)
             # Completion is checked on every report, repeated ones too: the thread that
             # holds a resent report may go on to a cancel before the first one's thread
             # has checked.
-            wanted = self.quantity
-            if (
-                wanted is not None
-                and "end" not in times
-                and sum(map(_FIRST, fills.values())) >= wanted * (1 - _QUANTITY_TOLERANCE)
-            ):
+            wanted = self._wanted
+            if wanted is not None and "end" not in times and self._reached(fills, wanted):
                 latest = _latest(tuple(fills.values()))
                 cell2 = (latest, "filled")
                 if times.setdefault("end", cell2) is cell2:
                     self._count_filled(h, "FILLED", latest)
         except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "slippage_bps")
+            self.metrics._policy.failed(error, "orders_filled")
+        return None
 
-    def _slippage(self, price: Any) -> float | None:
-        """Basis points paid beyond the reference price (negative: price improvement);
-        None without a usable reference."""
-        ref = self.reference_price
-        if ref is None:
-            return None
-        ref = float(ref)
-        if not ref > 0 or ref - ref != 0:
-            return None
-        bps = (float(price) - ref) / ref * 1e4
-        return bps if self._key[2] == "BUY" else -bps
+    def _reached(self, fills: dict[Any, tuple[Number, float]], wanted: Any) -> bool:
+        """Whether the fills add up to ``wanted``: exactly for ints and Decimals, within a
+        relative 1e-9 once a float is involved."""
+        if not self._exact:
+            try:
+                total = sum(map(_FIRST, fills.values()))  # C-level: no thread switch inside
+                kind = type(total)
+                if kind is int and type(wanted) is int:
+                    return total >= wanted  # type: ignore[no-any-return]
+                if kind is int or kind is float:
+                    return total >= wanted * TOLERANT  # type: ignore[no-any-return]
+            except Exception:  # noqa: BLE001 - a Decimal came in meanwhile: summed exactly below
+                pass
+        return _numbers.reached(map(_FIRST, tuple(fills.values())), wanted)
 
-    def _bad_quantity(self, quantity: object) -> None:
+    def _late_fill_limit(self, quantity: object) -> None:
         self.metrics._policy.reject(
             InvalidValueError(
-                lambda: f"OrderLifecycle.fill: quantity={safe_repr(quantity)} is not a finite positive number",
-                reason="invalid_quantity",
+                lambda: (
+                    f"orders_filled: OrderLifecycle.fill: quantity={safe_repr(quantity)} came after the order's end "
+                    f"and its {LATE_FILLS_KEPT} late fills: not recorded"
+                ),
+                reason="late_fill_limit",
                 metric="orders_filled",
                 value=quantity,
             )
@@ -431,30 +601,43 @@ class OrderLifecycle:
         at: float | None = None,
         *,
         status: str = "FILLED",
-        slippage_bps: float | None = None,
-        commission_usd: float | None = None,
+        slippage_bps: Any = None,
+        commission_usd: Any = None,
     ) -> None:
         """The order is done: ``status`` ``FILLED`` (complete) or ``PARTIAL_FILL``. The
         costs given are its last fill's; an order filled in pieces reports each with
-        ``fill()`` instead, and needs no ``filled()`` when it knows its ``quantity``."""
+        ``fill()`` instead, and needs no ``filled()`` when it knows its ``quantity``. A
+        bad cost drops the call whole (the order does not end)."""
         try:
-            when = at if at.__class__ is float and at - at == 0.0 else self._time("filled", at)
-            cell = (when, "filled")
+            bps = slippage_bps
+            if bps is not None and not (type(bps) is float and bps - bps == 0.0):
+                bps = _numbers.real(bps)
+                if bps is None:
+                    return self._bad("OrderLifecycle.filled", "slippage_bps", slippage_bps)
+            commission = commission_usd
+            if commission is not None and not (type(commission) is float and 0 <= commission <= _MAX):
+                commission = _numbers.amount(commission)
+                if commission is None:
+                    return self._bad("OrderLifecycle.filled", "commission_usd", commission_usd)
             h = self._h
-            if self._times.setdefault("end", cell) is not cell or h is None:
-                return
-            if slippage_bps is not None:
-                h.slippage.observe(slippage_bps)
-            if commission_usd is not None:
-                h.commission.inc(commission_usd)
-            try:  # _count_filled, inlined on the common path: one lookup, no call
-                filled = h.filled[status]
-            except Exception:  # noqa: BLE001 - a status not seen yet (or not hashable)
-                filled = h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])
-            filled._apply(1)
+            counter: BoundMetric | None = None
+            if h is not None:  # the status's handle first: strict mode refuses a bad one before the end
+                counter = h.filled.get(status) if type(status) is str else None
+                if counter is None:
+                    counter = h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])
+            when = at if type(at) is float and at - at == 0.0 else self._time("filled", at)
+            cell = (when, "filled")
+            if self._times.setdefault("end", cell) is not cell or h is None or counter is None:
+                return None
+            if bps is not None:
+                h.slippage._apply(bps)
+            if commission is not None:
+                h.commission._apply(commission)
+            counter._apply(1)
             self._step("filled", _FILLED, cell)
         except Exception as error:  # noqa: BLE001
             self.metrics._policy.failed(error, "orders_filled")
+        return None
 
     def _finish(self, step: str, at: object, metric: str, counter: Callable[[_OrderHandles], BoundMetric]) -> None:
         """End the order with ``step`` if no end came first: ``counter(handles)`` counts the end,
@@ -488,17 +671,7 @@ class OrderLifecycle:
                      lambda h: h.outcome(h.denied, "risk_rejections", "check_type", check_type))  # fmt: skip
 
 
-def _quantity(value: object) -> float:
-    """A quantity as a float (Decimal, an engine's Quantity); NaN when it is not a number."""
-    if isinstance(value, (bool, str, bytes)):
-        return math.nan
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - not a number: rejected by the caller
-        return math.nan
-
-
-def _latest(fills: tuple[tuple[float, float], ...]) -> float:
+def _latest(fills: tuple[tuple[Number, float], ...]) -> float:
     """The latest known time among fills (NaN when none has one)."""
     times = [t for _, t in fills if t == t]  # not NaN
     return max(times) if times else math.nan

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nautilus_trader.model.events import OrderFilled
 
 from trading_telemetry import TelemetryConfig, _state, reset
 from trading_telemetry.catalog import Plane
+from trading_telemetry.integrations import nautilus
 from trading_telemetry.integrations.nautilus import (
     BACKTEST_NAMESPACE,
     DENIAL_CODES,
@@ -89,6 +91,47 @@ def test_our_counters_equal_the_engines_books(session: Session) -> None:
     assert all(value != 0 for value in session.theirs.values()), session.theirs
     assert session.theirs["fill events"] > session.theirs["orders filled"]  # orders filled in pieces
     assert session.drops == {p: {} for p in Plane}
+
+
+def test_fills_resent_after_their_orders_ended_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fill of the latest ended orders resent after the run (a venue replaying its
+    executions): no count or cost moves and the figures still equal the engine's books; the
+    actor keeps no order the engine has closed among its open ones, and at most
+    ENDED_ORDERS_KEPT ended ones (an order evicted from those counts a resent fill again)."""
+    monkeypatch.setattr(nautilus, "ENDED_ORDERS_KEPT", 40)
+    reset()
+    config = TelemetryConfig(metrics_exporters=(), traces_exporters=(),
+                             resource_attributes={"service.namespace": BACKTEST_NAMESPACE})  # fmt: skip
+    capture = TelemetryCapture(config)
+    capture.start()
+    engine, actor = build_engine(400, seed=2)
+    try:
+        engine.run()
+        assert actor is not None
+        figures = ours(capture, actor)
+        assert figures == books(engine)
+        kept = set(actor._ended)
+        assert len(kept) == 40
+        fills = {o.client_order_id: [e for e in o.events if isinstance(e, OrderFilled)] for o in engine.cache.orders()}
+        resent = [e for key in kept for e in fills[key]]
+        assert len(resent) > 20
+        for event in resent:
+            actor._enqueue(event)  # the actor has stopped: recorded at once
+        assert ours(capture, actor) == figures
+        assert set(actor._ended) == kept
+        assert set(actor._orders) == {o.client_order_id for o in engine.cache.orders_open()}
+        assert _state.get_metrics(Plane.ORDER)._policy.counts() == {}
+        # A fill of an order ended long before (no longer kept): counted again, and kept with
+        # the ended orders (the engine has closed it), never among the open ones.
+        evicted = next(e for key, events in fills.items() if key not in kept for e in events)
+        actor._enqueue(evicted)
+        assert ours(capture, actor)["fill events"] == figures["fill events"] + 1
+        assert len(actor._ended) == 40
+        assert evicted.client_order_id in actor._ended
+        assert set(actor._orders) == {o.client_order_id for o in engine.cache.orders_open()}
+    finally:
+        engine.dispose()
+        reset()
 
 
 def test_reasons_are_reduced_to_codes_on_the_engines_own_messages(session: Session) -> None:

@@ -292,3 +292,87 @@ def test_the_exemplar_filter_decides_which_observations_carry_exemplars(exemplar
     (point,) = [p for rm in data.resource_metrics for sm in rm.scope_metrics for met in sm.metrics
                 if met.name == "orders_total_fill_latency" for p in met.data.data_points]  # fmt: skip
     assert len(point.exemplars) == offered
+
+
+# -- only a plain string stands for a label value ----------------------------------------
+
+
+class Alias:
+    """Not a string: hashes and compares equal to one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.text
+
+    def __repr__(self) -> str:
+        return f"Alias({self.text!r})"
+
+
+class Liar(str):
+    """A string whose characters are one value, claiming to equal ``claims`` (and anything)."""
+
+    claims = "SPY"
+
+    def __hash__(self) -> int:
+        return hash(self.claims)
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+def _ticks(metrics: Any, symbol: str) -> float:
+    return metrics.bind("ticks_received", source="ibkr_rt", symbol=symbol).value  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("method", ["inc", "observe", "set"])
+def test_strict_mode_refuses_an_object_passing_for_a_cached_label(method: str) -> None:
+    """After a call with plain strings is cached, an object (not a str) whose hash and
+    equality match them is still refused, naming the metric, the label and the value,
+    whether it stands for a label value, a label name or the key."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_NO_EXPORT)
+    key, labels, value = {
+        "inc": ("ticks_received", {"source": "ibkr_rt", "symbol": "SPY"}, 1),
+        "observe": ("data_freshness", {"source": "ibkr_rt", "symbol": "SPY"}, 0.1),
+        "set": ("completeness_score", {"symbol": "SPY"}, 0.5),
+    }[method]
+    record = getattr(metrics, method)
+    record(key, value, **labels)  # cached
+    with pytest.raises(TradingTelemetryError, match=rf"{key}: label symbol=Alias\('SPY'\) must be a non-empty string"):
+        record(key, value, **{**labels, "symbol": Alias("SPY")})
+    with pytest.raises(TradingTelemetryError, match=r"unknown metric Alias"):
+        record(Alias(key), value, **labels)
+
+    class Name(str):
+        def __hash__(self) -> int:
+            return hash("symbol")
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    with pytest.raises(TradingTelemetryError, match=rf"{key}: label 'venue'=.* is not allowed"):
+        record(key, value, **{**{k: v for k, v in labels.items() if k != "symbol"}, Name("venue"): "SPY"})
+
+
+def test_a_str_subclass_is_recorded_as_its_characters() -> None:
+    """A str subclass is the label its characters spell, whatever its __eq__ and __hash__
+    claim: a Liar("AAPL") claiming to be the cached "SPY" records on AAPL."""
+    metrics = init_metrics_exporter("data_plane", config=STRICT_NO_EXPORT)
+    metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
+    metrics.inc("ticks_received", source="ibkr_rt", symbol=Liar("AAPL"))
+    metrics.inc("ticks_received", source="ibkr_rt", symbol=Liar("AAPL"))  # cached by its characters
+    assert (_ticks(metrics, "SPY"), _ticks(metrics, "AAPL")) == (1, 2)
+
+
+def test_production_drops_an_object_passing_for_a_cached_label() -> None:
+    """Production mode drops such a call as invalid_label_value and records nothing on the cached series."""
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
+    metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
+    for _ in range(3):
+        metrics.inc("ticks_received", source="ibkr_rt", symbol=Alias("SPY"))
+    assert _ticks(metrics, "SPY") == 1
+    assert metrics._policy.counts() == {("ticks_received", "invalid_label_value"): 3}

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -74,6 +75,7 @@ from trading_telemetry.lifecycle import OrderLifecycle
 __all__ = [
     "BACKTEST_NAMESPACE",
     "DENIAL_CODES",
+    "ENDED_ORDERS_KEPT",
     "REJECT_CODES",
     "TelemetryActor",
     "TelemetryActorConfig",
@@ -89,6 +91,9 @@ _QUOTES_SEARCHED = 1000
 """How far back the arrival quote of an order is searched in the engine's cache."""
 BACKTEST_NAMESPACE = "backtest"
 """The ``service.namespace`` of a backtest's planes (live planes keep ``trading``)."""
+ENDED_ORDERS_KEPT = 4096
+"""How many ended orders the actor keeps (the latest to end), so that a fill resent after
+its order's end, or one that raced a cancel, reaches its order: counted once."""
 
 # (words in the engine's free-text reason, lower-cased, -> code), first match wins.
 REJECT_CODES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -211,7 +216,10 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         super().__init__(config)
         self._interval = float(config.portfolio_interval_secs)
         self._record_data = bool(config.record_data)
+        # The orders the engine has open, by client order id; the latest ENDED_ORDERS_KEPT
+        # to end, oldest first.
         self._orders: dict[Any, OrderLifecycle] = {}
+        self._ended: OrderedDict[Any, OrderLifecycle] = OrderedDict()
         self._data_handles: dict[Any, tuple[Any, Any]] = {}
         self._bar_handles: dict[Any, Any] = {}
         # position id -> (strategy id, (realized PnL of its current cycle, instrument id));
@@ -352,16 +360,29 @@ class TelemetryActor(Actor):  # type: ignore[misc]
     # -- Order plane -------------------------------------------------------------------
 
     def _lifecycle(self, event: Any) -> OrderLifecycle:
-        """The order's lifecycle; for an order this actor did not see created (it started
-        later, or the order was reconciled), one made from the event."""
-        order = self._orders.get(event.client_order_id)
+        """The order's lifecycle, open or ended; for an order this actor did not see created
+        (it started later, the order was reconciled, or it ended long ago), one made from
+        the event, kept with the ended orders if the engine has closed it."""
+        key = event.client_order_id
+        order = self._orders.get(key) or self._ended.get(key)
         if order is None:
-            cached = self.cache.order(event.client_order_id)
+            cached = self.cache.order(key)
             order = self._new(event.strategy_id, event.instrument_id, cached.side if cached else None,
                               cached.order_type if cached else None, cached.quantity if cached else None,
                               self._arrival_price(event.instrument_id, event.ts_event))  # fmt: skip
-            self._orders[event.client_order_id] = order
+            if cached is not None and not cached.is_closed:
+                self._orders[key] = order
+            else:
+                self._retire(key, order)
         return order
+
+    def _retire(self, key: Any, order: OrderLifecycle) -> None:
+        """An order that ended: out of the open orders, into the latest ENDED_ORDERS_KEPT ended."""
+        self._orders.pop(key, None)
+        ended = self._ended
+        ended[key] = order
+        if len(ended) > ENDED_ORDERS_KEPT:
+            ended.popitem(last=False)
 
     def _new(self, strategy_id: Any, instrument_id: Any, side: Any, order_type: Any, quantity: Any,
              price: float | None) -> OrderLifecycle:  # fmt: skip
@@ -398,8 +419,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         order.intent(at=e.ts_event)
 
     def _denied(self, e: Any) -> None:
-        self._lifecycle(e).denied(denial_check_type(e.reason), at=e.ts_event)
-        self._orders.pop(e.client_order_id, None)
+        order = self._lifecycle(e)
+        order.denied(denial_check_type(e.reason), at=e.ts_event)
+        self._retire(e.client_order_id, order)
 
     def _submitted(self, e: Any) -> None:
         self._lifecycle(e).submitted(at=e.ts_event)
@@ -409,8 +431,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
 
     def _rejected(self, e: Any) -> None:
         code = "post_only" if getattr(e, "due_post_only", False) else reject_code(e.reason)
-        self._lifecycle(e).rejected(code, at=e.ts_event)
-        self._orders.pop(e.client_order_id, None)
+        order = self._lifecycle(e)
+        order.rejected(code, at=e.ts_event)
+        self._retire(e.client_order_id, order)
 
     def _filled(self, e: Any) -> None:
         order = self._lifecycle(e)
@@ -423,15 +446,17 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             commission_usd=commission if commission is not None and commission >= 0 else None,
         )
         if order.ended:
-            self._orders.pop(e.client_order_id, None)
+            self._retire(e.client_order_id, order)
 
     def _canceled(self, e: Any) -> None:
-        self._lifecycle(e).canceled(at=e.ts_event)
-        self._orders.pop(e.client_order_id, None)
+        order = self._lifecycle(e)
+        order.canceled(at=e.ts_event)
+        self._retire(e.client_order_id, order)
 
     def _expired(self, e: Any) -> None:
-        self._lifecycle(e).expired(at=e.ts_event)
-        self._orders.pop(e.client_order_id, None)
+        order = self._lifecycle(e)
+        order.expired(at=e.ts_event)
+        self._retire(e.client_order_id, order)
 
     def _updated(self, e: Any) -> None:
         if e.quantity is not None:
