@@ -28,6 +28,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _plain(values: tuple[Any, ...]) -> bool:
+    """Whether every value is a plain ``str``: only such tuples key the handle cache."""
+    for value in values:  # noqa: SIM110 - cheaper than all() over a generator, on the hot path
+        if type(value) is not str:
+            return False
+    return True
+
+
 def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     found = lookup(key)
     if found is None:  # perhaps a desk's metric, from a catalog file not read yet
@@ -157,22 +165,26 @@ class timed:
         return metrics
 
     def _bound(self, metrics: PlaneMetrics, values: tuple[Any, ...]) -> _Bound:
-        try:
-            return self._handles[values]
-        except Exception:  # noqa: BLE001 - unhashable or hostile arguments are judged by bind()
-            labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
-            bound = _Bound(metrics.bind(self.spec.key, **labels), labels)
-            if len(self._handles) < HANDLES_KEPT and all(type(v) is str for v in values):
-                self._handles[values] = bound
-            return bound
+        plain = _plain(values)
+        if plain:
+            bound = self._handles.get(values)
+            if bound is not None:
+                return bound
+        # Anything but plain strings is judged by bind(): an object that hashes and compares
+        # equal to a cached string must not pass for it.
+        labels = {**self._static, **dict(zip(self._labels_from, values, strict=True))}
+        bound = _Bound(metrics.bind(self.spec.key, **labels), labels)
+        if plain and len(self._handles) < HANDLES_KEPT:
+            self._handles[values] = bound
+        return bound
 
     def _outcome_counter(self, metrics: PlaneMetrics, bound: _Bound, outcome: str) -> Callable[[float], None]:
-        counter = bound.outcomes.get(outcome)
+        counter = bound.outcomes.get(outcome) if type(outcome) is str else None
         if counter is None:
             assert self._outcome is not None
             labels = {k: v for k, v in bound.labels.items() if k in self._outcome.labels}
             counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome}).unchecked()
-            if len(bound.outcomes) < 64 and isinstance(outcome, str):  # a handful of statuses; never unbounded
+            if len(bound.outcomes) < 64 and type(outcome) is str:  # a handful of statuses; never unbounded
                 bound.outcomes[outcome] = counter
         return counter
 
@@ -241,15 +253,15 @@ class timed:
                 raise
             elapsed = clock() - start
             try:
-                try:
-                    bound = handles[values]
-                except Exception:  # noqa: BLE001 - a miss, or an argument that cannot be hashed
+                bound = handles.get(values) if not by_arguments or _plain(values) else None
+                if bound is None:
                     bound = self._bound(metrics, values)
                 bound.observe(elapsed / 1e9)
                 if counted:
                     outcome = "ok" if outcome_of is None else self._success_outcome(metrics, result)
                     if outcome is not None:
-                        (bound.outcomes.get(outcome) or self._outcome_counter(metrics, bound, outcome))(1)
+                        counter = bound.outcomes.get(outcome) if type(outcome) is str else None
+                        (counter or self._outcome_counter(metrics, bound, outcome))(1)
             except Exception as error:  # noqa: BLE001 - strict raises a MeasurementError, production drops
                 metrics._policy.failed(error, self.spec.key)
             return result

@@ -137,3 +137,54 @@ def test_bad_label_value_from_an_argument_follows_the_regime() -> None:
     assert store(7) == "stored"
     assert store([1]) == "stored"  # unhashable too
     assert metrics.health()["dropped_measurements"] == 2
+
+
+class Alias:
+    """Not a str, but hashes and compares equal to one."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.text
+
+    def __repr__(self) -> str:
+        return f"Alias({self.text!r})"
+
+
+def test_strict_timed_refuses_an_object_passing_for_a_cached_argument(captelemetry: TelemetryCapture) -> None:
+    """After timed() caches the handle of plain-string arguments, an object equal to them is
+    still refused in strict mode, naming the metric, the label and the value."""
+    broker = Broker()
+    broker.send("OFI", "SPY")  # cached
+    with pytest.raises(LabelError, match=r"submit_to_ack_latency: label symbol=Alias\('SPY'\)"):
+        broker.send("OFI", Alias("SPY"))  # type: ignore[arg-type]
+    assert captelemetry.histogram("submit_to_ack_latency", **LATENCY, order_type="LIMIT").count == 1
+
+
+def test_strict_timed_refuses_an_outcome_passing_for_a_cached_one(captelemetry: TelemetryCapture) -> None:
+    """An outcome_of result equal to a cached status string but not a str is refused in strict mode."""
+
+    @timed("qp_solve_time", outcome="qp_solve_status", outcome_of=lambda r: r)
+    def solve_as(status: object) -> object:
+        return status
+
+    solve_as("optimal")  # the "optimal" counter is cached
+    with pytest.raises(LabelError, match=r"status=Alias\('optimal'\)"):
+        solve_as(Alias("optimal"))
+    captelemetry.assert_counter_rose("qp_solve_status", by=1, status="optimal")
+
+
+def test_production_timed_drops_an_argument_passing_for_a_cached_one() -> None:
+    """In production mode such a call is dropped as invalid_label_value; the cached series does not move."""
+    metrics = init_metrics_exporter("order_plane", config=TelemetryConfig(metrics_exporters=()))
+    broker = Broker()
+    broker.send("OFI", "SPY")
+    for _ in range(3):
+        broker.send("OFI", Alias("SPY"))  # type: ignore[arg-type]
+    counts, _, _, _ = metrics.bind("submit_to_ack_latency", **LATENCY, order_type="LIMIT").snapshot()
+    assert sum(counts) == 1
+    assert metrics._policy.counts() == {("submit_to_ack_latency", "invalid_label_value"): 3}
