@@ -398,8 +398,8 @@ class Jaeger(Process):
             "JAEGER_LOG_LEVEL": "warn",
         }
         self._spawn([jaeger_binary(), f"--config={JAEGER_DIR / 'config.yaml'}"], env)
-        health = f"http://127.0.0.1:{p['health']}/status"
-        wait_for("Jaeger to be healthy", lambda: self.alive() and http_get(health)[0] == 200, timeout=60)
+        self.health_url = f"http://127.0.0.1:{p['health']}/status"
+        wait_for("Jaeger to be healthy", lambda: self.alive() and http_get(self.health_url)[0] == 200, timeout=60)
 
     def _spans(self, path: str, **params: Any) -> list[dict[str, Any]] | None:
         """The spans an /api/v3 query returns, each with its resource's ``service``; None if 404."""

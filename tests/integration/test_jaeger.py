@@ -4,7 +4,9 @@ real Prometheus scrapes from the Collector."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -14,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from helpers import wait_for
-from servers import Collector, Jaeger, Prometheus
+from helpers import http_get, wait_for
+from servers import COMPOSE_FILE, JAEGER_DIR, Collector, Jaeger, Prometheus, require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -159,4 +162,44 @@ def test_order_latency_exemplars_name_traces_jaeger_has(
         return not pending
 
     wait_for(f"the traces of {len(exemplars)} exemplars in Jaeger", all_in_jaeger, 60, 0.5)
+    # Grafana's Jaeger datasource, which the exemplars link to, reads /api/traces/<id>.
+    trace_id = exemplars[0][1]
+    status, _, body = http_get(f"{pipeline.jaeger.url}/api/traces/{trace_id}")
+    assert status == 200, body[:500]
+    (trace,) = json.loads(body)["data"]
+    assert trace["traceID"] == trace_id
+    assert {process["serviceName"] for process in trace["processes"].values()} == PLANES
     assert pipeline.jaeger.trace("0" * 31 + "1") is None  # an id Jaeger does not have: not found
+
+
+def test_compose_healthcheck_passes_against_jaeger(pipeline: Pipeline) -> None:
+    """The compose healthcheck's command, run with busybox (the image's wget is Alpine's busybox)
+    against the test's Jaeger health address, succeeds."""
+    busybox = require_binary("busybox", "busybox")
+    command = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["jaeger"]["healthcheck"]["test"]
+    assert command[:2] == ["CMD", "wget"], command
+    url = command[-1]
+    assert url == "http://127.0.0.1:13133/status", url
+    argv = [busybox, *command[1:-1], pipeline.jaeger.health_url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_runs_the_release_the_tests_build_with_the_same_configuration() -> None:
+    """Compose's Jaeger is the image of the release jaeger/build.sh builds, running jaeger/config.yaml
+    (copied into its volume by the config service), its UI on 127.0.0.1:16686 and its OTLP/grpc port
+    the one the Collector sends to."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    release = re.search(r"\brelease=v(\d+\.\d+\.\d+)\b", (JAEGER_DIR / "build.sh").read_text())
+    assert release, "jaeger/build.sh names no release"
+    jaeger = services["jaeger"]
+    assert jaeger["image"] == f"jaegertracing/jaeger:{release.group(1)}"
+    assert jaeger["command"] == ["--config=/etc/jaeger/config.yaml"]
+    assert "jaeger_config:/etc/jaeger:ro" in jaeger["volumes"]
+    assert "jaeger_config:/config/jaeger" in services["config"]["volumes"]
+    assert jaeger["ports"] == ["127.0.0.1:16686:16686"]
+    config = (JAEGER_DIR / "config.yaml").read_text()
+    assert "${env:JAEGER_QUERY_HTTP_ENDPOINT:-0.0.0.0:16686}" in config
+    assert "${env:JAEGER_OTLP_GRPC_ENDPOINT:-0.0.0.0:4317}" in config
+    assert "${env:JAEGER_HEALTH_ENDPOINT:-0.0.0.0:13133}" in config
+    assert services["otel-collector"]["environment"]["OTELCOL_TRACES_ENDPOINT"] == "jaeger:4317"
