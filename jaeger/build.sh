@@ -3,11 +3,13 @@
 # the build of the same version. Prints the binary's path on stdout, progress on stderr.
 #
 # The v2 binary, github.com/jaegertracing/jaeger/cmd/jaeger, lives in the module's v1.x
-# versions: v1.75.0 is the release v2.12.0 (that module's RELEASE.md names 2.12.0 as its
-# next release). It is added as a tool to a module of its own and built there, with
-# the versions its go.mod requires (the machine's Go suffices). About 6 minutes on 2 cores
-# the first time; builds are kept by version (see .ci/gobuild.sh) in .cache/jaeger/
-# (ignored by git) and in ~/.cache/trading-telemetry/.
+# versions: v1.75.0 is the release v2.12.0 (Jaeger tags both on one commit; v1.76.0's
+# CHANGELOG.md heads that release "v1.75.0 / v2.12.0 (2025-11-18)"), whose image
+# docker-compose.yml runs: jaegertracing/jaeger:2.12.0 (tests/integration/test_jaeger.py
+# holds the two to the same release). It is added as a tool to a module of its own and
+# built there, with the versions its go.mod requires (the machine's Go suffices). About 6
+# minutes on 2 cores the first time; builds are kept by version (see .ci/gobuild.sh) in
+# .cache/jaeger/ (ignored by git) and in ~/.cache/trading-telemetry/.
 #
 # The module has no built web UI (cmd/query/app/ui/actual/ is empty): the binary serves
 # Jaeger's placeholder page at /, its API under /api/ works.

@@ -358,3 +358,88 @@ class Mimir(Process, PromQLClient):
         }
         self._spawn([mimir_binary(), f"-config.file={ROOT / 'mimir' / 'mimir.yaml'}", "-config.expand-env=true"], env)
         wait_for("Mimir to be ready", lambda: self.alive() and http_get(f"{self.url}/ready")[0] == 200, timeout=120)
+
+
+JAEGER_DIR = ROOT / "jaeger"
+
+
+@cache
+def jaeger_binary() -> str:
+    """Jaeger v2, built by jaeger/build.sh (or reused)."""
+    return _go_build(JAEGER_DIR / "build.sh", "Jaeger")
+
+
+def _attribute(attributes: Sequence[Mapping[str, Any]], key: str) -> Any:
+    """A value from an OTLP JSON attribute list (the first of its typed fields)."""
+    for attribute in attributes:
+        if attribute["key"] == key:
+            return next(iter(attribute["value"].values()), None)
+    return None
+
+
+class Jaeger(Process):
+    """Jaeger v2 running jaeger/config.yaml (OTLP receivers, memory storage, query service)
+    on free loopback ports. ``otlp_grpc`` is what the Collector's OTELCOL_TRACES_ENDPOINT
+    names in compose (jaeger:4317); ``url`` is the query service (UI and /api/v3)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__("jaeger", workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {name: free_port() for name in ("grpc", "http", "query", "query_grpc", "health")}
+        p = self.ports
+        self.otlp_grpc = f"127.0.0.1:{p['grpc']}"
+        self.url = f"http://127.0.0.1:{p['query']}"
+        env = {
+            "JAEGER_OTLP_GRPC_ENDPOINT": self.otlp_grpc,
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p['http']}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{p['query']}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{p['query_grpc']}",
+            "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{p['health']}",
+            "JAEGER_LOG_LEVEL": "warn",
+        }
+        self._spawn([jaeger_binary(), f"--config={JAEGER_DIR / 'config.yaml'}"], env)
+        self.health_url = f"http://127.0.0.1:{p['health']}/status"
+        wait_for("Jaeger to be healthy", lambda: self.alive() and http_get(self.health_url)[0] == 200, timeout=60)
+
+    def _spans(self, path: str, **params: Any) -> list[dict[str, Any]] | None:
+        """The spans an /api/v3 query returns, each with its resource's ``service``; None if 404."""
+        query = urllib.parse.urlencode(params)
+        status, _, body = http_get(f"{self.url}/api/v3/{path}" + (f"?{query}" if query else ""))
+        if status == 404:
+            return None
+        assert status == 200, body[:500]
+        spans = []
+        for resource_spans in json.loads(body)["result"]["resourceSpans"]:
+            service = _attribute(resource_spans["resource"]["attributes"], "service.name")
+            for scope_spans in resource_spans["scopeSpans"]:
+                spans.extend({**span, "service": service} for span in scope_spans["spans"])
+        return spans
+
+    def services(self) -> list[str]:
+        status, _, body = http_get(f"{self.url}/api/v3/services")
+        assert status == 200, body[:500]
+        found = json.loads(body).get("services", [])
+        assert isinstance(found, list)
+        return found
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]] | None:
+        """The spans Jaeger holds of the trace (hex id), or None if it has none."""
+        return self._spans(f"traces/{trace_id}")
+
+    def find_traces(self, service: str, since: float, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """The spans of up to ``limit`` traces with spans of ``service`` started since ``since``
+        (a Unix time), by trace id."""
+        fmt = "%Y-%m-%dT%H:%M:%SZ"
+        spans = self._spans(
+            "traces",
+            **{
+                "query.service_name": service,
+                "query.start_time_min": time.strftime(fmt, time.gmtime(since - 1)),
+                "query.start_time_max": time.strftime(fmt, time.gmtime(time.time() + 60)),
+                "query.num_traces": str(limit),
+            },
+        )
+        traces: dict[str, list[dict[str, Any]]] = {}
+        for span in spans or []:
+            traces.setdefault(span["traceId"], []).append(span)
+        return traces

@@ -4,11 +4,12 @@ It is written as a trading system would use the package, through the public API 
 
 - **Data plane**: ticks for five symbols from a real-time and a historical source, with
   freshness, validation and NTP checks, a dead-letter queue, OFI events, one-minute bars
-  and batched storage writes (``timed`` on an async writer).
-- **Strategy plane**: three strategies (OFI, ERN, VRP) turn prices into signals inside
-  ``traced`` spans; a small QP (projected gradient, ``timed`` with its status as the
-  outcome) sizes the portfolio; PnL, exposures, a Calm/Normal/Storm regime and a
-  drawdown kill switch follow.
+  and batched storage writes (``timed`` on an async writer). Each tick is handled in a
+  ``traced`` span and handed to the Strategy plane as a message carrying the trace.
+- **Strategy plane**: three strategies (OFI, ERN, VRP) turn a price move into signals
+  inside ``traced`` spans, within the tick's trace; a small QP (projected gradient,
+  ``timed`` with its status as the outcome) sizes the portfolio; PnL, exposures, a
+  Calm/Normal/Storm regime and a drawdown kill switch follow.
 - **Order plane**: each signal becomes an order intent message carrying the W3C trace
   context; the Order plane continues the trace, runs risk checks and POV limits, and
   follows the order to a fill with ``OrderLifecycle``, waiting out realistic latencies.
@@ -26,7 +27,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +154,10 @@ class Session:
 
     # -- Data plane ------------------------------------------------------------------
 
-    def on_tick(self) -> tuple[str, float]:
+    @traced(plane="data_plane", name="handle_tick")
+    def on_tick(self) -> MutableMapping[str, Any]:
+        """One tick. Returns the message the Strategy plane reads: the symbol, the price move
+        in basis points (0 for a rejected tick) and the trace context of this span."""
         desk, rng, d = self.desk, self.desk.rng, self.data
         symbol = rng.choice(SYMBOLS)
         source = "ibkr_rt" if rng.random() < 0.92 else "ibkr_hist"
@@ -162,14 +166,14 @@ class Session:
         move_bps = (desk.prices[symbol] / old - 1.0) * 1e4
         if rng.random() < 0.003:
             d.inc("ntp_rejects", source=source)
-            return symbol, 0.0
+            return {"symbol": symbol, "move_bps": 0.0}
         if rng.random() < 0.008:
             d.inc("validation_errors", source=source, event_type="tick",
                   error_type=rng.choice(("crossed_book", "stale_quote", "zero_size")))  # fmt: skip
             if rng.random() < 0.5:
                 d.inc("normalization_errors", source=source, event_type="tick")
                 d.inc("dlq_messages", source=source, event_type="tick")
-            return symbol, 0.0
+            return {"symbol": symbol, "move_bps": 0.0}
         d.inc("ticks_received", source=source, symbol=symbol)
         lag = 0.04 if source == "ibkr_rt" else 1.5
         d.observe("data_freshness", rng.lognormvariate(math.log(lag), 0.5), source=source, symbol=symbol)
@@ -182,7 +186,7 @@ class Session:
                 d.inc("bars_received", source="ibkr_rt", symbol=s, duration="1m")
                 d.set("completeness_score", max(0.0, min(1.0, rng.gauss(0.985, 0.01))), symbol=s)
                 self._queue_write("bar")
-        return symbol, move_bps
+        return inject_trace_context({"symbol": symbol, "move_bps": move_bps})
 
     def _queue_write(self, event_type: str) -> None:
         self.desk.pending_writes[event_type] = self.desk.pending_writes.get(event_type, 0) + 1
@@ -200,7 +204,9 @@ class Session:
 
     # -- Strategy plane ----------------------------------------------------------------
 
+    @traced(plane="strategy_plane", name="evaluate_move", attributes_from=("symbol",))
     def on_move(self, symbol: str, move_bps: float) -> None:
+        """The strategies' signals on a price move; each intent carries this span's trace."""
         desk, s = self.desk, self.strategy
         for strategy in STRATEGIES:
             signal = evaluate_signal(strategy, symbol, move_bps, desk.rng)
@@ -338,9 +344,10 @@ class Session:
 
     def step(self) -> None:
         self.desk.steps += 1
-        symbol, move = self.on_tick()
-        if move:
-            self.on_move(symbol, move)
+        tick = self.on_tick()
+        if tick["move_bps"]:
+            with continue_trace(tick):  # the Strategy plane's spans join the tick's trace
+                self.on_move(tick["symbol"], tick["move_bps"])
         if self.desk.steps % 50 == 0:
             self.flush_storage()
         if self.desk.steps % 25 == 0:

@@ -54,3 +54,18 @@ def mimir_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Proce
         return server
 
     return start
+
+
+from servers import Jaeger  # noqa: E402 - with the fixture that needs it
+
+
+@pytest.fixture(scope="module")
+def jaeger_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Process]) -> Callable[..., Jaeger]:
+    """Start Jaeger v2 (jaeger/config.yaml: OTLP in, memory storage, query API) on free ports."""
+
+    def start() -> Jaeger:
+        server = Jaeger(tmp_path_factory.mktemp("jaeger"))
+        _started.append(server)
+        return server
+
+    return start

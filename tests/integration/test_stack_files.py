@@ -239,7 +239,8 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
     src, dst = tmp_path / "src", tmp_path / "config"
     old = os.umask(0o077)
     try:
-        for name in ("otel_collector", "prometheus", "grafana", "mimir"):  # as git checks out: modes from the umask
+        # As git checks out: modes from the umask.
+        for name in ("otel_collector", "prometheus", "grafana", "mimir", "jaeger"):
             for file in (ROOT / name).rglob("*"):
                 if file.is_file() and not any(part.startswith(".") for part in file.parts[len(ROOT.parts) :]):
                     (src / file.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +262,7 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
         "otel-collector": "collector_config:/etc/otelcol:ro", "otel-gateway": "collector_config:/etc/otelcol:ro",
         "prometheus": "prometheus_config:/etc/prometheus:ro", "alertmanager": "prometheus_config:/etc/alertmanager:ro",
         "grafana": "grafana_config:/etc/grafana/trading:ro", "mimir": "mimir_config:/etc/mimir:ro",
+        "jaeger": "jaeger_config:/etc/jaeger:ro",
     }  # fmt: skip
     services = compose()["services"]
     for name, mount in mounts.items():
