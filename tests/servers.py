@@ -1,6 +1,7 @@
-"""Real servers for integration tests, on free loopback ports: Debian's Prometheus running
-the repository's prometheus/prometheus.yml, and our own Collector build running
-otel_collector/config.yaml, each with the credentials compose gives it from .env."""
+"""Real servers for integration tests, on free loopback ports: Prometheus (built by
+prometheus/build.sh) running the repository's prometheus/prometheus.yml, Alertmanager
+(built by the same script) and our own Collector build running otel_collector/config.yaml,
+each with the credentials compose gives it from .env."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -38,15 +39,41 @@ ALERTMANAGER_PASSWORD_HASH = "$2a$10$ezyvd18UeKz4WUKehWHeduUcndTTh0NBM7JWbTCMCQN
 ALERTMANAGER_AUTH = basic_auth(ALERTMANAGER_USER, ALERTMANAGER_PASSWORD)
 
 
-def require_binary(name: str, package: str = "prometheus") -> str:
-    """The binary's path. Missing: a failure under CI=true (CI installs it), else a skip."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed (Debian package: apt-get install {package})"
+BUILT = {"prometheus": "prometheus", "promtool": "prometheus", "alertmanager": "alertmanager", "amtool": "alertmanager"}
+"""The binaries the tests take from prometheus/build.sh (never from PATH), and the build each comes from."""
+
+
+def _missing(message: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(message + "; under CI=true a real-component test must not skip")
     pytest.skip(message)
+
+
+@cache
+def _built(server: str) -> dict[str, str] | str:
+    """``bash prometheus/build.sh SERVER --cached``: its binaries by name, or why there are none."""
+    script = PROMETHEUS_DIR / "build.sh"
+    done = subprocess.run(["bash", str(script), server, "--cached"], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        return f"{server} is not built ({done.stderr.strip()[-500:]}): run `make servers`"
+    paths = done.stdout.split()
+    return {Path(path).name: path for path in paths}
+
+
+def require_binary(name: str, package: str | None = None) -> str:
+    """The binary's path: Prometheus, promtool, Alertmanager and amtool as prometheus/build.sh built them
+    (once per session), anything else from PATH (Debian's ``package``). Missing: a failure under CI=true
+    (`make test` builds and installs them first), else a skip saying what to run."""
+    if name in BUILT:
+        built = _built(BUILT[name])
+        if isinstance(built, str):
+            _missing(built)
+        return built[name]
+    path = shutil.which(name)
+    if path:
+        return path
+    _missing(f"{name} is not installed (Debian package: apt-get install {package or name})")
 
 
 class Process:
@@ -132,6 +159,8 @@ class Prometheus(Process, PromQLClient):
         rule_files: Sequence[Path] = (),
         alertmanagers: Sequence[str] = (),
         alertmanager_password: str = ALERTMANAGER_PASSWORD,
+        flags: Sequence[str] = (),
+        config_changes: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__("prometheus", workdir)
         self.port = free_port()
@@ -139,6 +168,8 @@ class Prometheus(Process, PromQLClient):
         config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
         config["rule_files"] = [str(p) for p in rule_files]
+        for section, changes in (config_changes or {}).items():
+            config.setdefault(section, {}).update(changes)
         for job in config["scrape_configs"]:
             job["scrape_interval"] = "1s"
         (workdir / "targets").mkdir(parents=True, exist_ok=True)
@@ -158,6 +189,7 @@ class Prometheus(Process, PromQLClient):
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 *compose_prometheus_flags(),
+                *flags,
                 "--log.level=warn",
             ]
         )
@@ -273,7 +305,7 @@ def render_env(template: str, env: Mapping[str, str], awk: Sequence[str] = ("awk
 
 
 class Alertmanager(Process):
-    """Debian's Alertmanager running prometheus/alertmanager.yml rendered with ``env``, and
+    """Alertmanager (prometheus/build.sh) running prometheus/alertmanager.yml rendered with ``env``, and
     prometheus/alertmanager-web.yml with the test password's hash: every request needs
     ALERTMANAGER_AUTH."""
 
@@ -289,7 +321,7 @@ class Alertmanager(Process):
         self.web_config.write_text(render_env(ALERTMANAGER_WEB_TEMPLATE.read_text(), web_env))
         self._spawn(
             [
-                require_binary("prometheus-alertmanager", "prometheus-alertmanager"),
+                require_binary("alertmanager"),
                 f"--config.file={self.config}",
                 f"--web.config.file={self.web_config}",
                 f"--storage.path={workdir / 'data'}",

@@ -84,7 +84,7 @@ def _amtool_check(rendered: str) -> subprocess.CompletedProcess[str]:
     path = ROOT / ".cache" / "alertmanager-rendered.yml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(rendered)
-    return subprocess.run([require_binary("amtool", "prometheus-alertmanager"), "check-config", str(path)],
+    return subprocess.run([require_binary("amtool"), "check-config", str(path)],
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
 
 

@@ -331,7 +331,7 @@ def test_compose_alertmanager_command_asks_for_credentials_and_runs_no_cluster(t
     service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["alertmanager"]
     (script,) = service["command"]
     port = free_port()
-    binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+    binary = require_binary("alertmanager")
     script = script.replace("/etc/alertmanager", str(COMPOSE_FILE.parent / "prometheus"))
     script = script.replace("/tmp/", f"{tmp_path}/").replace(
         "--storage.path=/alertmanager", f"--storage.path={tmp_path}"
