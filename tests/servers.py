@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NoReturn
 
 import pytest
@@ -37,6 +38,8 @@ ALERTMANAGER_PASSWORD = "alertmanager-test-password"  # tests only
 ALERTMANAGER_PASSWORD_HASH = "$2a$10$ezyvd18UeKz4WUKehWHeduUcndTTh0NBM7JWbTCMCQNnbEtksuoh2"
 """bcrypt (cost 10) of ALERTMANAGER_PASSWORD: ALERTMANAGER_PASSWORD_HASH of the tests' .env."""
 ALERTMANAGER_AUTH = basic_auth(ALERTMANAGER_USER, ALERTMANAGER_PASSWORD)
+TEST_PASSWORD, TEST_PASSWORD_HASH = ALERTMANAGER_PASSWORD, ALERTMANAGER_PASSWORD_HASH
+"""The tests' one password and its bcrypt hash, for any server's basic auth."""
 
 
 BUILT = {"prometheus": "prometheus", "promtool": "prometheus", "alertmanager": "alertmanager", "amtool": "alertmanager"}
@@ -110,14 +113,15 @@ class Process:
 
 class PromQLClient:
     """The Prometheus HTTP API of a server at ``url`` + ``api_root`` (Prometheus: /api/v1;
-    Mimir: /prometheus/api/v1)."""
+    Mimir: /prometheus/api/v1), sending ``auth`` (headers) with every request."""
 
     url: str
     api_root = "/api/v1"
+    auth: Mapping[str, str] = MappingProxyType({})
 
     def api(self, path: str, **params: Any) -> Any:
         query = urllib.parse.urlencode(params, doseq=True)
-        status, _, body = http_get(f"{self.url}{self.api_root}/{path}?{query}")
+        status, _, body = http_get(f"{self.url}{self.api_root}/{path}?{query}", self.auth)
         reply = json.loads(body)
         assert status == 200, reply
         assert reply["status"] == "success", reply
@@ -150,7 +154,10 @@ def compose_prometheus_flags() -> list[str]:
 class Prometheus(Process, PromQLClient):
     """Prometheus with the repository's configuration and compose's flags: its jobs, limits,
     relabelling and rule files, with the targets of this test and a 1 s scrape interval,
-    sending alerts with Alertmanager's password (``alertmanager_password``)."""
+    sending alerts with Alertmanager's password (``alertmanager_password``). ``flags`` are
+    added to compose's, ``config_changes`` update sections of prometheus.yml, and
+    ``web_user`` puts every path behind basic auth for that user with the tests' password
+    (README: "Straight into Prometheus over OTLP")."""
 
     def __init__(
         self,
@@ -161,10 +168,17 @@ class Prometheus(Process, PromQLClient):
         alertmanager_password: str = ALERTMANAGER_PASSWORD,
         flags: Sequence[str] = (),
         config_changes: Mapping[str, Any] | None = None,
+        web_user: str | None = None,
     ) -> None:
         super().__init__("prometheus", workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        web: list[str] = []
+        if web_user:
+            (workdir / "web.yml").parent.mkdir(parents=True, exist_ok=True)
+            (workdir / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {web_user: TEST_PASSWORD_HASH}}))
+            web = [f"--web.config.file={workdir / 'web.yml'}"]
+            self.auth = basic_auth(web_user, TEST_PASSWORD)
         config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
         config["rule_files"] = [str(p) for p in rule_files]
@@ -190,10 +204,12 @@ class Prometheus(Process, PromQLClient):
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 *compose_prometheus_flags(),
                 *flags,
+                *web,
                 "--log.level=warn",
             ]
         )
-        wait_for("Prometheus to be ready", lambda: self.alive() and http_get(f"{self.url}/-/ready")[0] == 200)
+        ready = f"{self.url}/-/ready"
+        wait_for("Prometheus to be ready", lambda: self.alive() and http_get(ready, self.auth)[0] == 200)
 
     def wait_for_scrapes(self, targets: int, samples: int = 3) -> None:
         """Until ``targets`` targets are up and each was scraped at least ``samples`` times."""
@@ -339,6 +355,32 @@ class Alertmanager(Process):
         found = json.loads(body)
         assert isinstance(found, list)
         return found
+
+
+class Exposition:
+    """A real HTTP server on loopback serving a fixed Prometheus text exposition at /metrics."""
+
+    def __init__(self, text: str) -> None:
+        body = text.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Webhook:
