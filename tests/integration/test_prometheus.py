@@ -97,7 +97,7 @@ def test_series_have_exactly_the_catalog_labels_and_values(prom: Prometheus, spe
 def normalised(bound: float) -> str:
     """A bucket bound as Prometheus 3 stores it from a scrape: Go's shortest float, with ".0"
     when it would have neither a point nor an exponent ("1.0", "0.005", "+Inf")."""
-    return floatToGoString(bound)
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
 def stored_les(series: list[dict[str, str]]) -> list[str]:

@@ -257,7 +257,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, headers: dic
 
     def ready() -> bool:
         if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            pytest.fail(f"{log.stem} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
         return http_get(url, headers)[0] == 200
 
     wait_for(f"{url} to answer", ready)
