@@ -59,7 +59,8 @@ def _built(server: str) -> dict[str, str] | str:
     done = subprocess.run(["bash", str(script), server, "--cached"], capture_output=True, text=True, timeout=120,
                           check=False)  # fmt: skip
     if done.returncode != 0:
-        return f"{server} is not built ({done.stderr.strip()[-500:]}): run `make servers`"
+        why = done.stderr.strip()[-500:] or f"{script.relative_to(ROOT)} exited with {done.returncode}"
+        return why if "make servers" in why else f"{why}: run `make servers`"
     paths = done.stdout.split()
     return {Path(path).name: path for path in paths}
 
