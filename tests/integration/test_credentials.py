@@ -200,13 +200,14 @@ def prometheus(prometheus_factory: Callable[..., Prometheus]) -> Prometheus:
         ("/api/v1/admin/tsdb/delete_series?match[]=up", 500, b"admin APIs disabled"),
         ("/api/v1/admin/tsdb/snapshot", 500, b"admin APIs disabled"),
         ("/api/v1/write", 404, b"remote write receiver needs to be enabled"),
-        ("/api/v1/otlp/v1/metrics", 404, b""),  # OTLP receiver (Prometheus 3) not enabled
+        ("/api/v1/otlp/v1/metrics", 404, b"otlp write receiver needs to be enabled"),
     ],
 )
 def test_prometheus_exposes_no_control_or_write_api(
     prometheus: Prometheus, path: str, status: int, says: bytes
 ) -> None:
-    """With compose's flags, Prometheus refuses reload, quit, the admin API and remote write, and keeps running."""
+    """With compose's flags, Prometheus refuses reload, quit, the admin API, remote write and OTLP, and keeps
+    running."""
     got, _, body = http_request("POST", f"{prometheus.url}{path}", b"")
     assert got == status, body
     assert says in body
