@@ -306,10 +306,11 @@ def test_compose_alertmanager_command_asks_for_credentials_and_runs_no_cluster(t
     (script,) = service["command"]
     port = free_port()
     binary = require_binary("alertmanager")
-    script = script.replace("/etc/alertmanager", str(COMPOSE_FILE.parent / "prometheus"))
+    # The container's /tmp first: the repository itself may be under /tmp.
     script = script.replace("/tmp/", f"{tmp_path}/").replace(
         "--storage.path=/alertmanager", f"--storage.path={tmp_path}"
     )
+    script = script.replace("/etc/alertmanager", str(COMPOSE_FILE.parent / "prometheus"))
     script = script.replace("exec /bin/alertmanager", f"exec {binary} --web.listen-address=127.0.0.1:{port}")
     bin_dir = _busybox_bin(tmp_path, "awk")
     env = {"PATH": str(bin_dir), "ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH}
