@@ -3,6 +3,8 @@
 # modules, or reuse the build of the same version:
 #   bash prometheus/build.sh prometheus     prints the paths of prometheus and promtool
 #   bash prometheus/build.sh alertmanager   prints the paths of alertmanager and amtool
+# With --cached after the name it only prints the paths of a kept build, and exits 3 if
+# there is none (the tests use it: they never build).
 # Progress goes to stderr. Builds are kept by version (see .ci/gobuild.sh) in
 # .cache/prometheus/ or .cache/alertmanager/ (ignored by git) and in
 # ~/.cache/trading-telemetry/. The first build of Prometheus takes 6.5 to 8 minutes on
@@ -22,6 +24,8 @@ source "$root/.ci/gobuild.sh"
 # The modules' go.work files name folders their zips lack.
 export GOWORK=off CGO_ENABLED=0
 
+cached_only=
+[[ ${2:-} == --cached ]] && cached_only=1
 case "${1:-}" in
   prometheus)
     name=prometheus module=github.com/prometheus/prometheus version=v0.316.0 release=3.16.0
@@ -35,7 +39,7 @@ case "${1:-}" in
 it); its API, under api/v2/, is what is used.</p></body></html>"
     ;;
   *)
-    echo "usage: $0 prometheus|alertmanager" >&2
+    echo "usage: $0 prometheus|alertmanager [--cached]" >&2
     exit 2
     ;;
 esac
@@ -45,6 +49,10 @@ v=github.com/prometheus/common/version
 ldflags="-X $v.Version=$release -X $v.Revision=$module@$version -X $v.BuildUser=trading-telemetry"
 key=$(gobuild_key "$module@$version" "$tags" "$ldflags" ${page:+"$page"})
 gobuild_cached "$name" "$key" "${binaries[@]}" && exit 0
+if [[ -n $cached_only ]]; then
+  echo "$me: $name $release is not built: run \`make servers\` (or \`bash $me $name\`)" >&2
+  exit 3
+fi
 
 echo "$me: building $name $release ($module@$version; a few minutes the first time)" >&2
 gobuild_workdir "$name"

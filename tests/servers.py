@@ -1,6 +1,7 @@
-"""Real servers for integration tests, on free loopback ports: Debian's Prometheus running
-the repository's prometheus/prometheus.yml, and our own Collector build running
-otel_collector/config.yaml, each with the credentials compose gives it from .env."""
+"""Real servers for integration tests, on free loopback ports: Prometheus (built by
+prometheus/build.sh) running the repository's prometheus/prometheus.yml, Alertmanager
+(built by the same script) and our own Collector build running otel_collector/config.yaml,
+each with the credentials compose gives it from .env."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -36,17 +38,46 @@ ALERTMANAGER_PASSWORD = "alertmanager-test-password"  # tests only
 ALERTMANAGER_PASSWORD_HASH = "$2a$10$ezyvd18UeKz4WUKehWHeduUcndTTh0NBM7JWbTCMCQNnbEtksuoh2"
 """bcrypt (cost 10) of ALERTMANAGER_PASSWORD: ALERTMANAGER_PASSWORD_HASH of the tests' .env."""
 ALERTMANAGER_AUTH = basic_auth(ALERTMANAGER_USER, ALERTMANAGER_PASSWORD)
+TEST_PASSWORD, TEST_PASSWORD_HASH = ALERTMANAGER_PASSWORD, ALERTMANAGER_PASSWORD_HASH
+"""The tests' one password and its bcrypt hash, for any server's basic auth."""
 
 
-def require_binary(name: str, package: str = "prometheus") -> str:
-    """The binary's path. Missing: a failure under CI=true (CI installs it), else a skip."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed (Debian package: apt-get install {package})"
+BUILT = {"prometheus": "prometheus", "promtool": "prometheus", "alertmanager": "alertmanager", "amtool": "alertmanager"}
+"""The binaries the tests take from prometheus/build.sh (never from PATH), and the build each comes from."""
+
+
+def _missing(message: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(message + "; under CI=true a real-component test must not skip")
     pytest.skip(message)
+
+
+@cache
+def _built(server: str) -> dict[str, str] | str:
+    """``bash prometheus/build.sh SERVER --cached``: its binaries by name, or why there are none."""
+    script = PROMETHEUS_DIR / "build.sh"
+    done = subprocess.run(["bash", str(script), server, "--cached"], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        why = done.stderr.strip()[-500:] or f"{script.relative_to(ROOT)} exited with {done.returncode}"
+        return why if "make servers" in why else f"{why}: run `make servers`"
+    paths = done.stdout.split()
+    return {Path(path).name: path for path in paths}
+
+
+def require_binary(name: str, package: str | None = None) -> str:
+    """The binary's path: Prometheus, promtool, Alertmanager and amtool as prometheus/build.sh built them
+    (once per session), anything else from PATH (Debian's ``package``). Missing: a failure under CI=true
+    (`make test` builds and installs them first), else a skip saying what to run."""
+    if name in BUILT:
+        built = _built(BUILT[name])
+        if isinstance(built, str):
+            _missing(built)
+        return built[name]
+    path = shutil.which(name)
+    if path:
+        return path
+    _missing(f"{name} is not installed (Debian package: apt-get install {package or name})")
 
 
 class Process:
@@ -83,14 +114,15 @@ class Process:
 
 class PromQLClient:
     """The Prometheus HTTP API of a server at ``url`` + ``api_root`` (Prometheus: /api/v1;
-    Mimir: /prometheus/api/v1)."""
+    Mimir: /prometheus/api/v1), sending ``auth`` (headers) with every request."""
 
     url: str
     api_root = "/api/v1"
+    auth: Mapping[str, str] = MappingProxyType({})
 
     def api(self, path: str, **params: Any) -> Any:
         query = urllib.parse.urlencode(params, doseq=True)
-        status, _, body = http_get(f"{self.url}{self.api_root}/{path}?{query}")
+        status, _, body = http_get(f"{self.url}{self.api_root}/{path}?{query}", self.auth)
         reply = json.loads(body)
         assert status == 200, reply
         assert reply["status"] == "success", reply
@@ -123,7 +155,10 @@ def compose_prometheus_flags() -> list[str]:
 class Prometheus(Process, PromQLClient):
     """Prometheus with the repository's configuration and compose's flags: its jobs, limits,
     relabelling and rule files, with the targets of this test and a 1 s scrape interval,
-    sending alerts with Alertmanager's password (``alertmanager_password``)."""
+    sending alerts with Alertmanager's password (``alertmanager_password``). ``flags`` are
+    added to compose's, ``config_changes`` update sections of prometheus.yml, and
+    ``web_user`` puts every path behind basic auth for that user with the tests' password
+    (README: "Straight into Prometheus over OTLP")."""
 
     def __init__(
         self,
@@ -132,13 +167,24 @@ class Prometheus(Process, PromQLClient):
         rule_files: Sequence[Path] = (),
         alertmanagers: Sequence[str] = (),
         alertmanager_password: str = ALERTMANAGER_PASSWORD,
+        flags: Sequence[str] = (),
+        config_changes: Mapping[str, Any] | None = None,
+        web_user: str | None = None,
     ) -> None:
         super().__init__("prometheus", workdir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        web: list[str] = []
+        if web_user:
+            (workdir / "web.yml").parent.mkdir(parents=True, exist_ok=True)
+            (workdir / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {web_user: TEST_PASSWORD_HASH}}))
+            web = [f"--web.config.file={workdir / 'web.yml'}"]
+            self.auth = basic_auth(web_user, TEST_PASSWORD)
         config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
         config["rule_files"] = [str(p) for p in rule_files]
+        for section, changes in (config_changes or {}).items():
+            config.setdefault(section, {}).update(changes)
         for job in config["scrape_configs"]:
             job["scrape_interval"] = "1s"
         (workdir / "targets").mkdir(parents=True, exist_ok=True)
@@ -158,10 +204,13 @@ class Prometheus(Process, PromQLClient):
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 *compose_prometheus_flags(),
+                *flags,
+                *web,
                 "--log.level=warn",
             ]
         )
-        wait_for("Prometheus to be ready", lambda: self.alive() and http_get(f"{self.url}/-/ready")[0] == 200)
+        ready = f"{self.url}/-/ready"
+        wait_for("Prometheus to be ready", lambda: self.alive() and http_get(ready, self.auth)[0] == 200)
 
     def wait_for_scrapes(self, targets: int, samples: int = 3) -> None:
         """Until ``targets`` targets are up and each was scraped at least ``samples`` times."""
@@ -273,7 +322,7 @@ def render_env(template: str, env: Mapping[str, str], awk: Sequence[str] = ("awk
 
 
 class Alertmanager(Process):
-    """Debian's Alertmanager running prometheus/alertmanager.yml rendered with ``env``, and
+    """Alertmanager (prometheus/build.sh) running prometheus/alertmanager.yml rendered with ``env``, and
     prometheus/alertmanager-web.yml with the test password's hash: every request needs
     ALERTMANAGER_AUTH."""
 
@@ -289,7 +338,7 @@ class Alertmanager(Process):
         self.web_config.write_text(render_env(ALERTMANAGER_WEB_TEMPLATE.read_text(), web_env))
         self._spawn(
             [
-                require_binary("prometheus-alertmanager", "prometheus-alertmanager"),
+                require_binary("alertmanager"),
                 f"--config.file={self.config}",
                 f"--web.config.file={self.web_config}",
                 f"--storage.path={workdir / 'data'}",
@@ -307,6 +356,32 @@ class Alertmanager(Process):
         found = json.loads(body)
         assert isinstance(found, list)
         return found
+
+
+class Exposition:
+    """A real HTTP server on loopback serving a fixed Prometheus text exposition at /metrics."""
+
+    def __init__(self, text: str) -> None:
+        body = text.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Webhook:

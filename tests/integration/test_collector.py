@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_prometheus import normalised, stored_les
 
-from helpers import labels_for, record_everything, sample_value, wait_for
+from helpers import http_get, labels_for, record_everything, sample_value, wait_for
 from servers import Collector, Prometheus
 from trading_telemetry import MetricsServer, TelemetryConfig, init_metrics_exporter, reset, serve_metrics, traced
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
@@ -83,7 +84,8 @@ def _types(prom: Prometheus, job_match: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.prometheus_name)
 def test_parity_of_names_labels_and_buckets(both_paths: Prometheus, spec: MetricSpec) -> None:
-    """Both paths give the same series names, label keys and `le` boundaries for the metric."""
+    """Both paths give the same series names, label keys and `le` values for the metric: the
+    catalog's bounds as Prometheus 3 stores them, le="1.0" from either path."""
     prom = both_paths
     direct, collected = _names(prom, spec, DIRECT), _names(prom, spec, VIA_COLLECTOR)
     assert direct, f"{spec.prometheus_name} missing on the direct path"
@@ -91,10 +93,24 @@ def test_parity_of_names_labels_and_buckets(both_paths: Prometheus, spec: Metric
     assert _label_keys(prom, spec, VIA_COLLECTOR) == _label_keys(prom, spec, DIRECT)
     if spec.kind is Kind.HISTOGRAM:
         les = [
-            sorted(float(s["le"]) for s in prom.series(f'{{__name__="{spec.prometheus_name}_bucket", {where}}}'))
+            stored_les(prom.series(f'{{__name__="{spec.prometheus_name}_bucket", {where}}}'))
             for where in (DIRECT, VIA_COLLECTOR)
         ]
-        assert les[0] == les[1] == [*(spec.buckets or ()), float("inf")]
+        assert les[0] == les[1] == [normalised(b) for b in (*(spec.buckets or ()), float("inf"))]
+
+
+def test_the_collector_writes_le_1_and_prometheus_stores_1_0(both_paths: Prometheus) -> None:
+    """The Collector's exporter writes the bound 1 as le="1" (the planes write le="1.0"); Prometheus 3
+    stores le="1.0" for both, so one `le` value selects the bucket on either path."""
+    (target,) = [t for t in both_paths.api("targets")["activeTargets"] if t["labels"]["job"] == "otel-collector"]
+    _, _, body = http_get(target["scrapeUrl"])
+    name = "orders_total_fill_latency_seconds_bucket"
+    exposed = {line.split('le="')[1].split('"')[0] for line in body.decode().splitlines() if line.startswith(name)}
+    assert "1" in exposed, sorted(exposed)
+    assert "1.0" not in exposed, sorted(exposed)
+    for where in (DIRECT, VIA_COLLECTOR):
+        assert both_paths.query(f'{name}{{{where}, le="1.0"}}'), where
+        assert both_paths.query(f'{name}{{{where}, le="1"}}') == [], where
 
 
 def test_parity_of_types(both_paths: Prometheus) -> None:

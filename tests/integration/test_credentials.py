@@ -10,11 +10,9 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -36,6 +34,7 @@ from servers import (
     COMPOSE_FILE,
     Alertmanager,
     Collector,
+    Exposition,
     Prometheus,
     collector_binary,
     require_binary,
@@ -201,13 +200,14 @@ def prometheus(prometheus_factory: Callable[..., Prometheus]) -> Prometheus:
         ("/api/v1/admin/tsdb/delete_series?match[]=up", 500, b"admin APIs disabled"),
         ("/api/v1/admin/tsdb/snapshot", 500, b"admin APIs disabled"),
         ("/api/v1/write", 404, b"remote write receiver needs to be enabled"),
-        ("/api/v1/otlp/v1/metrics", 404, b""),  # OTLP receiver (Prometheus 3) not enabled
+        ("/api/v1/otlp/v1/metrics", 404, b"otlp write receiver needs to be enabled"),
     ],
 )
 def test_prometheus_exposes_no_control_or_write_api(
     prometheus: Prometheus, path: str, status: int, says: bytes
 ) -> None:
-    """With compose's flags, Prometheus refuses reload, quit, the admin API and remote write, and keeps running."""
+    """With compose's flags, Prometheus refuses reload, quit, the admin API, remote write and OTLP, and keeps
+    running."""
     got, _, body = http_request("POST", f"{prometheus.url}{path}", b"")
     assert got == status, body
     assert says in body
@@ -232,39 +232,13 @@ def test_prometheus_reloads_on_sighup(prometheus_factory: Callable[..., Promethe
     wait_for("the rules re-read", lambda: groups() == {"before", "after"})
 
 
-class _Exposition:
-    """A real HTTP server on loopback serving a fixed Prometheus text exposition at /metrics."""
-
-    def __init__(self, text: str) -> None:
-        body = text.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.target = f"127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_scrape_past_the_label_limits_fails_whole(prometheus_factory: Callable[..., Prometheus]) -> None:
     """A target whose series carry a label value longer than the job's limit is marked down and none of its
     samples is stored; a well-formed target beside it is scraped."""
     limit = next(j for j in yaml.safe_load((COMPOSE_FILE.parent / "prometheus" / "prometheus.yml").read_text())
                  ["scrape_configs"] if j["job_name"] == "trading-planes")["label_value_length_limit"]  # fmt: skip
-    oversized = _Exposition(f'forged_total{{symbol="{"X" * (limit + 1)}"}} 1\nforged_ok_total 1\n')
-    fine = _Exposition("fine_total 1\n")
+    oversized = Exposition(f'forged_total{{symbol="{"X" * (limit + 1)}"}} 1\nforged_ok_total 1\n')
+    fine = Exposition("fine_total 1\n")
     try:
         prom = prometheus_factory({"planes": [oversized.target, fine.target]})
 
@@ -331,11 +305,12 @@ def test_compose_alertmanager_command_asks_for_credentials_and_runs_no_cluster(t
     service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["alertmanager"]
     (script,) = service["command"]
     port = free_port()
-    binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
-    script = script.replace("/etc/alertmanager", str(COMPOSE_FILE.parent / "prometheus"))
+    binary = require_binary("alertmanager")
+    # The container's /tmp first: the repository itself may be under /tmp.
     script = script.replace("/tmp/", f"{tmp_path}/").replace(
         "--storage.path=/alertmanager", f"--storage.path={tmp_path}"
     )
+    script = script.replace("/etc/alertmanager", str(COMPOSE_FILE.parent / "prometheus"))
     script = script.replace("exec /bin/alertmanager", f"exec {binary} --web.listen-address=127.0.0.1:{port}")
     bin_dir = _busybox_bin(tmp_path, "awk")
     env = {"PATH": str(bin_dir), "ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH}

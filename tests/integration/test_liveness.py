@@ -52,6 +52,8 @@ def _uptimes(prom: Prometheus) -> dict[str, float]:
 def test_a_killed_pushing_plane_fires_plane_stopped_and_goes_stale(
     stack: tuple[Collector, Prometheus, Alertmanager, Webhook],
 ) -> None:
+    """A demo pushing through the Collector and killed: its series go stale within 90 s and PlaneStopped
+    fires for its three planes within 120 s, in Prometheus 3 and in Alertmanager, and reaches the webhook."""
     collector, prom, alertmanager, webhook = stack
     env = {
         **os.environ,

@@ -1,4 +1,4 @@
-"""The three plane endpoints scraped by a real Prometheus, checked through its HTTP API."""
+"""The three plane endpoints scraped by a real Prometheus 3, checked through its HTTP API."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.utils import floatToGoString
 
 from helpers import STRICT_PROMETHEUS, http_get, labels_for, record_everything, sample_value
-from servers import Prometheus, require_binary
+from servers import Exposition, Prometheus, require_binary
 from trading_telemetry import MetricsServer, init_metrics_exporter, reset, serve_metrics
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
 
@@ -93,12 +94,23 @@ def test_series_have_exactly_the_catalog_labels_and_values(prom: Prometheus, spe
         assert value == pytest.approx(sample_value(spec))
 
 
+def normalised(bound: float) -> str:
+    """A bucket bound as Prometheus 3 stores it from a scrape: Go's shortest float, with ".0"
+    when it would have neither a point nor an exponent ("1.0", "0.005", "+Inf")."""
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
+def stored_les(series: list[dict[str, str]]) -> list[str]:
+    """The `le` values of bucket series, in the order of their bounds."""
+    return sorted((s["le"] for s in series), key=float)
+
+
 @pytest.mark.parametrize("spec", [s for s in CATALOG if s.kind is Kind.HISTOGRAM], ids=lambda s: s.prometheus_name)
 def test_histograms_have_the_catalog_buckets(prom: Prometheus, spec: MetricSpec) -> None:
-    """The `le` values in Prometheus are the catalog's boundaries plus +Inf."""
+    """The `le` values in Prometheus are the catalog's boundaries plus +Inf, written as Prometheus 3
+    normalises them (le="1.0" for the bound 1)."""
     buckets = _series(prom, spec.prometheus_name + "_bucket")
-    got = sorted(float(s["le"]) for s in buckets)
-    assert got == [*spec.buckets, float("inf")]  # type: ignore[misc]
+    assert stored_les(buckets) == [normalised(b) for b in (*(spec.buckets or ()), float("inf"))]
     sums = _series(prom, spec.prometheus_name + "_sum")
     assert len(sums) == (1 if spec.has_sum_and_count else 0)
 
@@ -127,3 +139,33 @@ def test_promtool_check_metrics_is_silent(servers: list[MetricsServer]) -> None:
         _, _, body = http_get(f"{server.url}/metrics")
         done = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False)
         assert (done.returncode, done.stdout + done.stderr) == (0, b""), server.metrics.plane
+
+
+PROBE = """# TYPE probe_seconds histogram
+probe_seconds_bucket{le="1"} 1
+probe_seconds_bucket{le="+Inf"} 2
+probe_seconds_sum 3
+probe_seconds_count 2
+# TYPE probe_ratio summary
+probe_ratio{quantile="0"} 0.25
+probe_ratio{quantile="1"} 0.75
+probe_ratio_sum 1
+probe_ratio_count 2
+"""
+
+
+def test_prometheus_3_normalises_le_and_quantile(prometheus_factory: Any) -> None:
+    """A bucket exposed as le="1" is stored as le="1.0" and a quantile="0" as quantile="0.0": a
+    matcher written le="1" finds nothing, le="1.0" and histogram_quantile find the bucket."""
+    target = Exposition(PROBE)
+    try:
+        prom = prometheus_factory({"planes": [target.target]})
+        prom.wait_for_scrapes(targets=1, samples=1)
+        assert stored_les(_series(prom, "probe_seconds_bucket")) == ["1.0", "+Inf"]
+        assert sorted(s["quantile"] for s in _series(prom, "probe_ratio")) == ["0.0", "1.0"]
+        assert prom.query('probe_seconds_bucket{le="1"}') == []
+        assert prom.value('probe_seconds_bucket{le="1.0"}') == 1
+        assert prom.value('probe_ratio{quantile="1.0"}') == 0.75
+        assert prom.value("histogram_quantile(0.5, probe_seconds_bucket)") == 1
+    finally:
+        target.close()

@@ -1,17 +1,37 @@
-"""The stack's configuration files, checked with the tools that run them."""
+"""The stack's configuration files, checked with the tools that run them: the servers the tests
+build (Prometheus and promtool, Alertmanager and amtool, our Collector) are the versions
+compose deploys, accept every configuration file and every flag compose gives them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from servers import ROOT, require_binary
+from helpers import free_port, http_get, wait_for
+from servers import (
+    ALERTMANAGER_AUTH,
+    ALERTMANAGER_PASSWORD_HASH,
+    ALERTMANAGER_TEMPLATE,
+    ALERTMANAGER_WEB_TEMPLATE,
+    COLLECTOR_DIR,
+    COLLECTOR_TOKEN,
+    PROMETHEUS_DIR,
+    ROOT,
+    RULE_FILES,
+    collector_binary,
+    render_env,
+    require_binary,
+)
 from trading_telemetry.catalog import CATALOG, Kind
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -121,17 +141,204 @@ def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
     assert services["mimir"]["profiles"] == services["otel-gateway"]["profiles"] == ["scale"]
 
 
-def test_collector_image_matches_the_builder_manifest() -> None:
-    """The compose Collector is the contrib image of the version the manifest builds; core, stable and contrib agree."""
-    manifest = yaml.safe_load((ROOT / "otel_collector" / "builder-config.yaml").read_text())
-    version = manifest["dist"]["version"]
-    assert compose()["services"]["otel-collector"]["image"] == f"otel/opentelemetry-collector-contrib:{version}"
+def released(script: Path, name: str) -> str:
+    """The release a build script builds for ``name``: the `release=` on the line naming it."""
+    (release,) = re.findall(rf"\bname={re.escape(name)}\b.*\brelease=([0-9][0-9.]*)", script.read_text())
+    return str(release)
+
+
+MANIFEST = yaml.safe_load((COLLECTOR_DIR / "builder-config.yaml").read_text())
+SERVERS: dict[str, tuple[str, str, Callable[[], str]]] = {
+    # compose service: (its image, the version the tests build, the binary they run)
+    "prometheus": (
+        "prom/prometheus:v{}", released(PROMETHEUS_DIR / "build.sh", "prometheus"), lambda: require_binary("prometheus")
+    ),
+    "alertmanager": (
+        "prom/alertmanager:v{}", released(PROMETHEUS_DIR / "build.sh", "alertmanager"),
+        lambda: require_binary("alertmanager"),
+    ),
+    "otel-collector": ("otel/opentelemetry-collector-contrib:{}", MANIFEST["dist"]["version"], collector_binary),
+}  # fmt: skip
+"""The servers compose deploys that the tests build from source, one row each."""
+
+
+@pytest.mark.parametrize("service", sorted(SERVERS))
+def test_compose_deploys_the_version_the_tests_build(service: str) -> None:
+    """Each server's image tag is the release its build script or manifest builds, and the built binary
+    says it is that release."""
+    image, version, binary = SERVERS[service]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    assert compose()["services"][service]["image"] == image.format(version)
+    done = run([binary(), "--version"])
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"\bversion {re.escape(version)}\b", done.stdout + done.stderr), done.stdout + done.stderr
+
+
+def test_collector_manifest_versions_agree() -> None:
+    """The Collector's core, stable and contrib modules in the manifest are of one release."""
+    version = MANIFEST["dist"]["version"]
     minor = int(version.split(".")[1])
     for section in ("receivers", "processors", "exporters", "extensions", "providers"):
-        for entry in manifest[section]:
+        for entry in MANIFEST[section]:
             module, module_version = entry["gomod"].split()
             expected = f"v1.{minor - 94}.0" if "/confmap/provider/" in module else f"v{version}"
             assert module_version == expected, module
+
+
+def _rendered(tmp_path: Path) -> dict[str, Path]:
+    """alertmanager.yml and alertmanager-web.yml as compose's entrypoint renders them."""
+    web_env = {"ALERTMANAGER_PASSWORD_HASH": ALERTMANAGER_PASSWORD_HASH}
+    files = {"alertmanager.yml": (ALERTMANAGER_TEMPLATE, {}), "web.yml": (ALERTMANAGER_WEB_TEMPLATE, web_env)}
+    for name, (template, env) in files.items():
+        (tmp_path / name).write_text(render_env(template.read_text(), env))
+    return {name: tmp_path / name for name in files}
+
+
+def _collector_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OTEL_COLLECTOR_TOKEN": COLLECTOR_TOKEN, **extra}
+
+
+CHECKS: dict[str, Callable[[Path], tuple[list[str], dict[str, str] | None, str]]] = {
+    # name: (argv, environment, what a pass prints) for a temporary directory
+    "promtool check config": lambda _: (
+        [require_binary("promtool"), "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")], None,
+        f"SUCCESS: {len(RULE_FILES)} rule files found",
+    ),
+    "promtool check rules": lambda _: (
+        [require_binary("promtool"), "check", "rules", *map(str, RULE_FILES)], None, "SUCCESS",
+    ),
+    "promtool test rules": lambda _: (
+        [require_binary("promtool"), "test", "rules", *map(str, sorted((PROMETHEUS_DIR / "tests").glob("*.yml")))],
+        None, "SUCCESS",
+    ),
+    "amtool check-config": lambda tmp: (
+        [require_binary("amtool"), "check-config", str(_rendered(tmp)["alertmanager.yml"])], None, "SUCCESS",
+    ),
+    "promtool check web-config (Alertmanager's)": lambda tmp: (
+        [require_binary("promtool"), "check", "web-config", str(_rendered(tmp)["web.yml"])], None, "SUCCESS",
+    ),
+    "otelcol validate config.yaml": lambda _: (
+        [collector_binary(), "validate", f"--config={COLLECTOR_DIR / 'config.yaml'}"], _collector_env(), "",
+    ),
+    "otelcol validate gateway.yaml": lambda _: (
+        [collector_binary(), "validate", f"--config={COLLECTOR_DIR / 'gateway.yaml'}"],
+        _collector_env(OTELCOL_REMOTE_WRITE_URL="http://127.0.0.1:9/api/v1/push"), "",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+def test_every_config_file_passes_its_servers_own_check(check: str, tmp_path: Path) -> None:
+    """promtool (config, rules, rule unit tests, Alertmanager's web config), amtool (the rendered
+    alertmanager.yml) and `otelcol validate` (config.yaml, gateway.yaml) of the built servers accept
+    the repository's files."""
+    argv, env, says = CHECKS[check](tmp_path)
+    done = run(argv, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert says in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, headers: dict[str, str] | None = None) -> None:
+    """Until ``url`` answers 200; failing at once, with the log, if the server exits."""
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"{log.stem} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        return http_get(url, headers)[0] == 200
+
+    wait_for(f"{url} to answer", ready)
+
+
+def _complaints(log: Path) -> list[str]:
+    """A server's warnings and errors (slog's level=WARN and level=ERROR lines)."""
+    return [line for line in log.read_text().splitlines() if re.search(r"\blevel=(WARN|ERROR)\b", line)]
+
+
+@pytest.mark.integration
+def test_compose_prometheus_flags_are_accepted_and_in_force(tmp_path: Path) -> None:
+    """The built Prometheus, started with every flag of compose's command (its paths moved into a
+    temporary directory), becomes ready without a warning, and its flags API shows each flag's value:
+    every feature named in --enable-feature is known to it."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["rule_files"] = [str(p) for p in RULE_FILES]
+    (tmp_path / "alertmanager.password").write_text("x")
+    for alertmanager in config["alerting"]["alertmanagers"]:
+        alertmanager["basic_auth"]["password_file"] = str(tmp_path / "alertmanager.password")
+    for job in [*config["scrape_configs"], *config["alerting"]["alertmanagers"]]:
+        for sd in job.get("file_sd_configs", []):
+            sd["files"] = [str(PROMETHEUS_DIR / f) for f in sd["files"]]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    moved = {"--config.file": str(tmp_path / "prometheus.yml"), "--storage.tsdb.path": str(tmp_path / "data")}
+    flags = {}
+    for flag in compose()["services"]["prometheus"]["command"]:
+        name, _, value = flag.partition("=")
+        flags[name] = moved.get(name, value)
+    assert set(moved) <= set(flags)
+    port = free_port()
+    argv = [require_binary("prometheus"), *(f"{n}={v}" for n, v in flags.items()),
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=info"]  # fmt: skip
+    proc = _start(argv, tmp_path / "prometheus.log")
+    try:
+        _wait_ready(proc, f"http://127.0.0.1:{port}/-/ready", tmp_path / "prometheus.log")
+        _, _, body = http_get(f"http://127.0.0.1:{port}/api/v1/status/flags")
+        in_force = json.loads(body)["data"]
+        for name, value in flags.items():
+            assert in_force[name.removeprefix("--")] == value, name
+        assert _complaints(tmp_path / "prometheus.log") == []
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.integration
+def test_compose_alertmanager_flags_are_accepted(tmp_path: Path) -> None:
+    """The built Alertmanager, started with every flag of compose's command (its files rendered into a
+    temporary directory), becomes ready without a warning and runs no cluster."""
+    (script,) = compose()["services"]["alertmanager"]["command"]
+    command = shlex.split(script.split("exec /bin/alertmanager", 1)[1])
+    rendered = _rendered(tmp_path)
+    moved = {"--config.file": str(rendered["alertmanager.yml"]), "--web.config.file": str(rendered["web.yml"]),
+             "--storage.path": str(tmp_path / "data")}  # fmt: skip
+    flags = {}
+    for flag in command:
+        name, _, value = flag.partition("=")
+        flags[name] = moved.get(name, value)
+    assert set(moved) <= set(flags)
+    port = free_port()
+    argv = [require_binary("alertmanager"), *(f"{n}={v}" for n, v in flags.items()),
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=info"]  # fmt: skip
+    proc = _start(argv, tmp_path / "alertmanager.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, f"{url}/-/ready", tmp_path / "alertmanager.log", ALERTMANAGER_AUTH)
+        status = json.loads(http_get(f"{url}/api/v2/status", ALERTMANAGER_AUTH)[2])
+        assert status["cluster"]["status"] == "disabled"
+        assert _complaints(tmp_path / "alertmanager.log") == []
+    finally:
+        _stop(proc)
+
+
+@pytest.mark.parametrize("service", ["otel-collector", "otel-gateway"])
+def test_compose_collector_flags_are_accepted(service: str) -> None:
+    """`otelcol validate` of our build, given compose's command for the service (its config path moved
+    to the repository's file), accepts it."""
+    flags = [f.replace("/etc/otelcol/", f"{COLLECTOR_DIR}/") for f in compose()["services"][service]["command"]]
+    env = _collector_env(OTELCOL_REMOTE_WRITE_URL="http://127.0.0.1:9/api/v1/push")
+    done = run([collector_binary(), "validate", *flags], env)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_compose_runs_the_repository_configs() -> None:
@@ -193,12 +400,6 @@ def test_scrape_jobs_have_sample_and_label_limits() -> None:
         per_plane[spec.plane] = per_plane.get(spec.plane, 0) + samples * TelemetryConfig().cardinality_limit
     assert jobs["trading-planes"]["sample_limit"] >= max(per_plane.values())
     assert jobs["otel-collector"]["sample_limit"] >= sum(per_plane.values())
-
-
-def test_prometheus_config_passes_promtool() -> None:
-    """`promtool check config` accepts prometheus/prometheus.yml and its rule files."""
-    done = run([require_binary("promtool"), "check", "config", str(ROOT / "prometheus" / "prometheus.yml")])
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_collector_job_drops_exactly_the_series_the_direct_path_lacks() -> None:
