@@ -15,6 +15,7 @@ from servers import ROOT, require_binary
 from trading_telemetry.catalog import CATALOG, Kind
 
 COMPOSE = ROOT / "docker-compose.yml"
+SCALE_THANOS = ("thanos-receive", "thanos-query", "thanos-rule")  # the `scale` profile's store
 # What compose refuses to start without (README: "Who can do what"), with a value of each.
 REQUIRED = {
     "GRAFANA_ADMIN_PASSWORD": "s3cret",
@@ -98,7 +99,7 @@ def test_the_readme_start_copies_env_example_and_asks_for_each_credential(tmp_pa
     scaled = config()
     assert scaled.returncode == 0, scaled.stderr
     config = yaml.safe_load(scaled.stdout)
-    assert config["services"]["grafana"]["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://mimir:9009/prometheus"
+    assert config["services"]["grafana"]["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://thanos-query:10902"
     assert config["services"]["demo"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-gateway:4318"
 
 
@@ -106,7 +107,7 @@ def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
     """Images carry an explicit version, every service has a healthcheck, host ports bind 127.0.0.1."""
     services = compose()["services"]
     expected = {"config", "otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo", "otel-gateway",
-                "mimir"}  # fmt: skip
+                *SCALE_THANOS}  # fmt: skip
     assert set(services) == expected
     for name, service in services.items():
         if service.get("restart") == "no":  # a one-shot job (config): nothing to check the health of
@@ -118,7 +119,10 @@ def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not on loopback"
     assert "demo" in services["demo"]["profiles"]
-    assert services["mimir"]["profiles"] == services["otel-gateway"]["profiles"] == ["scale"]
+    for name in ("otel-gateway", *SCALE_THANOS):
+        assert services[name]["profiles"] == ["scale"], name
+        if name != "otel-gateway":
+            assert services[name]["image"] == "quay.io/thanos/thanos:v0.42.5", name
 
 
 def test_collector_image_matches_the_builder_manifest() -> None:
@@ -149,8 +153,8 @@ def test_compose_runs_the_repository_configs() -> None:
 
 def test_compose_gives_every_write_and_control_path_its_credential() -> None:
     """The Collectors and the demo get the token from .env; Prometheus has no lifecycle, admin or write API and
-    sends Alertmanager's password; Alertmanager runs its web config and no cluster port; Jaeger and Mimir are
-    only on the backend network."""
+    sends Alertmanager's password, as Thanos Ruler does; Alertmanager runs its web config and no cluster port;
+    Jaeger and Thanos are only on the backend network."""
     services = compose()["services"]
     token = "${OTEL_COLLECTOR_TOKEN:?set OTEL_COLLECTOR_TOKEN in .env (see .env.example)}"
     for name in ("otel-collector", "otel-gateway"):
@@ -167,13 +171,17 @@ def test_compose_gives_every_write_and_control_path_its_credential() -> None:
     assert services["alertmanager"]["environment"]["ALERTMANAGER_PASSWORD_HASH"].startswith(
         "${ALERTMANAGER_PASSWORD_HASH:?"
     )
-    assert services["mimir"]["environment"]["MIMIR_ALERTMANAGER_URL"].startswith(
-        "http://alertmanager:${ALERTMANAGER_PASSWORD:?"
-    )
-    for name in ("jaeger", "mimir"):
+    rule = services["thanos-rule"]
+    assert rule["environment"]["ALERTMANAGER_PASSWORD"].startswith("${ALERTMANAGER_PASSWORD:?")
+    assert "> /tmp/alertmanager.password" in rule["entrypoint"][2]
+    alertmanagers = yaml.safe_load((ROOT / "thanos" / "alertmanagers.yml").read_text())["alertmanagers"]
+    assert [a["http_config"]["basic_auth"] for a in alertmanagers] == [
+        {"username": "alertmanager", "password_file": "/tmp/alertmanager.password"}
+    ]
+    for name in ("jaeger", *SCALE_THANOS):
         assert services[name]["networks"] == ["backend"], name
     for name, service in services.items():
-        if name not in ("jaeger", "mimir") and "backend" in service.get("networks", []):
+        if name not in ("jaeger", *SCALE_THANOS) and "backend" in service.get("networks", []):
             assert name in ("otel-collector", "otel-gateway", "grafana", "alertmanager"), name
 
 
@@ -228,8 +236,8 @@ def test_target_files_are_valid_json_lists() -> None:
 
 def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_path: Path) -> None:
     """The config service's command, run by busybox (the image's shell) on a checkout made under
-    umask 077, leaves every file world-readable and every directory world-searchable, and each
-    service mounts the copy it reads."""
+    umask 077, leaves every file world-readable and every directory world-searchable and Thanos'
+    data volumes its user's, and each service mounts the copy it reads."""
     tool = require_binary("docker-compose", "docker-compose")
     busybox = require_binary("busybox", "busybox")
     done = run([tool, "-f", str(COMPOSE), "config"], {**os.environ, **REQUIRED})
@@ -239,7 +247,7 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
     src, dst = tmp_path / "src", tmp_path / "config"
     old = os.umask(0o077)
     try:
-        for name in ("otel_collector", "prometheus", "grafana", "mimir"):  # as git checks out: modes from the umask
+        for name in ("otel_collector", "prometheus", "grafana", "thanos"):  # as git checks out: modes from the umask
             for file in (ROOT / name).rglob("*"):
                 if file.is_file() and not any(part.startswith(".") for part in file.parts[len(ROOT.parts) :]):
                     (src / file.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
@@ -249,20 +257,37 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
         os.umask(old)
     assert (src / "prometheus" / "prometheus.yml").stat().st_mode & 0o077 == 0  # as a umask 077 checkout is
     script = script.replace("$$", "$")  # compose unescapes $$ when it runs the command
-    script = re.sub(r"/config\b", str(dst), re.sub(r"/src\b", str(src), script))
+    data = tmp_path / "data"  # Thanos' data volumes, new hence root's
+    for volume in ("thanos-receive", "thanos-rule"):
+        (data / volume).mkdir(parents=True)
+    owner = 1001  # the Thanos image's user
+    if os.geteuid() != 0:  # only root gives files away: the test's own user stands in for Thanos'
+        owner = os.geteuid()
+        script = script.replace("chown 1001:1001", f"chown {owner}:{os.getegid()}")
+    script = re.sub(r"/data\b", str(data), re.sub(r"/config\b", str(dst), re.sub(r"/src\b", str(src), script)))
     ran = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
     for path in dst.rglob("*"):
         assert path.stat().st_mode & (0o005 if path.is_dir() else 0o004), f"{path} is not readable by others"
-    assert (dst / "mimir" / "rules" / "anonymous" / "alerts.yml").read_text() == (
-        ROOT / "prometheus" / "rules" / "alerts.yml"
-    ).read_text()
+    for volume in ("thanos-receive", "thanos-rule"):
+        assert (data / volume).stat().st_uid == owner, volume
     mounts = {
         "otel-collector": "collector_config:/etc/otelcol:ro", "otel-gateway": "collector_config:/etc/otelcol:ro",
         "prometheus": "prometheus_config:/etc/prometheus:ro", "alertmanager": "prometheus_config:/etc/alertmanager:ro",
-        "grafana": "grafana_config:/etc/grafana/trading:ro", "mimir": "mimir_config:/etc/mimir:ro",
+        "grafana": "grafana_config:/etc/grafana/trading:ro", "thanos-query": "thanos_config:/etc/thanos:ro",
+        "thanos-rule": "thanos_config:/etc/thanos:ro", "thanos-receive": "thanos_receive_data:/data",
     }  # fmt: skip
     services = compose()["services"]
     for name, mount in mounts.items():
         assert any(str(v).split("  ")[0].startswith(mount) for v in services[name]["volumes"]), name
         assert services[name]["depends_on"]["config"] == {"condition": "service_completed_successfully"}, name
+    # Thanos Ruler reads the rule files Prometheus loads, from Prometheus' copy; the config service owns
+    # Thanos' data volumes to the image's user.
+    assert "prometheus_config:/etc/prometheus:ro" in services["thanos-rule"]["volumes"]
+    assert "--rule-file=/etc/prometheus/rules/*.yml" in services["thanos-rule"]["command"]
+    assert (dst / "prometheus" / "rules" / "alerts.yml").read_text() == (
+        ROOT / "prometheus" / "rules" / "alerts.yml"
+    ).read_text()
+    assert {"thanos_receive_data:/data/thanos-receive", "thanos_rule_data:/data/thanos-rule"} <= set(
+        services["config"]["volumes"]
+    )
