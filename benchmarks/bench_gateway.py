@@ -107,6 +107,13 @@ def received_samples(base: str) -> float:
     return total
 
 
+def running(proc: subprocess.Popen[bytes], name: str) -> bool:
+    """True while ``proc`` runs; its exit stops the benchmark (SystemExit is not retried by wait)."""
+    if proc.poll() is not None:
+        raise SystemExit(f"Thanos {name} exited with {proc.returncode}")
+    return True
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -141,7 +148,8 @@ def main() -> None:
     try:
         argv = [thanos_bin, "receive", *compose_flags("thanos-receive"), f"--tsdb.path={work / 'receive'}",
                 f"--http-address=127.0.0.1:{receive_http}", f"--grpc-address=127.0.0.1:{receive_grpc}",
-                f"--remote-write.address=127.0.0.1:{remote_write}", "--log.level=warn"]  # fmt: skip
+                f"--remote-write.address=127.0.0.1:{remote_write}",
+                f"--receive.capnproto-address=127.0.0.1:{free_port()}", "--log.level=warn"]  # fmt: skip
         receive = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(receive)
         endpoints = work / "endpoints.yml"  # Receive alone (compose's thanos/endpoints.yml adds the Ruler)
@@ -151,9 +159,12 @@ def main() -> None:
                 "--log.level=warn"]  # fmt: skip
         query = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(query)
-        wait("Thanos Receive", lambda: get(f"{receive_base}/-/ready") is not None, 120)
+        wait("Thanos Receive", lambda: running(receive, "Receive") and get(f"{receive_base}/-/ready") is not None, 120)
+        stores = f"{base}/api/v1/stores"
         wait(
-            "Thanos Query to reach Receive", lambda: json.loads(get(f"{base}/api/v1/stores"))["data"].get("receive"), 60
+            "Query to reach Receive",
+            lambda: running(query, "Query") and json.loads(get(stores))["data"].get("receive"),
+            60,
         )
         otlp, health = free_port(), free_port()
         token = secrets.token_hex(32)  # the gateway's OTLP receivers ask for it, as in compose

@@ -397,7 +397,11 @@ class ThanosReceive(Thanos):
     def __init__(self, workdir: Path) -> None:
         remote_write = f"127.0.0.1:{free_port()}"
         self.push_url = f"http://{remote_write}/api/v1/receive"
-        flags = [f"--tsdb.path={workdir / 'data'}", f"--remote-write.address={remote_write}"]
+        flags = [
+            f"--tsdb.path={workdir / 'data'}",
+            f"--remote-write.address={remote_write}",
+            f"--receive.capnproto-address=127.0.0.1:{free_port()}",  # replication between Receives; 19391 by default
+        ]
         super().__init__("receive", workdir, [*compose_thanos_flags("thanos-receive"), *flags])
 
 
