@@ -52,8 +52,8 @@ def thanos_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Proc
     ``factory(ThanosReceive)``, ``factory(ThanosQuery, endpoints=[...])``,
     ``factory(PrometheusReplica, replica="a", targets={...})``, ``factory(Alertmanager, env={})``."""
 
-    def start(kind: type[P], **kw: Any) -> P:
-        server = kind(tmp_path_factory.mktemp(kind.__name__.lower()), **kw)
+    def start(kind: Callable[..., P], **kw: Any) -> P:
+        server = kind(tmp_path_factory.mktemp(getattr(kind, "__name__", "server").lower()), **kw)
         _started.append(server)
         return server
 

@@ -58,7 +58,6 @@ IGNORED_LABELS = {"__name__", "job", "instance", "le", "otel_scope_name", "otel_
 class Stack:
     query: ThanosQuery
     receive: ThanosReceive
-    gateway: Collector
     alertmanager: Alertmanager
     demo: subprocess.Popen[bytes]
 
@@ -89,33 +88,34 @@ def stack(collector_factory: Callable[..., Collector], thanos_factory: Callable[
     planes = {p: init_metrics_exporter(p, config=config) for p in Plane}
     record_everything(planes, times=TIMES)
     endpoints: list[MetricsServer] = [serve_metrics(planes[p], port=0) for p in Plane]
-    targets = {"planes": [f"127.0.0.1:{s.port}" for s in endpoints]}
-    sidecars = [
-        thanos_factory(ThanosSidecar, prometheus=thanos_factory(PrometheusReplica, replica=replica, targets=targets))
-        for replica in ("a", "b")
-    ]
-    query_port = free_port()  # the Ruler queries through Query, which reads the Ruler's series
-    rule = thanos_factory(ThanosRule, query=f"127.0.0.1:{query_port}", alertmanager=f"127.0.0.1:{alertmanager.port}")
-    stores = [receive.grpc, rule.grpc, *(s.grpc for s in sidecars)]
-    query = thanos_factory(ThanosQuery, endpoints=stores, port=query_port)
-    env = {
-        **os.environ,
-        "OTEL_METRICS_EXPORTER": "otlp",
-        **gateway.sdk_env(),
-        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-    }
-    argv = [str(BIN / "trading-telemetry"), "demo", "--base-port", "0", "--rate", "1000", "--seed", "3"]
-    demo = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    demo: subprocess.Popen[bytes] | None = None
     try:
+        targets = {"planes": [f"127.0.0.1:{s.port}" for s in endpoints]}
+        replicas = [thanos_factory(PrometheusReplica, replica=r, targets=targets) for r in ("a", "b")]
+        sidecars = [thanos_factory(ThanosSidecar, prometheus=r) for r in replicas]
+        query_port = free_port()  # the Ruler queries through Query, which reads the Ruler's series
+        rule = thanos_factory(
+            ThanosRule, query=f"127.0.0.1:{query_port}", alertmanager=f"127.0.0.1:{alertmanager.port}"
+        )
+        stores = [receive.grpc, rule.grpc, *(s.grpc for s in sidecars)]
+        query = thanos_factory(ThanosQuery, endpoints=stores, port=query_port)
+        env = {
+            **os.environ,
+            "OTEL_METRICS_EXPORTER": "otlp",
+            **gateway.sdk_env(),
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        }
+        argv = [str(BIN / "trading-telemetry"), "demo", "--base-port", "0", "--rate", "1000", "--seed", "3"]
+        demo = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(
             "the workload's three planes in Thanos",
             lambda: len(query.query(f'count by (job) ({{{WORKLOAD}, service!=""}})')) == 3,
             timeout=120,
             interval=1.0,
         )
-        yield Stack(query, receive, gateway, alertmanager, demo)
+        yield Stack(query, receive, alertmanager, demo)
     finally:
-        if demo.poll() is None:
+        if demo is not None and demo.poll() is None:
             demo.send_signal(signal.SIGKILL)
             demo.wait(timeout=30)
         for server in endpoints:
@@ -255,8 +255,12 @@ def test_our_rules_run_in_thanos_ruler_and_a_dead_plane_fires(stack: Stack) -> N
 
     wait_for("the dead plane's series gone from instant queries", gone, timeout=120, interval=1.0)
     stale_after = time.monotonic() - killed
-    fired = wait_for("PlaneStopped firing in Thanos Ruler", lambda: len(firing()) == 3 and firing(), timeout=180,
-                     interval=2.0)  # fmt: skip
+
+    def three_firing() -> list[dict[str, Any]]:
+        found = firing()
+        return found if len(found) == 3 else []
+
+    fired = wait_for("PlaneStopped firing in Thanos Ruler", three_firing, timeout=180, interval=2.0)
     after = time.monotonic() - killed
     assert stale_after <= 90, f"the dead plane's series stayed {stale_after:.0f}s"
     assert {a["labels"]["service"] for a in fired} == {p.value for p in Plane}
