@@ -369,26 +369,28 @@ def prometheus3_binary() -> str:
 
 class Thanos(Process):
     """One Thanos component (``thanos COMPONENT``) with ``flags``, on free loopback ports:
-    HTTP at ``url``, its gRPC StoreAPI at ``grpc``."""
+    HTTP at ``url``, its gRPC StoreAPI at ``grpc``. ``entrypoint`` replaces ``thanos``
+    (it gets the component and flags as arguments), with ``env``."""
 
-    def __init__(self, component: str, workdir: Path, flags: Sequence[str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        component: str,
+        workdir: Path,
+        flags: Sequence[str],
+        port: int | None = None,
+        entrypoint: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(f"thanos-{component}", workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc = f"127.0.0.1:{free_port()}"
         addresses = [f"--http-address=127.0.0.1:{self.port}", f"--grpc-address={self.grpc}"]
-        self._spawn([thanos_binary(), component, *flags, *addresses, "--log.level=warn"])
+        argv = [*(entrypoint or [thanos_binary()]), component, *flags, *addresses, "--log.level=warn"]
+        self._spawn(argv, env)
         ready = f"{self.url}/-/ready"
         wait_for(f"Thanos {component} to be ready", lambda: self.alive() and http_get(ready)[0] == 200, timeout=60)
-
-    def rss_mib(self) -> float:
-        """Its resident memory now, in MiB."""
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError(f"no VmRSS for {self.name}")
 
 
 class ThanosReceive(Thanos):
@@ -429,14 +431,20 @@ class ThanosQuery(Thanos, PromQLClient):
 class ThanosRule(Thanos):
     """Thanos Ruler with compose's flags: prometheus/rules/*.yml evaluated through the Query
     at ``query`` (host:port), alerts sent to the Alertmanager at ``alertmanager``
-    (host:port) as a copy of thanos/alertmanagers.yml says, with ``alertmanager_password``."""
+    (host:port) as a copy of thanos/alertmanagers.yml says, with ``alertmanager_password``.
+    It starts through compose's entrypoint, run by busybox (the image's shell), which
+    writes the password file from ALERTMANAGER_PASSWORD."""
 
     def __init__(
         self, workdir: Path, query: str, alertmanager: str, alertmanager_password: str = ALERTMANAGER_PASSWORD
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        password_file = workdir / "alertmanager.password"  # compose: written from .env at start
-        password_file.write_text(alertmanager_password)
+        password_file = workdir / "alertmanager.password"
+        _, _, script, arg0 = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["thanos-rule"]["entrypoint"]
+        script = script.replace("$$", "$")  # compose unescapes $$ when it runs the command
+        script = script.replace("/tmp/alertmanager.password", str(password_file))
+        script = script.replace("exec /bin/thanos ", f"exec {thanos_binary()} ")
+        entrypoint = [require_binary("busybox", "busybox"), "sh", "-c", script, arg0]
         config = yaml.safe_load((THANOS_DIR / "alertmanagers.yml").read_text())
         for entry in config["alertmanagers"]:
             entry["static_configs"] = [alertmanager]
@@ -449,7 +457,10 @@ class ThanosRule(Thanos):
             f"--query={query}",
             f"--alertmanagers.config-file={config_file}",
         ]
-        super().__init__("rule", workdir, [*compose_thanos_flags("thanos-rule"), *flags])
+        env = {"ALERTMANAGER_PASSWORD": alertmanager_password}
+        super().__init__("rule", workdir, [*compose_thanos_flags("thanos-rule"), *flags], None, entrypoint, env)
+        assert password_file.read_text() == alertmanager_password
+        assert password_file.stat().st_mode & 0o077 == 0, "the password file is its user's only"
 
 
 class PrometheusReplica(Process, PromQLClient):
