@@ -340,7 +340,7 @@ class Webhook:
 THANOS_DIR = ROOT / "thanos"
 _OWN_FLAGS = (
     "--http-address=", "--grpc-address=", "--remote-write.address=", "--tsdb.path=", "--data-dir=",
-    "--endpoint.sd-config-file=", "--rule-file=", "--query=", "--alertmanagers.config-file=", "--alert.query-url=",
+    "--endpoint.sd-config-file=", "--rule-file=", "--query=", "--alertmanagers.config-file=",
 )  # fmt: skip
 
 
