@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: demo test test-ranges lint docs dashboards system-deps collector mimir
+.PHONY: demo test test-ranges lint docs dashboards system-deps collector
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -35,11 +35,6 @@ system-deps:
 collector:
 	bash otel_collector/build.sh
 
-# Grafana Mimir, built with Go from its module (mimir/build.sh; a few minutes the first
-# time, then reused by version), for the scale-out tests.
-mimir:
-	bash mimir/build.sh
-
 # The servers the tests run, built with Go from their modules (a few minutes each the
 # first time, then reused by version): Prometheus and promtool, Alertmanager and amtool
 # (prometheus/build.sh), Thanos (thanos/build.sh) and Jaeger v2 (jaeger/build.sh). The
@@ -57,7 +52,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps collector mimir servers lint
+test: $(STAMP) system-deps collector servers lint
 	$(VENV)/bin/pytest
 
 # The unit tests at both ends of the dependency ranges pyproject.toml declares: the lowest

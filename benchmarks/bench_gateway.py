@@ -1,14 +1,15 @@
-"""One gateway Collector forwarding many planes into Grafana Mimir: throughput, loss, memory.
+"""One gateway Collector forwarding many planes into Thanos Receive: throughput, loss, memory.
 
     .venv/bin/python benchmarks/bench_gateway.py [--planes 20] [--seconds 300] [--quick]
 
-Starts Mimir (mimir/build.sh) and our Collector in the gateway role
-(otel_collector/gateway.yaml) on loopback, then ``--planes`` processes, each a Data plane
-pushing OTLP every 5 s with a fixed set of series (counters, gauges, a histogram) that
-it updates continuously. After ``--seconds`` the planes stop (their last export included)
-and the script compares every counter total in Mimir with what the planes recorded, and
-prints the series and samples per second that reached Mimir and the peak memory (RSS) of
-the Collector and of Mimir while they did.
+Starts Thanos Receive and Thanos Query (thanos/build.sh, with the flags docker-compose.yml
+gives them) and our Collector in the gateway role (otel_collector/gateway.yaml) on
+loopback, then ``--planes`` processes, each a Data plane pushing OTLP every 5 s with a
+fixed set of series (counters, gauges, a histogram) that it updates continuously. After
+``--seconds`` the planes stop (their last export included) and the script compares every
+counter total in Thanos (through Query) with what the planes recorded, and prints the
+series and samples per second that reached Receive and the peak memory (RSS) of the
+Collector, of Receive and of Query while they did.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,8 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS, SOURCES = 100, 5  # per plane: 500 counters, 100 gauges, a 100-series histogram
@@ -71,23 +75,43 @@ def build(script: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def compose_flags(service: str) -> list[str]:
+    """The flags docker-compose.yml gives a Thanos service, less its addresses and paths."""
+    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]["command"]
+    own = (
+        "--http-address=",
+        "--grpc-address=",
+        "--remote-write.address=",
+        "--tsdb.path=",
+        "--endpoint.sd-config-file=",
+    )
+    return [flag for flag in command[1:] if not flag.startswith(own)]
+
+
 def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as response:
         return bytes(response.read())
 
 
 def promql(base: str, query: str) -> list[dict[str, object]]:
-    body = json.loads(get(f"{base}/prometheus/api/v1/query?{urllib.parse.urlencode({'query': query})}"))
+    body = json.loads(get(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': query})}"))
     return list(body["data"]["result"])
 
 
 def received_samples(base: str) -> float:
-    """Samples Mimir's distributor has received so far (its own /metrics)."""
+    """Samples Receive has accepted so far (its own /metrics: write requests answered 200)."""
     total = 0.0
     for line in get(f"{base}/metrics").decode().splitlines():
-        if line.startswith("cortex_distributor_received_samples_total"):
+        if line.startswith("thanos_receive_write_samples_sum{") and 'code="200"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def running(proc: subprocess.Popen[bytes], name: str) -> bool:
+    """True while ``proc`` runs; its exit stops the benchmark (SystemExit is not retried by wait)."""
+    if proc.poll() is not None:
+        raise SystemExit(f"Thanos {name} exited with {proc.returncode}")
+    return True
 
 
 def rss_mib(pid: int) -> float:
@@ -116,26 +140,39 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 planes for 20 s (a smoke run)")
     args = parser.parse_args()
     planes, seconds = (3, 20.0) if args.quick else (args.planes, args.seconds)
-    mimir_bin, collector_bin = build("mimir/build.sh"), build("otel_collector/build.sh")
+    thanos_bin, collector_bin = build("thanos/build.sh"), build("otel_collector/build.sh")
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    (work / "data").mkdir()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    receive_http, receive_grpc, remote_write, query_http = free_port(), free_port(), free_port(), free_port()
+    receive_base, base = f"http://127.0.0.1:{receive_http}", f"http://127.0.0.1:{query_http}"
     started: list[subprocess.Popen[bytes]] = []
     try:
-        mimir_env = {**os.environ, "MIMIR_DATA": str(work / "data"), "MIMIR_ADDR": "127.0.0.1",
-                     "MIMIR_HTTP_PORT": str(port), "MIMIR_GRPC_PORT": str(free_port()),
-                     "MIMIR_MEMBERLIST_PORT": str(free_port())}  # fmt: skip
-        argv = [mimir_bin, f"-config.file={ROOT / 'mimir' / 'mimir.yaml'}", "-config.expand-env=true"]
-        mimir = subprocess.Popen(argv, env=mimir_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(mimir)
-        wait("Mimir", lambda: get(f"{base}/ready") == b"ready", 120)
+        argv = [thanos_bin, "receive", *compose_flags("thanos-receive"), f"--tsdb.path={work / 'receive'}",
+                f"--http-address=127.0.0.1:{receive_http}", f"--grpc-address=127.0.0.1:{receive_grpc}",
+                f"--remote-write.address=127.0.0.1:{remote_write}",
+                f"--receive.capnproto-address=127.0.0.1:{free_port()}", "--log.level=warn"]  # fmt: skip
+        receive = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(receive)
+        endpoints = work / "endpoints.yml"  # Receive alone (compose's thanos/endpoints.yml adds the Ruler)
+        endpoints.write_text(yaml.safe_dump({"endpoints": [{"address": f"127.0.0.1:{receive_grpc}"}]}))
+        argv = [thanos_bin, "query", *compose_flags("thanos-query"), f"--endpoint.sd-config-file={endpoints}",
+                f"--http-address=127.0.0.1:{query_http}", f"--grpc-address=127.0.0.1:{free_port()}",
+                "--log.level=warn"]  # fmt: skip
+        query = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(query)
+        wait("Thanos Receive", lambda: running(receive, "Receive") and get(f"{receive_base}/-/ready") is not None, 120)
+        stores = f"{base}/api/v1/stores"
+        wait(
+            "Query to reach Receive",
+            lambda: running(query, "Query") and json.loads(get(stores))["data"].get("receive"),
+            60,
+        )
         otlp, health = free_port(), free_port()
         token = secrets.token_hex(32)  # the gateway's OTLP receivers ask for it, as in compose
         gateway_env = {**os.environ, "OTEL_COLLECTOR_TOKEN": token, "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp}",
                        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
                        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
-                       "OTELCOL_REMOTE_WRITE_URL": f"{base}/api/v1/push", "OTELCOL_LOG_LEVEL": "warn"}  # fmt: skip
+                       "OTELCOL_REMOTE_WRITE_URL": f"http://127.0.0.1:{remote_write}/api/v1/receive",
+                       "OTELCOL_LOG_LEVEL": "warn"}  # fmt: skip
         gateway = subprocess.Popen([collector_bin, f"--config={ROOT / 'otel_collector' / 'gateway.yaml'}"],
                                    env=gateway_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         started.append(gateway)
@@ -149,17 +186,18 @@ def main() -> None:
                    "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace=scale,service.instance.id=sim-{k:02d}"}  # fmt: skip
             procs.append(subprocess.Popen([sys.executable, "-c", code, str(k)], env=env, stdout=subprocess.PIPE))
         started.extend(procs)
-        peak = {"collector": 0.0, "mimir": 0.0}
+        peak = {"collector": 0.0, "receive": 0.0, "query": 0.0}
         begin = time.monotonic()
         first: tuple[float, float] | None = None
         while time.monotonic() - begin < seconds:
             peak["collector"] = max(peak["collector"], rss_mib(gateway.pid))
-            peak["mimir"] = max(peak["mimir"], rss_mib(mimir.pid))
+            peak["receive"] = max(peak["receive"], rss_mib(receive.pid))
+            peak["query"] = max(peak["query"], rss_mib(query.pid))
             if first is None and time.monotonic() - begin > min(30, seconds / 3):  # after start-up
-                first = (time.monotonic(), received_samples(base))
+                first = (time.monotonic(), received_samples(receive_base))
             time.sleep(1)
         assert first is not None
-        rate = (received_samples(base) - first[1]) / (time.monotonic() - first[0])
+        rate = (received_samples(receive_base) - first[1]) / (time.monotonic() - first[0])
         counts = []
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -174,19 +212,20 @@ def main() -> None:
             return bool(got) and float(got[0]["value"][1]) == expected  # type: ignore[index]
 
         try:
-            wait("every increment in Mimir", complete, 120)
+            wait("every increment in Thanos", complete, 120)
             loss = "none"
         except SystemExit:
             got = promql(base, f"sum(data_ticks_received_total{series})")
             loss = f"{expected - float(got[0]['value'][1]) if got else expected:.0f} increments missing"  # type: ignore[index]
         total_series = promql(base, f"count({series})")
         n_series = int(float(total_series[0]["value"][1])) if total_series else 0  # type: ignore[index]
-        print(f"{planes} planes pushing OTLP every 5 s for {seconds:.0f} s through one gateway Collector into Mimir")
-        print(f"  series in Mimir            {n_series:,}")
-        print(f"  samples per second         {rate:,.0f} received by Mimir (its distributor's count)")
+        print(f"{planes} planes pushing OTLP every 5 s for {seconds:.0f} s through one gateway Collector into Thanos")
+        print(f"  series in Thanos           {n_series:,}")
+        print(f"  samples per second         {rate:,.0f} accepted by Thanos Receive (its own count)")
         print(f"  counter increments         {expected:,} recorded; loss: {loss}")
         print(f"  peak RSS, gateway Collector {peak['collector']:,.0f} MiB")
-        print(f"  peak RSS, Mimir            {peak['mimir']:,.0f} MiB")
+        print(f"  peak RSS, Thanos Receive   {peak['receive']:,.0f} MiB")
+        print(f"  peak RSS, Thanos Query     {peak['query']:,.0f} MiB")
     finally:
         for proc in reversed(started):
             if proc.poll() is None:
@@ -195,6 +234,8 @@ def main() -> None:
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

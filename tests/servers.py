@@ -113,8 +113,8 @@ class Process:
 
 
 class PromQLClient:
-    """The Prometheus HTTP API of a server at ``url`` + ``api_root`` (Prometheus: /api/v1;
-    Mimir: /prometheus/api/v1), sending ``auth`` (headers) with every request."""
+    """The Prometheus HTTP API of a server at ``url`` + ``api_root`` (Prometheus and Thanos
+    Query: /api/v1), sending ``auth`` (headers) with every request."""
 
     url: str
     api_root = "/api/v1"
@@ -244,9 +244,9 @@ def collector_binary() -> str:
 
 
 @cache
-def mimir_binary() -> str:
-    """Grafana Mimir, built by mimir/build.sh (or reused)."""
-    return _go_build(ROOT / "mimir" / "build.sh", "Mimir")
+def thanos_binary() -> str:
+    """Thanos (receive, query, rule, sidecar), built by thanos/build.sh (or reused)."""
+    return _go_build(ROOT / "thanos" / "build.sh", "Thanos")
 
 
 class Collector(Process):
@@ -297,7 +297,7 @@ class Collector(Process):
 
 
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
-"""prometheus/rules/*.yml: what Prometheus loads, and Mimir's ruler."""
+"""prometheus/rules/*.yml: what Prometheus loads, and Thanos Ruler."""
 
 ALERTMANAGER_TEMPLATE = PROMETHEUS_DIR / "alertmanager.yml"
 
@@ -410,29 +410,163 @@ class Webhook:
         self.server.server_close()
 
 
-class Mimir(Process, PromQLClient):
-    """Grafana Mimir as one process (mimir/mimir.yaml) on free loopback ports, its ruler
-    alerting ``alertmanager``."""
+# --- the scale-out path: Thanos, and a Prometheus HA pair beside it ---------------------
 
-    api_root = "/prometheus/api/v1"
+THANOS_DIR = ROOT / "thanos"
+_OWN_FLAGS = (
+    "--http-address=", "--grpc-address=", "--remote-write.address=", "--tsdb.path=", "--data-dir=",
+    "--endpoint.sd-config-file=", "--rule-file=", "--query=", "--alertmanagers.config-file=",
+)  # fmt: skip
 
-    def __init__(self, workdir: Path, alertmanager: str = "http://127.0.0.1:9") -> None:
-        super().__init__("mimir", workdir)
-        (workdir / "data").mkdir(parents=True, exist_ok=True)
+
+def compose_thanos_flags(service: str) -> list[str]:
+    """The flags docker-compose.yml gives a Thanos service (its command less the
+    subcommand), less those naming addresses and paths in the container."""
+    command = yaml.safe_load(COMPOSE_FILE.read_text())["services"][service]["command"]
+    return [flag for flag in command[1:] if not flag.startswith(_OWN_FLAGS)]
+
+
+class Thanos(Process):
+    """One Thanos component (``thanos COMPONENT``) with ``flags``, on free loopback ports:
+    HTTP at ``url``, its gRPC StoreAPI at ``grpc``. ``entrypoint`` replaces ``thanos``
+    (it gets the component and flags as arguments), with ``env``."""
+
+    def __init__(
+        self,
+        component: str,
+        workdir: Path,
+        flags: Sequence[str],
+        port: int | None = None,
+        entrypoint: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"thanos-{component}", workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc = f"127.0.0.1:{free_port()}"
+        addresses = [f"--http-address=127.0.0.1:{self.port}", f"--grpc-address={self.grpc}"]
+        argv = [*(entrypoint or [thanos_binary()]), component, *flags, *addresses, "--log.level=warn"]
+        self._spawn(argv, env)
+        ready = f"{self.url}/-/ready"
+        wait_for(f"Thanos {component} to be ready", lambda: self.alive() and http_get(ready)[0] == 200, timeout=60)
+
+
+class ThanosReceive(Thanos):
+    """Thanos Receive with compose's flags: one node (no hashring), taking remote writes at ``push_url``."""
+
+    def __init__(self, workdir: Path) -> None:
+        remote_write = f"127.0.0.1:{free_port()}"
+        self.push_url = f"http://{remote_write}/api/v1/receive"
+        flags = [
+            f"--tsdb.path={workdir / 'data'}",
+            f"--remote-write.address={remote_write}",
+            f"--receive.capnproto-address=127.0.0.1:{free_port()}",  # replication between Receives; 19391 by default
+        ]
+        super().__init__("receive", workdir, [*compose_thanos_flags("thanos-receive"), *flags])
+
+
+class ThanosQuery(Thanos, PromQLClient):
+    """Thanos Query with compose's flags over ``endpoints`` (gRPC addresses), given in a copy
+    of thanos/endpoints.yml; HTTP on ``port`` if given (a Ruler started first needs it)."""
+
+    def __init__(self, workdir: Path, endpoints: Sequence[str], port: int | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = yaml.safe_load((THANOS_DIR / "endpoints.yml").read_text())
+        config["endpoints"] = [{"address": address} for address in endpoints]
+        config_file = workdir / "endpoints.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        flags = [*compose_thanos_flags("thanos-query"), f"--endpoint.sd-config-file={config_file}"]
+        super().__init__("query", workdir, flags, port)
+        wanted = set(endpoints)
+        wait_for(f"Query to reach {sorted(wanted)}", lambda: self.endpoints() >= wanted, timeout=60, interval=0.5)
+
+    def endpoints(self) -> set[str]:
+        """The endpoints Query is connected to (its /api/v1/stores), without an error."""
+        stores: dict[str, list[dict[str, Any]]] = self.api("stores") or {}
+        return {s["name"] for group in stores.values() for s in group if not s.get("lastError")}
+
+
+class ThanosRule(Thanos):
+    """Thanos Ruler with compose's flags: prometheus/rules/*.yml evaluated through the Query
+    at ``query`` (host:port), alerts sent to the Alertmanager at ``alertmanager``
+    (host:port) as a copy of thanos/alertmanagers.yml says, with ``alertmanager_password``.
+    It starts through compose's entrypoint, run by busybox (the image's shell), which
+    writes the password file from ALERTMANAGER_PASSWORD."""
+
+    def __init__(
+        self, workdir: Path, query: str, alertmanager: str, alertmanager_password: str = ALERTMANAGER_PASSWORD
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        password_file = workdir / "alertmanager.password"
+        _, _, script, arg0 = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["thanos-rule"]["entrypoint"]
+        script = script.replace("$$", "$")  # compose unescapes $$ when it runs the command
+        script = script.replace("/tmp/alertmanager.password", str(password_file))
+        script = script.replace("exec /bin/thanos ", f"exec {thanos_binary()} ")
+        entrypoint = [require_binary("busybox", "busybox"), "sh", "-c", script, arg0]
+        config = yaml.safe_load((THANOS_DIR / "alertmanagers.yml").read_text())
+        for entry in config["alertmanagers"]:
+            entry["static_configs"] = [alertmanager]
+            entry["http_config"]["basic_auth"]["password_file"] = str(password_file)
+        config_file = workdir / "alertmanagers.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        flags = [
+            f"--data-dir={workdir / 'data'}",
+            f"--rule-file={PROMETHEUS_DIR / 'rules'}/*.yml",
+            f"--query={query}",
+            f"--alertmanagers.config-file={config_file}",
+        ]
+        env = {"ALERTMANAGER_PASSWORD": alertmanager_password}
+        super().__init__("rule", workdir, [*compose_thanos_flags("thanos-rule"), *flags], None, entrypoint, env)
+        assert password_file.read_text() == alertmanager_password
+        assert password_file.stat().st_mode & 0o077 == 0, "the password file is its user's only"
+
+
+class PrometheusReplica(Process, PromQLClient):
+    """One replica of a Prometheus HA pair: Prometheus 3 running prometheus/prometheus.yml
+    and compose's flags, with the external labels ``cluster`` and ``replica``, scraping
+    ``targets`` every second. No rules and no Alertmanager: those run once, in Thanos Ruler."""
+
+    def __init__(self, workdir: Path, replica: str, targets: Mapping[str, Sequence[str]]) -> None:
+        super().__init__(f"prometheus-{replica}", workdir)
+        (workdir / "targets").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.push_url = f"{self.url}/api/v1/push"
-        env = {
-            "MIMIR_DATA": str(workdir / "data"),
-            "MIMIR_ADDR": "127.0.0.1",
-            "MIMIR_FRONTEND_ADDR": "127.0.0.1",
-            "MIMIR_HTTP_PORT": str(self.port),
-            "MIMIR_GRPC_PORT": str(free_port()),
-            "MIMIR_MEMBERLIST_PORT": str(free_port()),
-            "MIMIR_ALERTMANAGER_URL": alertmanager,
-        }
-        self._spawn([mimir_binary(), f"-config.file={ROOT / 'mimir' / 'mimir.yaml'}", "-config.expand-env=true"], env)
-        wait_for("Mimir to be ready", lambda: self.alive() and http_get(f"{self.url}/ready")[0] == 200, timeout=120)
+        self.data = workdir / "data"
+        config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+        config["global"].update(
+            scrape_interval="1s", scrape_timeout="1s", external_labels={"cluster": "desk", "replica": replica}
+        )
+        del config["rule_files"], config["alerting"]
+        for job in config["scrape_configs"]:
+            job["scrape_interval"] = "1s"
+            for static in job.get("static_configs", []):
+                static["targets"] = [f"127.0.0.1:{self.port}"]  # itself, not whatever listens on 9090
+        for name in ("collector", "planes"):
+            entries = [{"targets": list(targets.get(name, ()))}] if targets.get(name) else []
+            (workdir / "targets" / f"{name}.json").write_text(json.dumps(entries))
+        config_file = workdir / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        self._spawn(
+            [
+                require_binary("prometheus"),
+                f"--config.file={config_file}",
+                f"--storage.tsdb.path={self.data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *compose_prometheus_flags(),
+                "--log.level=warn",
+            ]
+        )
+        ready = f"{self.url}/-/ready"
+        wait_for(f"Prometheus {replica} to be ready", lambda: self.alive() and http_get(ready)[0] == 200)
+
+
+class ThanosSidecar(Thanos):
+    """The Thanos Sidecar beside a Prometheus replica: its data, as a StoreAPI, to Query."""
+
+    def __init__(self, workdir: Path, prometheus: PrometheusReplica) -> None:
+        flags = [f"--prometheus.url={prometheus.url}", f"--tsdb.path={prometheus.data}"]
+        super().__init__("sidecar", workdir, flags)
 
 
 JAEGER_DIR = ROOT / "jaeger"

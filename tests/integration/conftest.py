@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from servers import Collector, Mimir, Process, Prometheus
+from servers import Collector, Jaeger, Process, Prometheus
+
+P = TypeVar("P", bound=Process)
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +47,17 @@ def collector_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[P
 
 
 @pytest.fixture(scope="module")
-def mimir_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Process]) -> Callable[..., Mimir]:
-    """Start Grafana Mimir (monolithic, filesystem storage) on free ports."""
+def thanos_factory(tmp_path_factory: pytest.TempPathFactory, _started: list[Process]) -> Callable[..., Any]:
+    """Start a server of the scale-out path on free ports, stopped with the module:
+    ``factory(ThanosReceive)``, ``factory(ThanosQuery, endpoints=[...])``,
+    ``factory(PrometheusReplica, replica="a", targets={...})``, ``factory(Alertmanager, env={})``."""
 
-    def start(**kw: Any) -> Mimir:
-        server = Mimir(tmp_path_factory.mktemp("mimir"), **kw)
+    def start(kind: Callable[..., P], **kw: Any) -> P:
+        server = kind(tmp_path_factory.mktemp(getattr(kind, "__name__", "server").lower()), **kw)
         _started.append(server)
         return server
 
     return start
-
-
-from servers import Jaeger  # noqa: E402 - with the fixture that needs it
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,15 @@ from servers import (
     ROOT,
     RULE_FILES,
     collector_binary,
+    jaeger_binary,
     render_env,
     require_binary,
+    thanos_binary,
 )
 from trading_telemetry.catalog import CATALOG, Kind
 
 COMPOSE = ROOT / "docker-compose.yml"
+SCALE_THANOS = ("thanos-receive", "thanos-query", "thanos-rule")  # the `scale` profile's store
 # What compose refuses to start without (README: "Who can do what"), with a value of each.
 REQUIRED = {
     "GRAFANA_ADMIN_PASSWORD": "s3cret",
@@ -118,7 +121,7 @@ def test_the_readme_start_copies_env_example_and_asks_for_each_credential(tmp_pa
     scaled = config()
     assert scaled.returncode == 0, scaled.stderr
     config = yaml.safe_load(scaled.stdout)
-    assert config["services"]["grafana"]["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://mimir:9009/prometheus"
+    assert config["services"]["grafana"]["environment"]["GRAFANA_PROMETHEUS_URL"] == "http://thanos-query:10902"
     assert config["services"]["demo"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-gateway:4318"
 
 
@@ -126,7 +129,7 @@ def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
     """Images carry an explicit version, every service has a healthcheck, host ports bind 127.0.0.1."""
     services = compose()["services"]
     expected = {"config", "otel-collector", "prometheus", "alertmanager", "grafana", "jaeger", "demo", "otel-gateway",
-                "mimir"}  # fmt: skip
+                *SCALE_THANOS}  # fmt: skip
     assert set(services) == expected
     for name, service in services.items():
         if service.get("restart") == "no":  # a one-shot job (config): nothing to check the health of
@@ -138,12 +141,15 @@ def test_every_service_is_pinned_healthchecked_and_on_loopback() -> None:
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not on loopback"
     assert "demo" in services["demo"]["profiles"]
-    assert services["mimir"]["profiles"] == services["otel-gateway"]["profiles"] == ["scale"]
+    for name in ("otel-gateway", *SCALE_THANOS):
+        assert services[name]["profiles"] == ["scale"], name
 
 
-def released(script: Path, name: str) -> str:
-    """The release a build script builds for ``name``: the `release=` on the line naming it."""
-    (release,) = re.findall(rf"\bname={re.escape(name)}\b.*\brelease=([0-9][0-9.]*)", script.read_text())
+def released(script: Path, name: str | None = None) -> str:
+    """The release a build script builds (for ``name``, where it builds several): the `release=`
+    on the line naming it."""
+    named = rf"\bname={re.escape(name)}\b.*" if name else ""
+    (release,) = re.findall(rf"{named}\brelease=v?([0-9][0-9.]*)", script.read_text())
     return str(release)
 
 
@@ -158,6 +164,11 @@ SERVERS: dict[str, tuple[str, str, Callable[[], str]]] = {
         lambda: require_binary("alertmanager"),
     ),
     "otel-collector": ("otel/opentelemetry-collector-contrib:{}", MANIFEST["dist"]["version"], collector_binary),
+    **{
+        name: ("quay.io/thanos/thanos:v{}", released(ROOT / "thanos" / "build.sh"), thanos_binary)
+        for name in SCALE_THANOS
+    },
+    "jaeger": ("jaegertracing/jaeger:{}", released(ROOT / "jaeger" / "build.sh"), jaeger_binary),
 }  # fmt: skip
 """The servers compose deploys that the tests build from source, one row each."""
 
@@ -171,7 +182,8 @@ def test_compose_deploys_the_version_the_tests_build(service: str) -> None:
     assert compose()["services"][service]["image"] == image.format(version)
     done = run([binary(), "--version"])
     assert done.returncode == 0, done.stderr
-    assert re.search(rf"\bversion {re.escape(version)}\b", done.stdout + done.stderr), done.stdout + done.stderr
+    said = done.stdout + done.stderr  # "prometheus, version 3.16.0 (...)"; Jaeger: {"gitVersion":"v2.12.0",...}
+    assert re.search(rf"[vV]ersion\W+v?{re.escape(version)}\b", said), said
 
 
 def test_collector_manifest_versions_agree() -> None:
@@ -356,8 +368,8 @@ def test_compose_runs_the_repository_configs() -> None:
 
 def test_compose_gives_every_write_and_control_path_its_credential() -> None:
     """The Collectors and the demo get the token from .env; Prometheus has no lifecycle, admin or write API and
-    sends Alertmanager's password; Alertmanager runs its web config and no cluster port; Jaeger and Mimir are
-    only on the backend network."""
+    sends Alertmanager's password, as Thanos Ruler does; Alertmanager runs its web config and no cluster port;
+    Jaeger and Thanos are only on the backend network."""
     services = compose()["services"]
     token = "${OTEL_COLLECTOR_TOKEN:?set OTEL_COLLECTOR_TOKEN in .env (see .env.example)}"
     for name in ("otel-collector", "otel-gateway"):
@@ -374,13 +386,17 @@ def test_compose_gives_every_write_and_control_path_its_credential() -> None:
     assert services["alertmanager"]["environment"]["ALERTMANAGER_PASSWORD_HASH"].startswith(
         "${ALERTMANAGER_PASSWORD_HASH:?"
     )
-    assert services["mimir"]["environment"]["MIMIR_ALERTMANAGER_URL"].startswith(
-        "http://alertmanager:${ALERTMANAGER_PASSWORD:?"
-    )
-    for name in ("jaeger", "mimir"):
+    rule = services["thanos-rule"]
+    assert rule["environment"]["ALERTMANAGER_PASSWORD"].startswith("${ALERTMANAGER_PASSWORD:?")
+    assert "> /tmp/alertmanager.password" in rule["entrypoint"][2]
+    alertmanagers = yaml.safe_load((ROOT / "thanos" / "alertmanagers.yml").read_text())["alertmanagers"]
+    assert [a["http_config"]["basic_auth"] for a in alertmanagers] == [
+        {"username": "alertmanager", "password_file": "/tmp/alertmanager.password"}
+    ]
+    for name in ("jaeger", *SCALE_THANOS):
         assert services[name]["networks"] == ["backend"], name
     for name, service in services.items():
-        if name not in ("jaeger", "mimir") and "backend" in service.get("networks", []):
+        if name not in ("jaeger", *SCALE_THANOS) and "backend" in service.get("networks", []):
             assert name in ("otel-collector", "otel-gateway", "grafana", "alertmanager"), name
 
 
@@ -429,8 +445,8 @@ def test_target_files_are_valid_json_lists() -> None:
 
 def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_path: Path) -> None:
     """The config service's command, run by busybox (the image's shell) on a checkout made under
-    umask 077, leaves every file world-readable and every directory world-searchable, and each
-    service mounts the copy it reads."""
+    umask 077, leaves every file world-readable and every directory world-searchable and Thanos'
+    data volumes its user's, and each service mounts the copy it reads."""
     tool = require_binary("docker-compose", "docker-compose")
     busybox = require_binary("busybox", "busybox")
     done = run([tool, "-f", str(COMPOSE), "config"], {**os.environ, **REQUIRED})
@@ -441,7 +457,7 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
     old = os.umask(0o077)
     try:
         # As git checks out: modes from the umask.
-        for name in ("otel_collector", "prometheus", "grafana", "mimir", "jaeger"):
+        for name in ("otel_collector", "prometheus", "grafana", "thanos", "jaeger"):
             for file in (ROOT / name).rglob("*"):
                 if file.is_file() and not any(part.startswith(".") for part in file.parts[len(ROOT.parts) :]):
                     (src / file.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
@@ -451,21 +467,38 @@ def test_config_copies_are_readable_by_the_containers_whatever_the_umask(tmp_pat
         os.umask(old)
     assert (src / "prometheus" / "prometheus.yml").stat().st_mode & 0o077 == 0  # as a umask 077 checkout is
     script = script.replace("$$", "$")  # compose unescapes $$ when it runs the command
-    script = re.sub(r"/config\b", str(dst), re.sub(r"/src\b", str(src), script))
+    data = tmp_path / "data"  # Thanos' data volumes, new hence root's
+    for volume in ("thanos-receive", "thanos-rule"):
+        (data / volume).mkdir(parents=True)
+    owner = 1001  # the Thanos image's user
+    if os.geteuid() != 0:  # only root gives files away: the test's own user stands in for Thanos'
+        owner = os.geteuid()
+        script = script.replace("chown 1001:1001", f"chown {owner}:{os.getegid()}")
+    script = re.sub(r"/data\b", str(data), re.sub(r"/config\b", str(dst), re.sub(r"/src\b", str(src), script)))
     ran = subprocess.run([busybox, "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
     for path in dst.rglob("*"):
         assert path.stat().st_mode & (0o005 if path.is_dir() else 0o004), f"{path} is not readable by others"
-    assert (dst / "mimir" / "rules" / "anonymous" / "alerts.yml").read_text() == (
-        ROOT / "prometheus" / "rules" / "alerts.yml"
-    ).read_text()
+    for volume in ("thanos-receive", "thanos-rule"):
+        assert (data / volume).stat().st_uid == owner, volume
     mounts = {
         "otel-collector": "collector_config:/etc/otelcol:ro", "otel-gateway": "collector_config:/etc/otelcol:ro",
         "prometheus": "prometheus_config:/etc/prometheus:ro", "alertmanager": "prometheus_config:/etc/alertmanager:ro",
-        "grafana": "grafana_config:/etc/grafana/trading:ro", "mimir": "mimir_config:/etc/mimir:ro",
+        "grafana": "grafana_config:/etc/grafana/trading:ro", "thanos-query": "thanos_config:/etc/thanos:ro",
+        "thanos-rule": "thanos_config:/etc/thanos:ro", "thanos-receive": "thanos_receive_data:/data",
         "jaeger": "jaeger_config:/etc/jaeger:ro",
     }  # fmt: skip
     services = compose()["services"]
     for name, mount in mounts.items():
         assert any(str(v).split("  ")[0].startswith(mount) for v in services[name]["volumes"]), name
         assert services[name]["depends_on"]["config"] == {"condition": "service_completed_successfully"}, name
+    # Thanos Ruler reads the rule files Prometheus loads, from Prometheus' copy; the config service owns
+    # Thanos' data volumes to the image's user.
+    assert "prometheus_config:/etc/prometheus:ro" in services["thanos-rule"]["volumes"]
+    assert "--rule-file=/etc/prometheus/rules/*.yml" in services["thanos-rule"]["command"]
+    assert (dst / "prometheus" / "rules" / "alerts.yml").read_text() == (
+        ROOT / "prometheus" / "rules" / "alerts.yml"
+    ).read_text()
+    assert {"thanos_receive_data:/data/thanos-receive", "thanos_rule_data:/data/thanos-rule"} <= set(
+        services["config"]["volumes"]
+    )
