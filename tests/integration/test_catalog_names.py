@@ -57,7 +57,9 @@ def _catalog_accepts(name: str, unit: str, kind: Kind) -> bool:
 def exposed(collector_factory: Callable[[], Collector]) -> Iterator[set[str]]:
     """Every case pushed once to a Collector; the sample names its prometheus exporter then serves."""
     collector = collector_factory()
-    exporter = OTLPMetricExporter(endpoint=f"{collector.otlp_http}/v1/metrics", timeout=5)
+    exporter = OTLPMetricExporter(
+        endpoint=f"{collector.otlp_http}/v1/metrics", headers={"authorization": f"Bearer {collector.token}"}, timeout=5
+    )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     provider = MeterProvider(
         metric_readers=[reader], resource=Resource({"service.name": "naming_probe"}), shutdown_on_exit=False
