@@ -20,6 +20,22 @@ class Boom(Exception):
     """What the hostile objects raise."""
 
 
+class Alias:
+    """Not a string, but hashes and compares equal to one: it must never pass for a cached label."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.text
+
+    def __repr__(self) -> str:
+        return f"Alias({self.text!r})"
+
+
 def _boom(*_: Any) -> Any:
     raise Boom("hostile dunder")
 

@@ -14,6 +14,7 @@ import pytest
 from nautilus_trader.model.currencies import USD
 from nautilus_trader.model.objects import Money, Price, Quantity
 
+from hostile import Alias
 from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig
 from trading_telemetry._sdk import build_sdk
 from trading_telemetry.catalog import Plane
@@ -278,19 +279,6 @@ def test_a_fill_resent_after_the_order_completed_counts_nothing() -> None:
 
 
 # -- label values --------------------------------------------------------------------
-
-
-class Alias:
-    """Not a string: hashes and compares equal to one."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __eq__(self, other: object) -> bool:
-        return other == self.text
 
 
 class Liar(str):

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 
 from helpers import STRICT_NO_EXPORT, labels_for, record_everything
+from hostile import Alias
 from trading_telemetry import (
     CardinalityLimitError,
     TelemetryConfig,
@@ -295,22 +296,6 @@ def test_the_exemplar_filter_decides_which_observations_carry_exemplars(exemplar
 
 
 # -- only a plain string stands for a label value ----------------------------------------
-
-
-class Alias:
-    """Not a string: hashes and compares equal to one."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __eq__(self, other: object) -> bool:
-        return other == self.text
-
-    def __repr__(self) -> str:
-        return f"Alias({self.text!r})"
 
 
 class Liar(str):

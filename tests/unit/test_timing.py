@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from hostile import Alias
 from trading_telemetry import InstrumentationError, LabelError, TelemetryConfig, init_metrics_exporter, timed
 from trading_telemetry.testing import TelemetryCapture
 
@@ -137,22 +138,6 @@ def test_bad_label_value_from_an_argument_follows_the_regime() -> None:
     assert store(7) == "stored"
     assert store([1]) == "stored"  # unhashable too
     assert metrics.health()["dropped_measurements"] == 2
-
-
-class Alias:
-    """Not a str, but hashes and compares equal to one."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __eq__(self, other: object) -> bool:
-        return other == self.text
-
-    def __repr__(self) -> str:
-        return f"Alias({self.text!r})"
 
 
 def test_strict_timed_refuses_an_object_passing_for_a_cached_argument(captelemetry: TelemetryCapture) -> None:
