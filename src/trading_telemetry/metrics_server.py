@@ -258,7 +258,11 @@ class MetricsServer:
         self._closed = True
         deadline = time.monotonic() + timeout
         # Closed from the server's own loop thread: its sockets are never touched by two threads.
-        cast(Any, self._server.trigger).pull_trigger(lambda: _close_all(self._map))
+        # waitress queues the thunk before it writes to its trigger pipe, so a loop woken by a
+        # handler's own pull may run it, closing the pipe, before that write: then the write
+        # fails with EBADF, and the work is already done.
+        with contextlib.suppress(OSError):
+            cast(Any, self._server.trigger).pull_trigger(lambda: _close_all(self._map))
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self._server.task_dispatcher.shutdown(timeout=max(0, math.ceil(deadline - time.monotonic())))
 
