@@ -42,7 +42,7 @@ try:
     catalog.load_file(sys.argv[1])
     outcome = "accepted"
 except CatalogError as error:
-    outcome = "CatalogError: " + str(error).replace(sys.argv[1], "FILE")
+    outcome = "CatalogError: " + str(error).replace(sys.argv[1], "FILE").splitlines()[0]
 except BaseException as error:
     outcome = f"{type(error).__name__} (not a CatalogError): {str(error)[:60]}"
 wall = time.perf_counter() - start

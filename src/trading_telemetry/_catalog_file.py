@@ -111,7 +111,11 @@ def parse(path: str, text: str, loader_type: type[Any] | None = None) -> object:
     except _Refused as error:
         raise CatalogError(f"{path}: {error}", source=path) from None
     except Exception as error:  # noqa: BLE001 - anything the YAML library raises on this text refuses the file
-        raise CatalogError(f"{path}: not a valid YAML file: {safe_str(error, 500)}", source=path) from None
+        message = safe_str(error, 500)
+        if "exceeded maximum nesting depth" in message:  # newer libyaml's own limit (1,000), met first
+            line = getattr(getattr(error, "problem_mark", None), "line", 0) + 1
+            raise CatalogError(f"{path}: line {line}: nested deeper than {MAX_DEPTH} levels", source=path) from None
+        raise CatalogError(f"{path}: not a valid YAML file: {message}", source=path) from None
     finally:
         if parser is not None:
             parser.dispose()
