@@ -16,6 +16,18 @@ def _fresh_state() -> Iterator[None]:
     reset()
 
 
+@pytest.fixture
+def built_in_catalog() -> Iterator[None]:
+    """The test starts and ends with the built-in catalog: no desk extension left over."""
+    from trading_telemetry import catalog
+
+    reset()
+    catalog._forget_extensions()
+    yield
+    reset()
+    catalog._forget_extensions()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI=true a skipped test fails the run: real components must be there."""
     if os.environ.get("CI") != "true":

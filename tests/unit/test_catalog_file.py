@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,7 @@ from trading_telemetry import catalog as cat
 LOADERS = {"libyaml": cf.LOADER, "python": cf.loader(cf._PythonParser)}
 
 
-@pytest.fixture(autouse=True)
-def _built_in_catalog() -> Iterator[None]:
-    """Each test starts and ends with the built-in catalog."""
-    reset()
-    cat._forget_extensions()
-    yield
-    reset()
-    cat._forget_extensions()
+pytestmark = pytest.mark.usefixtures("built_in_catalog")
 
 
 @pytest.fixture(params=sorted(LOADERS))

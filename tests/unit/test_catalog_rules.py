@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hostile import FakesItsClass, HostileFloat, HostileStr, RaisesOnHash, RaisesOnRepr
 from servers import require_binary
-from trading_telemetry import CatalogError, InvalidValueError, TelemetryConfig, init_metrics_exporter, reset
+from trading_telemetry import CatalogError, InvalidValueError, TelemetryConfig, init_metrics_exporter
 from trading_telemetry import catalog as cat
 from trading_telemetry._drops import DROPPED_METRIC
 from trading_telemetry._naming import collector_name, python_exporter_name, reserved_name
@@ -27,14 +27,7 @@ from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
 STRICT = TelemetryConfig(strict=True, metrics_exporters=("prometheus",))
 
 
-@pytest.fixture(autouse=True)
-def _built_in_catalog() -> Iterator[None]:
-    """Each test starts and ends with the built-in catalog."""
-    reset()
-    cat._forget_extensions()
-    yield
-    reset()
-    cat._forget_extensions()
+pytestmark = pytest.mark.usefixtures("built_in_catalog")
 
 
 def gauge(name: str = "data_queue_depth", *labels: Any, key: str = "queue_depth", **fields: Any) -> MetricSpec:

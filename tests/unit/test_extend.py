@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,7 @@ DESK = Path(__file__).resolve().parents[1] / "data" / "desk-catalog.yaml"
 STRICT = TelemetryConfig(strict=True, metrics_exporters=("prometheus",))
 
 
-@pytest.fixture(autouse=True)
-def _built_in_catalog() -> Iterator[None]:
-    """Each test starts and ends with the built-in catalog."""
-    reset()
-    cat._forget_extensions()
-    yield
-    reset()
-    cat._forget_extensions()
+pytestmark = pytest.mark.usefixtures("built_in_catalog")
 
 
 def callback_latency() -> MetricSpec:
