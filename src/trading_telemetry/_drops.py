@@ -88,6 +88,14 @@ class DropPolicy:
             DROPPED_METRIC,
         )
 
+    def count(self, metric: str, reason: str) -> None:
+        """Count one drop the caller logs itself: a figure that cannot be computed from what
+        its source gives (no exchange rate, no price), not bad input; never raised."""
+        key = (metric if metric in self._keys else UNKNOWN_METRIC, reason)
+        with self._lock:
+            self.dropped += 1
+            self._counts[key] = self._counts.get(key, 0) + 1
+
     def counts(self) -> dict[tuple[str, str], int]:
         """Drops so far by (metric label, reason)."""
         with self._lock:

@@ -302,6 +302,11 @@ class PlaneMetrics:
         except Exception:  # noqa: BLE001 - not cached, still rejected
             pass
 
+    def count_drop(self, key: str, reason: str) -> None:
+        """Count a figure of ``key`` that could not be computed (``reason``: ``no_rate``,
+        ``no_mark``, ...) in the drop self-metric; the caller logs it. Never raises."""
+        self._policy.count(key, reason)
+
     def series_count(self, key: str) -> int:
         """How many label sets ``key`` has recorded (what the cardinality limit counts)."""
         return len(self._series[key])

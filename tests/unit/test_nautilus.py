@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nautilus_trader.model.enums import PriceType
 from nautilus_trader.model.events import OrderFilled
 
 from trading_telemetry import TelemetryConfig, _state, reset
@@ -74,7 +75,9 @@ def session() -> Session:
             gauges={k: capture.gauge(k) for k in portfolio},
             pnl={s: [capture.gauge(k, strategy=s) for k in pnl] for s in actor._strategies},
             signed_exposures=[
-                p.signed_qty * actor._mark(p.instrument_id).as_double() for p in engine.cache.positions_open()
+                p.signed_qty
+                * engine.cache.price(p.instrument_id, PriceType.BID if p.is_long else PriceType.ASK).as_double()
+                for p in engine.cache.positions_open()
             ],
         )
     finally:
@@ -116,7 +119,7 @@ def test_fills_resent_after_their_orders_ended_count_once(monkeypatch: pytest.Mo
         resent = [e for key in kept for e in fills[key]]
         assert len(resent) > 20
         for event in resent:
-            actor._enqueue(event)  # the actor has stopped: recorded at once
+            actor._on_order_event(event)  # the actor has stopped: recorded at once
         assert ours(capture, actor) == figures
         assert set(actor._ended) == kept
         assert set(actor._orders) == {o.client_order_id for o in engine.cache.orders_open()}
@@ -124,7 +127,7 @@ def test_fills_resent_after_their_orders_ended_count_once(monkeypatch: pytest.Mo
         # A fill of an order ended long before (no longer kept): counted again, and kept with
         # the ended orders (the engine has closed it), never among the open ones.
         evicted = next(e for key, events in fills.items() if key not in kept for e in events)
-        actor._enqueue(evicted)
+        actor._on_order_event(evicted)
         assert ours(capture, actor)["fill events"] == figures["fill events"] + 1
         assert len(actor._ended) == 40
         assert evicted.client_order_id in actor._ended
@@ -141,7 +144,8 @@ def test_reasons_are_reduced_to_codes_on_the_engines_own_messages(session: Sessi
 
 
 def test_portfolio_gauges_match_the_open_positions(session: Session) -> None:
-    """Net exposure is signed (long minus short, USD at the mid), gross the sum of sizes,
+    """Net exposure is signed (long minus short, USD at the bid for a long and the ask for a
+    short, as the engine's portfolio marks), gross the sum of sizes,
     and each strategy's total PnL is its realized plus unrealized."""
     signed = session.signed_exposures
     assert any(s < 0 for s in signed), "the session ends with a short position"

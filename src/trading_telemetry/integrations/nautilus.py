@@ -5,7 +5,7 @@ not modified and no strategy changes::
 
     from trading_telemetry.integrations.nautilus import TelemetryActor, TelemetryActorConfig
 
-    engine.add_actor(TelemetryActor(TelemetryActorConfig(portfolio_interval_secs=1.0)))
+    engine.add_actor(TelemetryActor(TelemetryActorConfig(usd_rates={"USDT": 1.0})))
 
 The actor listens on the message bus, passively (it subscribes to no market data itself):
 
@@ -13,17 +13,28 @@ The actor listens on the message bus, passively (it subscribes to no market data
   (``ts_init - ts_event``), labels ``source`` = the venue, ``symbol`` = the instrument id;
   ``data.bars.*``: ``bars_received`` for 1-minute, 5-minute, 1-hour and 1-day bars.
 - ``events.order.*``: every order through :class:`~trading_telemetry.OrderLifecycle`,
-  timed by the events' ``ts_event`` (engine nanoseconds: simulated time in a backtest).
-  Venue rejects become ``orders_rejected{reason}`` with ``reason`` a code of
-  :data:`REJECT_CODES`; risk-engine denials become ``orders_risk_rejections{check_type}``
-  with a code of :data:`DENIAL_CODES`; free text never becomes a label.
-- ``events.position.*``: realized PnL per strategy.
-- a timer (``portfolio_interval_secs``) and ``on_stop``: the Strategy plane's PnL gauges
-  per strategy and the portfolio gauges (gross, signed net exposure, value) in USD.
+  timed by the events' ``ts_event`` (engine nanoseconds: simulated time in a backtest),
+  counted once (an order the OrderEmulator releases is initialised again by the engine:
+  it keeps its first type and intent time). Each fill's slippage is measured from the
+  arrival price, taken when the order is created. Venue rejects become
+  ``orders_rejected{reason}``, risk-engine denials ``orders_risk_rejections{check_type}``,
+  codes of the engine's fixed message shapes; free text never becomes a label.
+- ``events.position.*``: realized PnL per strategy, converted to USD when booked.
+- the Strategy plane's PnL gauges per strategy and the portfolio gauges (gross and signed
+  net exposure, value), in USD, marked as the engine's portfolio marks.
 
-Events are queued as they come and recorded on the timer (at once after stop, or with
-``portfolio_interval_secs=0``). Add the actor before the engine runs: the bus does not
-give a wildcard subscription made later the topics already published.
+Money is converted into USD at the engine's mid rate, or at ``usd_rates`` for currencies
+the engine has no rate for (stablecoins). A figure that cannot be computed (no rate, no
+price) is not set: it is counted in the drop self-metric with a reason (``no_rate``,
+``no_mark``, ``no_arrival_price``) and logged once per currency or instrument.
+
+Events are queued as they come and recorded in batches: in a backtest every few thousand
+events, the gauges at most every ``portfolio_interval_secs`` of wall-clock time (no timer
+on simulated time); live, on a timer of ``portfolio_interval_secs``. After the actor
+stops, each event is recorded at once and the gauges set again (positions that strategies
+flatten in their own ``on_stop``). ``engine.reset()`` starts the gauges again; counters
+keep counting. Add the actor before the engine runs: the bus does not give a wildcard
+subscription made later the topics already published.
 
 Backtest or live: a backtest's planes belong to ``service.namespace=backtest`` (see
 :func:`prepare`), so that its series never mix with the live desk's.
@@ -31,9 +42,11 @@ Backtest or live: a backtest's planes belong to ``service.namespace=backtest`` (
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
@@ -44,8 +57,8 @@ try:
     from nautilus_trader.common.component import TestClock
     from nautilus_trader.config import ActorConfig
     from nautilus_trader.model.currencies import USD
-    from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
-    from nautilus_trader.model.enums import BarAggregation, OrderSide, OrderType, PriceType
+    from nautilus_trader.model.data import Bar
+    from nautilus_trader.model.enums import BarAggregation, OrderSide, OrderType, PositionSide, PriceType
     from nautilus_trader.model.events import (
         OrderAccepted,
         OrderCanceled,
@@ -56,10 +69,11 @@ try:
         OrderRejected,
         OrderSubmitted,
         OrderUpdated,
-        PositionChanged,
         PositionClosed,
         PositionOpened,
     )
+    from nautilus_trader.model.identifiers import Venue
+    from nautilus_trader.model.objects import Currency
 except ImportError as error:  # pragma: no cover - the message is the point
     raise ImportError(
         "trading_telemetry.integrations.nautilus needs NautilusTrader: "
@@ -67,13 +81,16 @@ except ImportError as error:  # pragma: no cover - the message is the point
     ) from error
 
 from trading_telemetry import _state
+from trading_telemetry._drops import DROPPED_METRIC
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import DEFAULT_NAMESPACE
 from trading_telemetry.catalog import Plane
+from trading_telemetry.errors import ConfigError
 from trading_telemetry.lifecycle import OrderLifecycle
 
 __all__ = [
     "BACKTEST_NAMESPACE",
+    "BATCH",
     "DENIAL_CODES",
     "ENDED_ORDERS_KEPT",
     "REJECT_CODES",
@@ -87,8 +104,16 @@ __all__ = [
 logger = logging.getLogger("trading_telemetry")
 
 _TIMER = "trading-telemetry-portfolio"
-_QUOTES_SEARCHED = 1000
-"""How far back the arrival quote of an order is searched in the engine's cache."""
+_MISSING = {
+    "no_rate": "no {0}/USD rate in the engine's cache: amounts in {0} are not recorded; give one in "
+    "TelemetryActorConfig(usd_rates={{'{0}': ...}})",
+    "no_mark": "no price to mark {0} at (no quote, trade, bar or order book): its PnL and exposure are not recorded",
+    "no_arrival_price": "no price for {0} when its order was created (no quote, order book, bar or trade): "
+    "its fills' slippage is not recorded",
+}
+BATCH = 4096
+"""How many events are queued before they are recorded (a batch costs a fraction of
+recording each event between the engine's own work, whose memory traffic evicts ours)."""
 BACKTEST_NAMESPACE = "backtest"
 """The ``service.namespace`` of a backtest's planes (live planes keep ``trading``)."""
 ENDED_ORDERS_KEPT = 4096
@@ -173,12 +198,33 @@ _DURATIONS = {
 
 
 class TelemetryActorConfig(ActorConfig, frozen=True, kw_only=True):
-    """``portfolio_interval_secs``: how often the queued events are recorded and the PnL
-    and portfolio gauges set (also on stop; 0: no timer, each event recorded as it comes).
-    ``record_data``: count quotes, trades and bars (off: orders and portfolio only)."""
+    """``portfolio_interval_secs``: how often, at most, the queued events are recorded and
+    the PnL and portfolio gauges set, in wall-clock seconds (also on stop; 0: each event
+    recorded as it comes, the gauges after every fill). ``record_data``: count quotes,
+    trades and bars (off: orders and portfolio only). ``usd_rates``: fixed USD rates of
+    currencies the engine cannot convert, such as ``{"USDT": 1.0, "USDC": 1.0}``; also
+    used to convert through them (BTC at the engine's BTC/USDT rate times USDT's)."""
 
     portfolio_interval_secs: float = 1.0
     record_data: bool = True
+    usd_rates: dict[str, float] | None = None
+
+
+def _checked_rates(rates: Any) -> dict[str, float]:
+    """``usd_rates`` as {currency code: rate}, or ConfigError naming the entry."""
+    if rates is None:
+        return {}
+    if not isinstance(rates, dict):
+        raise ConfigError("TelemetryActorConfig.usd_rates", rates, "must be a dict of currency code -> USD rate")
+    out: dict[str, float] = {}
+    for code, rate in rates.items():
+        field = f"TelemetryActorConfig.usd_rates[{code!r}]"
+        if not isinstance(code, str) or not code.isalnum():
+            raise ConfigError(field, code, "a currency code is letters and digits, such as 'USDT'")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
+            raise ConfigError(field, rate, "the USD value of one unit: a finite number > 0, such as 1.0")
+        out[code] = float(rate)
+    return out
 
 
 def prepare(*, backtest: bool) -> None:
@@ -216,31 +262,24 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         super().__init__(config)
         self._interval = float(config.portfolio_interval_secs)
         self._record_data = bool(config.record_data)
-        # The orders the engine has open, by client order id; the latest ENDED_ORDERS_KEPT
-        # to end, oldest first.
-        self._orders: dict[Any, OrderLifecycle] = {}
-        self._ended: OrderedDict[Any, OrderLifecycle] = OrderedDict()
+        self._fixed_rates = _checked_rates(config.usd_rates)
+        self._via: list[tuple[Any, float]] = [(Currency.from_str(c), r) for c, r in self._fixed_rates.items()]
         self._data_handles: dict[Any, tuple[Any, Any]] = {}
         self._bar_handles: dict[Any, Any] = {}
-        # position id -> (strategy id, (realized PnL of its current cycle, instrument id));
-        # closed cycles' (strategy id, realized PnL, instrument id) not yet summed; strategy
-        # -> the sum of its closed cycles in USD. Money is converted when the gauges are set.
-        self._cycles: dict[Any, tuple[Any, Any]] = {}
-        self._closed: list[tuple[Any, Any, Any]] = []
-        self._closed_usd: dict[str, float] = {}
-        self._strategies: set[str] = set()
-        self._warned: set[str] = set()
         self._subscribed = False
+        self._warned: set[tuple[str, str]] = set()
         self.backtest = False
         """Whether the engine runs on a simulated clock (set on start)."""
         self._data: PlaneMetrics | None = None
         self._order: PlaneMetrics | None = None
         self._strategy: PlaneMetrics | None = None
-        # Events queued as they come, recorded on the timer; after stop, or without a
-        # timer, recorded at once.
-        self._pending: list[Any] = []
+        # Queued as they come: data events, and (handler, event, what was read when it came).
+        self._data_pending: list[Any] = []
+        self._pending: list[tuple[Callable[[Any, Any], None], Any, Any]] = []
         self._immediate = True
-        self._dispatch: dict[type, Callable[[Any], None]] = {
+        self._last_record = 0.0
+        self._clear()
+        self._order_handlers: dict[type, Callable[[Any, Any], None]] = {
             OrderInitialized: self._initialized,
             OrderDenied: self._denied,
             OrderSubmitted: self._submitted,
@@ -250,13 +289,24 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             OrderCanceled: self._canceled,
             OrderExpired: self._expired,
             OrderUpdated: self._updated,
-            QuoteTick: self._on_tick,
-            TradeTick: self._on_tick,
-            Bar: self._on_bar,
-            PositionOpened: self._on_position_event,
-            PositionChanged: self._on_position_event,
-            PositionClosed: self._on_position_event,
         }
+
+    def _clear(self) -> None:
+        """What one run accumulates (a new run after ``engine.reset()`` starts from none)."""
+        # The orders the engine has open, by client order id; the latest ENDED_ORDERS_KEPT
+        # to end, oldest first.
+        self._orders: dict[Any, OrderLifecycle] = {}
+        self._ended: OrderedDict[Any, OrderLifecycle] = OrderedDict()
+        # Realized PnL: per strategy, the USD booked so far; amounts not yet converted (no
+        # rate when booked) by (strategy, venue, currency); each open position cycle's
+        # realized PnL so far (in its currency), by position id.
+        self._realized_usd: dict[str, float] = {}
+        self._unconverted: dict[tuple[str, Any, Any], float] = {}
+        self._cycle_realized: dict[Any, float] = {}
+        self._strategies: set[str] = set()
+        # The latest close of an EXTERNAL bar per instrument (what the engine's portfolio
+        # marks at when it has neither quotes nor trades).
+        self._bar_close: dict[Any, Any] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -267,52 +317,120 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._order = _state.plane_metrics(Plane.ORDER)
         self._strategy = _state.plane_metrics(Plane.STRATEGY)
         self._immediate = self._interval <= 0
+        self._last_record = time.monotonic()
         if not self._subscribed:  # once: a wildcard subscribed mid-run misses topics already used
             self._subscribed = True
             bus = self.msgbus
-            topics = ["events.order.*", "events.position.*"]
+            bus.subscribe(topic="events.order.*", handler=self._on_order_event)
+            bus.subscribe(topic="events.position.*", handler=self._on_position_event)
+            bus.subscribe(topic="data.bars.*", handler=self._on_data)  # marks, counted if record_data
             if self._record_data:
-                topics += ["data.quotes.*", "data.trades.*", "data.bars.*"]
-            for topic in topics:
-                bus.subscribe(topic=topic, handler=self._enqueue)
-        if not self._immediate:
+                bus.subscribe(topic="data.quotes.*", handler=self._on_data)
+                bus.subscribe(topic="data.trades.*", handler=self._on_data)
+        if not self._immediate and not self.backtest:  # a backtest's clock is simulated: batches instead
             self.clock.set_timer(name=_TIMER, interval=timedelta(seconds=self._interval), callback=self._on_timer)
 
     def on_stop(self) -> None:
         # Record what is queued and set the gauges; from now on record each event as it
-        # comes, so that the orders the strategies cancel as they stop are counted too.
+        # comes and set the gauges after each fill, so that what the strategies do as they
+        # stop (cancel, flatten) is recorded too.
         if _TIMER in self.clock.timer_names:
             self.clock.cancel_timer(_TIMER)
         self._immediate = True
         self.record_portfolio()
 
+    def on_reset(self) -> None:
+        """A new run (``engine.reset()``): the PnL gauges start again from zero; counters
+        keep counting."""
+        self.flush()
+        m = self._strategy
+        if m is not None:
+            for strategy in self._strategies:
+                for key in ("pnl_realized_usd", "pnl_unrealized_usd", "pnl_total_usd"):
+                    m.set(key, 0.0, strategy=strategy)
+        self._clear()
+
     def on_dispose(self) -> None:
         self.flush()
         if self._subscribed:
             self._subscribed = False
-            for topic in ("events.order.*", "events.position.*", "data.quotes.*", "data.trades.*", "data.bars.*"):
-                self.msgbus.unsubscribe(topic=topic, handler=self._enqueue)
+            bus = self.msgbus
+            bus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
+            bus.unsubscribe(topic="events.position.*", handler=self._on_position_event)
+            bus.unsubscribe(topic="data.bars.*", handler=self._on_data)
+            if self._record_data:
+                bus.unsubscribe(topic="data.quotes.*", handler=self._on_data)
+                bus.unsubscribe(topic="data.trades.*", handler=self._on_data)
 
-    def _enqueue(self, event: Any) -> None:
-        """Queue an event; the queue is recorded on the timer (in one go: a batch costs a
-        fraction of recording each event between the engine's own work, whose memory
-        traffic evicts ours), and at once when there is no timer or the actor stopped."""
-        self._pending.append(event)
+    # -- the queue ---------------------------------------------------------------------
+
+    def _on_data(self, event: Any) -> None:
+        pending = self._data_pending
+        pending.append(event)
+        if self._immediate or len(pending) >= BATCH:
+            self._batch_done()
+
+    def _on_order_event(self, event: Any) -> None:
+        """Queues an order event with what must be read as it comes: the arrival price of a
+        new order, the USD rate of a fill's commission."""
+        try:
+            handler = self._order_handlers.get(event.__class__)
+            if handler is None:
+                return
+            extra = None
+            if handler == self._initialized:
+                extra = self._arrival_price(event.instrument_id)
+            elif handler == self._filled:
+                extra = self._rate(event.commission.currency, event.instrument_id.venue)
+            self._queue(handler, event, extra)
+        except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
+            self._failed(self._order, error, "orders_received")
+
+    def _on_position_event(self, event: Any) -> None:
+        """Queues a position event with the USD rate of its realized PnL now (when booked)."""
+        try:
+            pnl = event.realized_pnl
+            rate = self._rate(pnl.currency, event.instrument_id.venue) if pnl is not None else None
+            self._queue(self._position, event, rate)
+        except Exception as error:  # noqa: BLE001
+            self._failed(self._strategy, error, "pnl_realized_usd")
+
+    def _queue(self, handler: Callable[[Any, Any], None], event: Any, extra: Any) -> None:
+        pending = self._pending
+        pending.append((handler, event, extra))
         if self._immediate:
+            self.flush()
+            if handler == self._filled or handler == self._position:
+                self.record_portfolio()
+        elif len(pending) >= BATCH:
+            self._batch_done()
+
+    def _batch_done(self) -> None:
+        """Record the queue; in a backtest, set the gauges too when ``portfolio_interval_secs``
+        of wall-clock time has passed since they were last set."""
+        if self._immediate or not self.backtest:
+            self.flush()
+            return
+        now = time.monotonic()
+        if now - self._last_record >= self._interval:
+            self.record_portfolio()
+        else:
             self.flush()
 
     def flush(self) -> None:
-        """Record the queued events now, in the order they came."""
+        """Record the queued events now, in the order they came (data first)."""
+        data, self._data_pending = self._data_pending, []
+        for event in data:
+            if event.__class__ is Bar:
+                self._on_bar(event)
+            else:
+                self._on_tick(event)
         events, self._pending = self._pending, []
-        dispatch = self._dispatch
-        for event in events:
+        for handler, event, extra in events:
             try:
-                handler = dispatch.get(event.__class__)
-                if handler is not None:
-                    handler(event)
+                handler(event, extra)
             except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
-                # What an order event's handler let out (the data and position handlers
-                # catch their own): counted against the order plane.
+                # What an order event's handler let out: counted against the order plane.
                 self._failed(self._order, error, "orders_received")
 
     # -- Data plane --------------------------------------------------------------------
@@ -336,9 +454,14 @@ class TelemetryActor(Actor):  # type: ignore[misc]
 
     def _on_bar(self, bar: Any) -> None:
         try:
-            handle = self._bar_handles.get(bar.bar_type)
+            bar_type = bar.bar_type
+            if bar_type.is_externally_aggregated():
+                self._bar_close[bar_type.instrument_id] = bar.close
+            if not self._record_data:
+                return
+            handle = self._bar_handles.get(bar_type)
             if handle is None:
-                handle = self._bind_bar(bar.bar_type)
+                handle = self._bind_bar(bar_type)
             if handle is not False:
                 handle._apply(1)
         except Exception as error:  # noqa: BLE001
@@ -369,7 +492,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             cached = self.cache.order(key)
             order = self._new(event.strategy_id, event.instrument_id, cached.side if cached else None,
                               cached.order_type if cached else None, cached.quantity if cached else None,
-                              self._arrival_price(event.instrument_id, event.ts_event))  # fmt: skip
+                              self._arrival_price(event.instrument_id))  # fmt: skip
             if cached is not None and not cached.is_closed:
                 self._orders[key] = order
             else:
@@ -398,161 +521,285 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             metrics=self._order,
         )
 
-    def _arrival_price(self, instrument_id: Any, at: int) -> float | None:
-        """The mid of the instrument's latest quote at ``at`` (else of its last trade): what
-        slippage is measured from. Events are recorded in batches, so the cache is searched
-        back from its newest quote."""
+    def _arrival_price(self, instrument_id: Any) -> float | None:
+        """The mid now, what an order created now has its fills' slippage measured from:
+        the latest quote's; else the order book's (best bid and ask); else the latest bid
+        and ask bars' closes; else the MID bars' close, the last trade or the LAST bars'."""
         cache = self.cache
-        for k in range(_QUOTES_SEARCHED):
-            quote = cache.quote_tick(instrument_id, index=k)
-            if quote is None:
-                break
-            if quote.ts_init <= at:
-                return float(quote.bid_price.as_double() + quote.ask_price.as_double()) / 2
-        trade = cache.trade_tick(instrument_id)
-        return float(trade.price.as_double()) if trade is not None else None
+        quote = cache.quote_tick(instrument_id)
+        if quote is not None:
+            return float(quote.bid_price.as_double() + quote.ask_price.as_double()) / 2
+        book = cache.order_book(instrument_id)
+        if book is not None:
+            bid, ask = book.best_bid_price(), book.best_ask_price()
+            if bid is not None and ask is not None:
+                return float(bid.as_double() + ask.as_double()) / 2
+        bid, ask = cache.price(instrument_id, PriceType.BID), cache.price(instrument_id, PriceType.ASK)
+        if bid is not None and ask is not None:
+            return float(bid.as_double() + ask.as_double()) / 2
+        price = cache.price(instrument_id, PriceType.MID)
+        if price is None:
+            price = cache.price(instrument_id, PriceType.LAST)
+        return float(price.as_double()) if price is not None else None
 
-    def _initialized(self, e: Any) -> None:
-        price = self._arrival_price(e.instrument_id, e.ts_event)
+    def _initialized(self, e: Any, price: float | None) -> None:
+        key = e.client_order_id
+        if key in self._orders or key in self._ended:
+            return  # an emulated order released (transformed, initialised again): the same order
         order = self._new(e.strategy_id, e.instrument_id, e.side, e.order_type, e.quantity, price)
-        self._orders[e.client_order_id] = order
+        self._orders[key] = order
         order.intent(at=e.ts_event)
 
-    def _denied(self, e: Any) -> None:
+    def _denied(self, e: Any, _: Any) -> None:
         order = self._lifecycle(e)
         order.denied(denial_check_type(e.reason), at=e.ts_event)
         self._retire(e.client_order_id, order)
 
-    def _submitted(self, e: Any) -> None:
+    def _submitted(self, e: Any, _: Any) -> None:
         self._lifecycle(e).submitted(at=e.ts_event)
 
-    def _accepted(self, e: Any) -> None:
+    def _accepted(self, e: Any, _: Any) -> None:
         self._lifecycle(e).acked(at=e.ts_event)
 
-    def _rejected(self, e: Any) -> None:
+    def _rejected(self, e: Any, _: Any) -> None:
         code = "post_only" if getattr(e, "due_post_only", False) else reject_code(e.reason)
         order = self._lifecycle(e)
         order.rejected(code, at=e.ts_event)
         self._retire(e.client_order_id, order)
 
-    def _filled(self, e: Any) -> None:
+    def _filled(self, e: Any, rate: float | None) -> None:
         order = self._lifecycle(e)
-        commission = self._usd(e.commission, e.instrument_id)
+        commission = e.commission
+        usd: float | None = None
+        if rate is not None:
+            usd = commission.as_double() * rate
+        elif commission.as_double() != 0:
+            self._missing(self._order, "commission_usd", "no_rate", commission.currency.code)
+        if order.reference_price is None:
+            self._missing(self._order, "slippage_bps", "no_arrival_price", e.instrument_id.value)
         order.fill(
             e.last_qty.as_double(),
             price=e.last_px.as_double(),
             at=e.ts_event,
             fill_id=e.trade_id.value,
-            commission_usd=commission if commission is not None and commission >= 0 else None,
+            commission_usd=usd if usd is not None and usd >= 0 else None,
         )
         if order.ended:
             self._retire(e.client_order_id, order)
 
-    def _canceled(self, e: Any) -> None:
+    def _canceled(self, e: Any, _: Any) -> None:
         order = self._lifecycle(e)
         order.canceled(at=e.ts_event)
         self._retire(e.client_order_id, order)
 
-    def _expired(self, e: Any) -> None:
+    def _expired(self, e: Any, _: Any) -> None:
         order = self._lifecycle(e)
         order.expired(at=e.ts_event)
         self._retire(e.client_order_id, order)
 
-    def _updated(self, e: Any) -> None:
+    def _updated(self, e: Any, _: Any) -> None:
         if e.quantity is not None:
             self._lifecycle(e).quantity = e.quantity.as_double()
 
     # -- Strategy plane: PnL and portfolio ---------------------------------------------
 
-    def _on_position_event(self, event: Any) -> None:
-        """Keeps each position cycle's realized PnL (net of commissions, what moves a margin
-        account's balance): the current cycle's, and the closed cycles'. Converted to USD
-        and summed per strategy when the gauges are set."""
+    def _position(self, event: Any, rate: float | None) -> None:
+        """Books the change of a position cycle's realized PnL (net of commissions, what
+        moves a margin account's balance) in USD at the rate when it came; an amount with
+        no rate then is kept in its currency and converted when the gauges are set."""
         try:
+            pnl = event.realized_pnl
+            position_id = event.position_id
+            amount = pnl.as_double() if pnl is not None else 0.0
+            previous = 0.0 if event.__class__ is PositionOpened else self._cycle_realized.get(position_id, 0.0)
             if event.__class__ is PositionClosed:
-                self._cycles.pop(event.position_id, None)
-                self._closed.append((event.strategy_id, event.realized_pnl, event.instrument_id))
+                self._cycle_realized.pop(position_id, None)
             else:
-                self._cycles[event.position_id] = (event.strategy_id, (event.realized_pnl, event.instrument_id))
+                self._cycle_realized[position_id] = amount
+            strategy = event.strategy_id.value
+            self._strategies.add(strategy)
+            change = amount - previous
+            if rate is not None:
+                self._realized_usd[strategy] = self._realized_usd.get(strategy, 0.0) + change * rate
+            elif change:
+                key = (strategy, event.instrument_id.venue, pnl.currency)
+                self._unconverted[key] = self._unconverted.get(key, 0.0) + change
+            else:
+                self._realized_usd.setdefault(strategy, 0.0)
         except Exception as error:  # noqa: BLE001
             self._failed(self._strategy, error, "pnl_realized_usd")
 
-    def realized_pnl(self) -> dict[str, float]:
-        """Each strategy's realized PnL in USD as this actor defines it (``pnl_realized_usd``):
-        the sum of its position cycles' realized PnL, closed and open."""
-        closed, self._closed = self._closed, []  # one assignment: an event appending meanwhile is kept
-        for strategy_id, money, instrument_id in closed:
-            strategy = strategy_id.value
-            self._closed_usd[strategy] = self._closed_usd.get(strategy, 0.0) + (self._usd(money, instrument_id) or 0.0)
-        out = dict(self._closed_usd)
-        for strategy_id, pnl in tuple(self._cycles.values()):
-            out[strategy_id.value] = out.get(strategy_id.value, 0.0) + (self._usd(*pnl) or 0.0)
+    def realized_pnl(self) -> dict[str, float | None]:
+        """Each strategy's realized PnL in USD (``pnl_realized_usd``): the sum of its
+        position cycles' realized PnL, closed and open, converted when booked; None for a
+        strategy with an amount that has no USD rate yet (counted as a drop)."""
+        out: dict[str, float | None] = dict(self._realized_usd)
+        for (strategy, venue, currency), amount in tuple(self._unconverted.items()):
+            rate = self._rate(currency, venue)
+            if rate is None:
+                out[strategy] = None
+                self._missing(self._strategy, "pnl_realized_usd", "no_rate", currency.code)
+                continue
+            del self._unconverted[(strategy, venue, currency)]
+            self._realized_usd[strategy] = self._realized_usd.get(strategy, 0.0) + amount * rate
+            total = out.get(strategy, 0.0)
+            if total is not None:
+                out[strategy] = total + amount * rate
         return out
 
     def _on_timer(self, event: Any) -> None:
         self.record_portfolio()
 
     def record_portfolio(self) -> None:
-        """Record the queued order events, then set the PnL gauges of every strategy seen and
-        the portfolio gauges now."""
+        """Record the queued events, then set the PnL gauges of every strategy seen and the
+        portfolio gauges now (those that can be computed in full)."""
         self.flush()
+        self._last_record = time.monotonic()
         m = self._strategy
         if m is None:
             return
         try:
-            gross = net = unrealized_all = 0.0
-            unrealized: dict[str, float] = {}
-            for position in self.cache.positions_open():
-                price = self._mark(position.instrument_id)
-                if price is None:
-                    continue
-                strategy = position.strategy_id.value
-                pnl = self._usd(position.unrealized_pnl(price), position.instrument_id) or 0.0
-                unrealized[strategy] = unrealized.get(strategy, 0.0) + pnl
-                unrealized_all += pnl
-                notional = self._usd(position.notional_value(price), position.instrument_id)
-                if notional is not None:
-                    signed = notional if position.signed_qty >= 0 else -notional
-                    gross += abs(signed)
-                    net += signed
-            realized = self.realized_pnl()
-            for strategy in self._strategies | set(realized):
-                r, u = realized.get(strategy, 0.0), unrealized.get(strategy, 0.0)
-                m.set("pnl_realized_usd", r, strategy=strategy)
-                m.set("pnl_unrealized_usd", u, strategy=strategy)
-                m.set("pnl_total_usd", r + u, strategy=strategy)
-            m.set("portfolio_gross_exposure_usd", gross)
-            m.set("portfolio_net_exposure_usd", net)
-            balance = 0.0
-            for account in self.cache.accounts():
-                total = account.balance_total(USD) if USD in account.currencies() else None
-                if total is not None:
-                    balance += total.as_double()
-            m.set("portfolio_value_usd", balance + unrealized_all)
+            self._record_portfolio(m)
         except Exception as error:  # noqa: BLE001
             self._failed(m, error, "portfolio_value_usd")
 
-    def _mark(self, instrument_id: Any) -> Any:
-        """The price open positions are marked at: the quotes' mid, else the last trade."""
-        price = self.cache.price(instrument_id, PriceType.MID)
-        return price if price is not None else self.cache.price(instrument_id, PriceType.LAST)
+    def _record_portfolio(self, m: PlaneMetrics) -> None:
+        cache = self.cache
+        gross = net = 0.0
+        complete = True  # every open position marked and converted
+        unrealized: dict[str, float | None] = {}
+        # Per venue: the open positions' unrealized PnL (a margin account's value adds it),
+        # and the market value of holdings that are not balances (a cash account's).
+        venue_unrealized: dict[Any, float] = {}
+        venue_holdings: dict[Any, float] = {}
+        for position in cache.positions_open():
+            iid = position.instrument_id
+            strategy = position.strategy_id.value
+            self._strategies.add(strategy)
+            price = self._mark(position)
+            if price is None:
+                complete = False
+                unrealized[strategy] = None
+                self._missing(m, "pnl_unrealized_usd", "no_mark", iid.value)
+                continue
+            pnl = position.unrealized_pnl(price)
+            notional = position.notional_value(price)
+            pnl_rate = self._rate_or_drop(m, pnl.currency, iid.venue)
+            notional_rate = self._rate_or_drop(m, notional.currency, iid.venue)
+            if pnl_rate is None or notional_rate is None:
+                complete = False
+                unrealized[strategy] = None
+                continue
+            usd = pnl.as_double() * pnl_rate
+            if strategy not in unrealized:
+                unrealized[strategy] = 0.0
+            total = unrealized[strategy]
+            if total is not None:
+                unrealized[strategy] = total + usd
+            venue = iid.venue
+            venue_unrealized[venue] = venue_unrealized.get(venue, 0.0) + usd
+            size = notional.as_double() * notional_rate
+            signed = size if position.side == PositionSide.LONG else -size
+            gross += size
+            net += signed
+            instrument = cache.instrument(iid)
+            if instrument is not None and instrument.get_base_currency() is None:
+                venue_holdings[venue] = venue_holdings.get(venue, 0.0) + signed
+        realized = self.realized_pnl()
+        for strategy in self._strategies:
+            r, u = realized.get(strategy, 0.0), unrealized.get(strategy, 0.0)
+            if r is not None:
+                m.set("pnl_realized_usd", r, strategy=strategy)
+            if u is not None:
+                m.set("pnl_unrealized_usd", u, strategy=strategy)
+            if r is not None and u is not None:
+                m.set("pnl_total_usd", r + u, strategy=strategy)
+        if not complete:
+            return
+        m.set("portfolio_gross_exposure_usd", gross)
+        m.set("portfolio_net_exposure_usd", net)
+        value = 0.0
+        for account in cache.accounts():
+            venue = Venue(account.id.get_issuer())
+            for currency, money in account.balances_total().items():
+                rate = self._rate_or_drop(m, currency, venue, "portfolio_value_usd")
+                if rate is None:
+                    return
+                value += money.as_double() * rate
+            if account.is_cash_account:
+                value += venue_holdings.get(venue, 0.0)
+            else:
+                value += venue_unrealized.get(venue, 0.0)
+        m.set("portfolio_value_usd", value)
 
-    def _usd(self, money: Any, instrument_id: Any) -> float | None:
-        """``money`` in USD: as is, or at the engine's exchange rate; None when it has none."""
-        if money is None:
+    def _mark(self, position: Any) -> Any:
+        """The price an open position is marked at, as the engine's portfolio marks it: the
+        bid for a long, the ask for a short (the quotes', else the bars' of that price
+        type), else the last trade (or LAST bar), else the latest EXTERNAL bar's close;
+        then the order book's best bid (long) or ask (short)."""
+        cache = self.cache
+        iid = position.instrument_id
+        side = position.side
+        kind = PriceType.BID if side == PositionSide.LONG else PriceType.ASK
+        price = cache.price(iid, kind)
+        if price is None:
+            price = cache.price(iid, PriceType.LAST)
+        if price is None:
+            price = self._bar_close.get(iid)
+        if price is None:
+            book = cache.order_book(iid)
+            if book is not None:
+                price = book.best_bid_price() if side == PositionSide.LONG else book.best_ask_price()
+        return price
+
+    def _rate(self, currency: Any, venue: Any) -> float | None:
+        """USD per unit of ``currency``: 1 for USD; the configured rate; the engine's mid
+        rate at ``venue``; else the engine's rate into a configured currency times its
+        rate. None when there is none."""
+        code = currency.code
+        if code == "USD":
+            return 1.0
+        fixed = self._fixed_rates.get(code)
+        if fixed is not None:
+            return fixed
+        rate = self._xrate(venue, currency, USD)
+        if rate is not None:
+            return rate
+        for other, other_rate in self._via:
+            rate = self._xrate(venue, currency, other)
+            if rate is not None:
+                return rate * other_rate
+        return None
+
+    def _xrate(self, venue: Any, from_currency: Any, to_currency: Any) -> float | None:
+        try:
+            rate = self.cache.get_xrate(venue, from_currency, to_currency, PriceType.MID)
+        except Exception:  # noqa: BLE001 - a currency the engine cannot look up: no rate
             return None
-        amount = money.as_double()
-        currency = money.currency
-        if currency == USD:
-            return float(amount)
-        rate = self.cache.get_xrate(instrument_id.venue, currency, USD, PriceType.MID)
         if rate is None or not rate or math.isnan(rate):
-            if currency.code not in self._warned:
-                self._warned.add(currency.code)
-                logger.warning("no %s/USD rate in the engine's cache: amounts in %s are not recorded",
-                               currency.code, currency.code)  # fmt: skip
             return None
-        return float(amount * rate)
+        return float(rate)
+
+    def _rate_or_drop(
+        self, m: PlaneMetrics, currency: Any, venue: Any, metric: str = "pnl_unrealized_usd"
+    ) -> float | None:
+        rate = self._rate(currency, venue)
+        if rate is None:
+            code = currency.code
+            self._missing(m, metric, "no_rate", code)
+        return rate
+
+    def _missing(self, metrics: PlaneMetrics | None, metric: str, reason: str, subject: str) -> None:
+        """A figure that cannot be computed: counted in the drop self-metric, logged once
+        per (currency or instrument, reason) with what to do."""
+        if metrics is not None:
+            metrics.count_drop(metric, reason)
+        if (subject, reason) in self._warned:
+            return
+        self._warned.add((subject, reason))
+        with contextlib.suppress(Exception):  # a log handler's failure is not the engine's
+            logger.warning("%s [counted in %s_total{metric=%s, reason=%s}]", _MISSING[reason].format(subject),
+                           DROPPED_METRIC, metric, reason)  # fmt: skip
 
     @staticmethod
     def _failed(metrics: PlaneMetrics | None, error: BaseException, metric: str) -> None:
