@@ -374,15 +374,24 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         """Queues an order event with what must be read as it comes: the arrival price of a
         new order, the USD rate of a fill's commission."""
         try:
-            handler = self._order_handlers.get(event.__class__)
+            cls = event.__class__
+            handler = self._order_handlers.get(cls)
             if handler is None:
                 return
             extra = None
-            if handler == self._initialized:
+            if cls is OrderInitialized:
                 extra = self._arrival_price(event.instrument_id)
-            elif handler == self._filled:
-                extra = self._rate(event.commission.currency, event.instrument_id.venue)
-            self._queue(handler, event, extra)
+            elif cls is OrderFilled:
+                currency = event.commission.currency
+                extra = 1.0 if currency == USD else self._rate(currency, event.instrument_id.venue)
+            pending = self._pending
+            pending.append((handler, event, extra))
+            if self._immediate:
+                self.flush()
+                if cls is OrderFilled:
+                    self.record_portfolio()
+            elif len(pending) >= BATCH:
+                self._batch_done()
         except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
             self._failed(self._order, error, "orders_received")
 
@@ -390,20 +399,18 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         """Queues a position event with the USD rate of its realized PnL now (when booked)."""
         try:
             pnl = event.realized_pnl
-            rate = self._rate(pnl.currency, event.instrument_id.venue) if pnl is not None else None
-            self._queue(self._position, event, rate)
+            rate = None
+            if pnl is not None:
+                currency = pnl.currency
+                rate = 1.0 if currency == USD else self._rate(currency, event.instrument_id.venue)
+            pending = self._pending
+            pending.append((self._position, event, rate))
+            if self._immediate:
+                self.record_portfolio()
+            elif len(pending) >= BATCH:
+                self._batch_done()
         except Exception as error:  # noqa: BLE001
             self._failed(self._strategy, error, "pnl_realized_usd")
-
-    def _queue(self, handler: Callable[[Any, Any], None], event: Any, extra: Any) -> None:
-        pending = self._pending
-        pending.append((handler, event, extra))
-        if self._immediate:
-            self.flush()
-            if handler == self._filled or handler == self._position:
-                self.record_portfolio()
-        elif len(pending) >= BATCH:
-            self._batch_done()
 
     def _batch_done(self) -> None:
         """Record the queue; in a backtest, set the gauges too when ``portfolio_interval_secs``
@@ -632,13 +639,13 @@ class TelemetryActor(Actor):  # type: ignore[misc]
     def realized_pnl(self) -> dict[str, float | None]:
         """Each strategy's realized PnL in USD (``pnl_realized_usd``): the sum of its
         position cycles' realized PnL, closed and open, converted when booked; None for a
-        strategy with an amount that has no USD rate yet (counted as a drop)."""
+        strategy with an amount that has no USD rate yet."""
         out: dict[str, float | None] = dict(self._realized_usd)
         for (strategy, venue, currency), amount in tuple(self._unconverted.items()):
             rate = self._rate(currency, venue)
             if rate is None:
                 out[strategy] = None
-                self._missing(self._strategy, "pnl_realized_usd", "no_rate", currency.code)
+                self._warn("no_rate", currency.code)
                 continue
             del self._unconverted[(strategy, venue, currency)]
             self._realized_usd[strategy] = self._realized_usd.get(strategy, 0.0) + amount * rate
@@ -652,7 +659,8 @@ class TelemetryActor(Actor):  # type: ignore[misc]
 
     def record_portfolio(self) -> None:
         """Record the queued events, then set the PnL gauges of every strategy seen and the
-        portfolio gauges now (those that can be computed in full)."""
+        portfolio gauges now: those that can be computed in full; each of the others is
+        counted as a drop (``no_rate``, ``no_mark``) and keeps its last value."""
         self.flush()
         self._last_record = time.monotonic()
         m = self._strategy
@@ -666,8 +674,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
     def _record_portfolio(self, m: PlaneMetrics) -> None:
         cache = self.cache
         gross = net = 0.0
-        complete = True  # every open position marked and converted
-        unrealized: dict[str, float | None] = {}
+        missing: str | None = None  # why an open position could not be marked or converted
+        unrealized: dict[str, float] = {}
+        unmarked: dict[str, str] = {}  # strategy -> why its unrealized PnL is unknown
         # Per venue: the open positions' unrealized PnL (a margin account's value adds it),
         # and the market value of holdings that are not balances (a cash account's).
         venue_unrealized: dict[Any, float] = {}
@@ -678,24 +687,19 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             self._strategies.add(strategy)
             price = self._mark(position)
             if price is None:
-                complete = False
-                unrealized[strategy] = None
-                self._missing(m, "pnl_unrealized_usd", "no_mark", iid.value)
+                missing = unmarked[strategy] = "no_mark"
+                self._warn("no_mark", iid.value)
                 continue
             pnl = position.unrealized_pnl(price)
             notional = position.notional_value(price)
-            pnl_rate = self._rate_or_drop(m, pnl.currency, iid.venue)
-            notional_rate = self._rate_or_drop(m, notional.currency, iid.venue)
+            pnl_rate = self._rate(pnl.currency, iid.venue)
+            notional_rate = self._rate(notional.currency, iid.venue)
             if pnl_rate is None or notional_rate is None:
-                complete = False
-                unrealized[strategy] = None
+                missing = unmarked[strategy] = "no_rate"
+                self._warn("no_rate", (pnl.currency if pnl_rate is None else notional.currency).code)
                 continue
             usd = pnl.as_double() * pnl_rate
-            if strategy not in unrealized:
-                unrealized[strategy] = 0.0
-            total = unrealized[strategy]
-            if total is not None:
-                unrealized[strategy] = total + usd
+            unrealized[strategy] = unrealized.get(strategy, 0.0) + usd
             venue = iid.venue
             venue_unrealized[venue] = venue_unrealized.get(venue, 0.0) + usd
             size = notional.as_double() * notional_rate
@@ -707,30 +711,39 @@ class TelemetryActor(Actor):  # type: ignore[misc]
                 venue_holdings[venue] = venue_holdings.get(venue, 0.0) + signed
         realized = self.realized_pnl()
         for strategy in self._strategies:
-            r, u = realized.get(strategy, 0.0), unrealized.get(strategy, 0.0)
-            if r is not None:
-                m.set("pnl_realized_usd", r, strategy=strategy)
-            if u is not None:
-                m.set("pnl_unrealized_usd", u, strategy=strategy)
-            if r is not None and u is not None:
-                m.set("pnl_total_usd", r + u, strategy=strategy)
-        if not complete:
-            return
-        m.set("portfolio_gross_exposure_usd", gross)
-        m.set("portfolio_net_exposure_usd", net)
-        value = 0.0
+            r = realized.get(strategy, 0.0)
+            u = None if strategy in unmarked else unrealized.get(strategy, 0.0)
+            self._set(m, "pnl_realized_usd", r, "no_rate", strategy=strategy)
+            self._set(m, "pnl_unrealized_usd", u, unmarked.get(strategy, ""), strategy=strategy)
+            total = r + u if r is not None and u is not None else None
+            self._set(m, "pnl_total_usd", total, "no_rate" if r is None else unmarked.get(strategy, ""),
+                      strategy=strategy)  # fmt: skip
+        value: float | None = 0.0
         for account in cache.accounts():
             venue = Venue(account.id.get_issuer())
             for currency, money in account.balances_total().items():
-                rate = self._rate_or_drop(m, currency, venue, "portfolio_value_usd")
-                if rate is None:
-                    return
+                rate = self._rate(currency, venue)
+                if rate is None or value is None:
+                    if rate is None:
+                        self._warn("no_rate", currency.code)
+                    value = None
+                    missing = missing or "no_rate"
+                    continue
                 value += money.as_double() * rate
-            if account.is_cash_account:
-                value += venue_holdings.get(venue, 0.0)
-            else:
-                value += venue_unrealized.get(venue, 0.0)
-        m.set("portfolio_value_usd", value)
+            if value is not None:
+                value += venue_holdings.get(venue, 0.0) if account.is_cash_account else venue_unrealized.get(venue, 0.0)
+        complete = missing is None
+        self._set(m, "portfolio_gross_exposure_usd", gross if complete else None, missing or "")
+        self._set(m, "portfolio_net_exposure_usd", net if complete else None, missing or "")
+        self._set(m, "portfolio_value_usd", value if complete else None, missing or "")
+
+    @staticmethod
+    def _set(m: PlaneMetrics, key: str, value: float | None, reason: str, **labels: str) -> None:
+        """Set a gauge, or count why it could not be computed."""
+        if value is not None:
+            m.set(key, value, **labels)
+        else:
+            m.count_drop(key, reason)
 
     def _mark(self, position: Any) -> Any:
         """The price an open position is marked at, as the engine's portfolio marks it: the
@@ -780,26 +793,21 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             return None
         return float(rate)
 
-    def _rate_or_drop(
-        self, m: PlaneMetrics, currency: Any, venue: Any, metric: str = "pnl_unrealized_usd"
-    ) -> float | None:
-        rate = self._rate(currency, venue)
-        if rate is None:
-            code = currency.code
-            self._missing(m, metric, "no_rate", code)
-        return rate
-
     def _missing(self, metrics: PlaneMetrics | None, metric: str, reason: str, subject: str) -> None:
         """A figure that cannot be computed: counted in the drop self-metric, logged once
         per (currency or instrument, reason) with what to do."""
         if metrics is not None:
             metrics.count_drop(metric, reason)
+        self._warn(reason, subject)
+
+    def _warn(self, reason: str, subject: str) -> None:
+        """Log once per (currency or instrument, reason) what cannot be computed and what to do."""
         if (subject, reason) in self._warned:
             return
         self._warned.add((subject, reason))
         with contextlib.suppress(Exception):  # a log handler's failure is not the engine's
-            logger.warning("%s [counted in %s_total{metric=%s, reason=%s}]", _MISSING[reason].format(subject),
-                           DROPPED_METRIC, metric, reason)  # fmt: skip
+            logger.warning("%s [counted in %s_total{reason=%s}]", _MISSING[reason].format(subject), DROPPED_METRIC,
+                           reason)  # fmt: skip
 
     @staticmethod
     def _failed(metrics: PlaneMetrics | None, error: BaseException, metric: str) -> None:
