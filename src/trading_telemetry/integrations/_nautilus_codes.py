@@ -15,7 +15,8 @@ chosen by the user: a strategy named ``REBALANCE`` must not turn a reduce-only d
    that one of the event's ids runs past (a venue text that begins with the id) is not
    one, and a wildcard that quotes the event's instrument must hold one of its ids;
 3. words of a venue's own free text (``Margin is insufficient.``), searched only after the
-   event's identifiers and any quoted ``...Id('...')`` are taken out of the text;
+   event's identifiers and any quoted ``...Id('...')`` are taken out of the text (so a
+   venue word that is, whole and in the same case, one of the ids is taken out too);
 4. else ``other``.
 
 Any object is accepted as a reason; what is not a ``str`` is ``other``, and nothing here
