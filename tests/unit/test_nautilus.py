@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from nautilus_trader.model.enums import PriceType
 from nautilus_trader.model.events import OrderFilled
 
@@ -23,11 +21,7 @@ from trading_telemetry.catalog import Plane
 from trading_telemetry.integrations import nautilus
 from trading_telemetry.integrations.nautilus import (
     BACKTEST_NAMESPACE,
-    DENIAL_CODES,
-    REJECT_CODES,
-    denial_check_type,
     prepare,
-    reject_code,
 )
 from trading_telemetry.integrations.nautilus_example import books, build_engine, ours
 from trading_telemetry.testing import TelemetryCapture
@@ -184,45 +178,6 @@ def test_a_backtest_records_into_the_backtest_namespace(caplog: pytest.LogCaptur
         assert "a backtest is recording into order_plane, initialised for live trading" in caplog.text
     finally:
         reset()
-
-
-REJECTS = {
-    "POST_ONLY LIMIT SELL order limit px of 1.10374 would have been a TAKER: bid=1.10374, ask=1.10384": "post_only",
-    "REDUCE_ONLY MARKET BUY order would have increased position": "reduce_only",
-    "Invalid price precision for order O-1, was 6 when EUR/USD.SIM price precision is 5": "invalid_precision",
-    "STOP_MARKET BUY order stop px of 1.1 was in the market: bid=1.1, ask=1.2": "stop_in_market",
-    "no market for EUR/USD.SIM": "no_market",
-    "Insufficient margin for order": "insufficient_funds",
-    "the venue is on fire": "other",
-}
-DENIALS = {
-    "quantity 50000000 invalid (> maximum trade size of 10000000)": "max_quantity",
-    "quantity 1 invalid (< minimum trade size of 1000)": "min_quantity",
-    "NOTIONAL_EXCEEDS_MAX_PER_ORDER: max_notional=2000000.00 USD, notional=5.5e6 USD": "max_notional_per_order",
-    "GTD 2023-11-14 22:13:21+00:00 already passed": "gtd_expired",
-    "NOTIONAL_EXCEEDS_FREE_BALANCE: free=1.00 USD, balance_impact=-9.00 USD": "balance",
-    "Exceeded MAX_ORDER_SUBMIT_RATE": "rate_limit",
-    "TradingState.HALTED": "trading_state",
-    "something new": "other",
-}
-
-
-@pytest.mark.parametrize(("reason", "code"), REJECTS.items())
-def test_venue_reject_codes(reason: str, code: str) -> None:
-    assert reject_code(reason) == code
-
-
-@pytest.mark.parametrize(("reason", "code"), DENIALS.items())
-def test_risk_denial_codes(reason: str, code: str) -> None:
-    assert denial_check_type(reason) == code
-
-
-@settings(max_examples=300, derandomize=True, database=None, deadline=None)
-@given(reason=st.one_of(st.text(max_size=300), st.binary(max_size=50), st.none(), st.integers()))
-def test_any_reason_becomes_one_of_a_bounded_set_of_codes(reason: object) -> None:
-    """Whatever a venue or the risk engine writes, the label is one of the documented codes."""
-    assert reject_code(reason) in {code for _, code in REJECT_CODES} | {"other"}
-    assert denial_check_type(reason) in {code for _, code in DENIAL_CODES} | {"other"}
 
 
 def test_the_readme_example_runs(tmp_path: Path) -> None:

@@ -86,19 +86,33 @@ from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import DEFAULT_NAMESPACE
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import ConfigError
+from trading_telemetry.integrations._nautilus_codes import (
+    DENIAL_CODE_NAMES,
+    DENIAL_CODES,
+    REJECT_CODE_NAMES,
+    REJECT_CODES,
+    denial_check_type,
+    denied_check_type,
+    reject_code,
+    rejected_code,
+)
 from trading_telemetry.lifecycle import OrderLifecycle
 
 __all__ = [
     "BACKTEST_NAMESPACE",
     "BATCH",
     "DENIAL_CODES",
+    "DENIAL_CODE_NAMES",
     "ENDED_ORDERS_KEPT",
     "REJECT_CODES",
+    "REJECT_CODE_NAMES",
     "TelemetryActor",
     "TelemetryActorConfig",
     "denial_check_type",
+    "denied_check_type",
     "prepare",
     "reject_code",
+    "rejected_code",
 ]
 
 logger = logging.getLogger("trading_telemetry")
@@ -119,60 +133,6 @@ BACKTEST_NAMESPACE = "backtest"
 ENDED_ORDERS_KEPT = 4096
 """How many ended orders the actor keeps (the latest to end), so that a fill resent after
 its order's end, or one that raced a cancel, reaches its order: counted once."""
-
-# (words in the engine's free-text reason, lower-cased, -> code), first match wins.
-REJECT_CODES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("post_only", "post-only", "would have been a taker"), "post_only"),
-    (("reduce_only", "reduce-only", "reduce only", "would have increased position"), "reduce_only"),
-    (("precision",), "invalid_precision"),
-    (("was in the market",), "stop_in_market"),
-    (("no market",), "no_market"),
-    (("short selling",), "short_selling"),
-    (("has expired", "not yet active", "halt", "market closed", "closed market"), "market_closed"),
-    (("insufficient", "margin", "balance", "buying power"), "insufficient_funds"),
-    (("rate limit", "too many", "throttl"), "rate_limit"),
-    (("duplicate",), "duplicate"),
-    (("oto", "contingent", "oco"), "contingent"),
-)
-"""Venue and broker reject reasons reduced to ``orders_rejected_total{reason}`` codes;
-anything else is ``other``."""
-
-DENIAL_CODES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("maximum trade size", "quantity_exceeds_maximum"), "max_quantity"),
-    (("minimum trade size", "quantity_below_minimum"), "min_quantity"),
-    (("notional_exceeds_max_per_order",), "max_notional_per_order"),
-    (("notional_less_than_min", "notional_greater_than_max"), "instrument_notional"),
-    (("free_balance", "balance"), "balance"),
-    (("max_order_submit_rate", "max_order_modify_rate"), "rate_limit"),
-    (("tradingstate", "trading_state", "halted", "reducing"), "trading_state"),
-    (("precision",), "precision"),
-    (("reduce only", "reduce_only"), "reduce_only"),
-    (("gtd",), "gtd_expired"),
-    (("already",), "duplicate"),
-    (("instrument", "no instrument"), "unknown_instrument"),
-)
-"""Risk-engine denial reasons reduced to ``orders_risk_rejections_total{check_type}`` codes;
-anything else is ``other``."""
-
-
-def _code(table: tuple[tuple[tuple[str, ...], str], ...], reason: object) -> str:
-    text = str(reason).lower()
-    for words, code in table:
-        if any(w in text for w in words):
-            return code
-    return "other"
-
-
-def reject_code(reason: object) -> str:
-    """The bounded code of a venue's reject reason: ``post_only``, ``reduce_only``, ... or ``other``."""
-    return _code(REJECT_CODES, reason)
-
-
-def denial_check_type(reason: object) -> str:
-    """The bounded ``check_type`` of a risk-engine denial: ``max_quantity``,
-    ``max_notional_per_order``, ... or ``other``."""
-    return _code(DENIAL_CODES, reason)
-
 
 # Nautilus order types -> the catalog's closed order_type set.
 _ORDER_TYPES = {
@@ -559,7 +519,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
 
     def _denied(self, e: Any, _: Any) -> None:
         order = self._lifecycle(e)
-        order.denied(denial_check_type(e.reason), at=e.ts_event)
+        order.denied(denied_check_type(e), at=e.ts_event)
         self._retire(e.client_order_id, order)
 
     def _submitted(self, e: Any, _: Any) -> None:
@@ -569,9 +529,8 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._lifecycle(e).acked(at=e.ts_event)
 
     def _rejected(self, e: Any, _: Any) -> None:
-        code = "post_only" if getattr(e, "due_post_only", False) else reject_code(e.reason)
         order = self._lifecycle(e)
-        order.rejected(code, at=e.ts_event)
+        order.rejected(rejected_code(e), at=e.ts_event)
         self._retire(e.client_order_id, order)
 
     def _filled(self, e: Any, rate: float | None) -> None:
