@@ -103,7 +103,8 @@ class MeasurementError(TradingTelemetryError, ValueError):
 
 
 class UnknownMetricError(MeasurementError):
-    """No metric of that key in the plane; the message suggests the closest keys."""
+    """No metric of that key in the plane; the message names the plane that has it, or
+    else suggests the plane's closest keys."""
 
     reason = "unknown_metric"
 
