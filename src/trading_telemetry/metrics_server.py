@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -51,7 +52,7 @@ from waitress.channel import HTTPChannel
 from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
 from trading_telemetry._recorder import PlaneMetrics
-from trading_telemetry.errors import TradingTelemetryError
+from trading_telemetry.errors import ServerAddressError, TradingTelemetryError
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
 HTTP_THREADS = 16
@@ -155,6 +156,26 @@ class MetricsServer:
         address = config.bind_address if addr is None else addr
         self.connection_limit = connection_limit(config.http_max_connections)
         self._map: dict[int, Any] = {}
+        try:
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError("port out of range")  # waitress would take 70000 as 70000 - 65536
+            self._start(metrics, port, address)
+        except (OSError, ValueError) as error:
+            problem = address_error(metrics.plane.value, address, port, error, given=addr is not None)
+            if problem is None:
+                raise
+            raise problem from error
+        self.address = address
+        self.port = int(self._server.effective_port)
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"trading-telemetry-{metrics.plane.value}-http", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
+        """Listen on ``address:port`` (waitress's server, not yet running)."""
+        config = metrics.sdk.config
         adjustments = Adjustments(
             host=address,
             port=port,
@@ -183,15 +204,9 @@ class MetricsServer:
                 send_timeout=config.http_idle_timeout_ms / 1000,
             )
         except BaseException:
+            _close_all(self._map)  # what waitress opened before it failed: its trigger pipe, the socket
             dispatcher.shutdown(timeout=1)
             raise
-        self.address = address
-        self.port = int(self._server.effective_port)
-        self._thread = threading.Thread(
-            target=self._server.run, name=f"trading-telemetry-{metrics.plane.value}-http", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
 
     @property
     def url(self) -> str:
@@ -282,6 +297,39 @@ class MetricsServer:
 
     def __repr__(self) -> str:
         return f"<MetricsServer {self.metrics.plane.value} {self.url}>"
+
+
+_PORT_ELSEWHERE = (
+    "serve this plane on another port: the port argument of serve_metrics() or start_metrics_server(), --port of "
+    "`trading-telemetry serve`, --base-port of `trading-telemetry demo`; port 0 takes any free port"
+)
+
+
+def address_error(plane: str, host: str, port: int, error: BaseException, *, given: bool) -> ServerAddressError | None:
+    """The ServerAddressError saying why ``plane``'s server cannot listen on ``host:port``
+    and what to do, for the errors a wrong address or port gives; None for others.
+    ``given``: the host was passed in code (``addr=``), not read from
+    TRADING_TELEMETRY_BIND_ADDRESS."""
+    source = "the addr argument" if given else "TRADING_TELEMETRY_BIND_ADDRESS"
+    where = f"{plane}: cannot serve /metrics and /health on {host}:{port} (host from {source})"
+    code = getattr(error, "errno", None) if isinstance(error, OSError) else None
+    if isinstance(error, ValueError) and str(error) == "port out of range":
+        problem = f"the port is not a whole number from 0 to 65535: {_PORT_ELSEWHERE}"
+    elif code == errno.EADDRINUSE:
+        problem = (
+            f"the port is already in use, by another process or another server of this one (`ss -ltnp "
+            f"'sport = :{port}'` shows which). Stop that one, or {_PORT_ELSEWHERE}"
+        )
+    elif code == errno.EADDRNOTAVAIL or (isinstance(error, ValueError) and "host/port" in str(error)):
+        problem = (
+            f"{host!r} is not an address of this machine. Set {source} to one of its addresses: 127.0.0.1 (this "
+            "machine only) or 0.0.0.0 (every interface, as in a container)"
+        )
+    elif code == errno.EACCES:
+        problem = f"port {port} needs privileges (ports below 1024). Use a port of 1024 or above: {_PORT_ELSEWHERE}"
+    else:
+        return None
+    return ServerAddressError(f"{where}: {problem}", plane=plane, host=host, port=port, errno=code)
 
 
 def _close_all(channels: dict[int, Any]) -> None:
