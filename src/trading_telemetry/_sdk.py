@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from trading_telemetry import _exporter_logs
 from trading_telemetry._aggregation import (
     CellHistogramAggregation,
     CellLastValueAggregation,
@@ -242,6 +243,7 @@ def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
         headers, timeout_ms = config.otlp_traces_headers, config.otlp_traces_timeout_ms
     module, name = _OTLP_EXPORTERS[(signal, protocol)]
     exporter = getattr(importlib.import_module(module), name)
+    _exporter_logs.throttle()
     return exporter(endpoint=url, headers=dict(headers), timeout=timeout_ms / 1000, **options)
 
 
