@@ -93,6 +93,8 @@ class DropPolicy:
             if last is not None and now - last < LOG_INTERVAL_S:
                 return
             logged[key] = now
+        if not logger.isEnabledFor(logging.WARNING):
+            return  # the message, and its suggestion, are not built for nobody
         if logged is self._last_logged and not known:
             further = (
                 f"more than {UNKNOWN_KEYS_LOGGED} distinct keys outside the catalog: drops of further ones are "
