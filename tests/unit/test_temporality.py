@@ -19,10 +19,10 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 
-from trading_telemetry import ConfigError, TelemetryConfig, init_metrics_exporter, reset
+from trading_telemetry import ConfigError, TelemetryConfig, init_metrics_exporter
 from trading_telemetry import config as config_module
 from trading_telemetry._aggregation import exporter_preferences
-from trading_telemetry._sdk import otlp_temporality
+from trading_telemetry._sdk import TrackedExporter, _otlp_exporter, otlp_temporality
 from trading_telemetry.config import TEMPORALITY_PREFERENCES
 
 VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
@@ -77,26 +77,34 @@ def test_the_otlp_exporter_prefers_the_specifications_temporality(preference: st
     """Each preference gives the SDK's OTLP exporter, and so its periodic reader, the specification's temporality
     per instrument kind, over http/protobuf and grpc."""
     cfg = TelemetryConfig.from_env(
-        {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, VARIABLE: preference.upper(),
-         "OTEL_METRIC_EXPORT_INTERVAL": "3600000"}
-    )  # fmt: skip
-    metrics = init_metrics_exporter("data_plane", config=cfg)
-    (pusher,) = metrics.sdk.pushers
-    inner: Any = pusher._inner
-    assert type(inner).__module__.startswith(f"opentelemetry.exporter.otlp.proto.{protocol.split('/')[0]}")
-    for exporter in (inner, pusher):
-        preferred = exporter_preferences(exporter)["preferred_temporality"]
-        assert {kind: preferred[kind] for kind in KINDS} == SPEC[preference], type(exporter).__name__
-    reset(timeout=0.1)
+        {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol, VARIABLE: preference.upper()}
+    )
+    inner = _otlp_exporter(cfg, "metrics")
+    try:
+        assert type(inner).__module__.startswith(f"opentelemetry.exporter.otlp.proto.{protocol.split('/')[0]}")
+        for exporter in (inner, TrackedExporter("otlp", inner)):  # the reader is given the TrackedExporter
+            preferred = exporter_preferences(exporter)["preferred_temporality"]
+            assert {kind: preferred[kind] for kind in KINDS} == SPEC[preference], type(exporter).__name__
+    finally:
+        inner.shutdown()
 
 
 def test_the_configuration_wins_over_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A TelemetryConfig saying cumulative is obeyed even where the SDK's exporter would read delta from os.environ."""
     monkeypatch.setenv(VARIABLE, "delta")
-    cfg = TelemetryConfig(metrics_exporters=("otlp",), metric_export_interval_ms=3_600_000)
+    inner = _otlp_exporter(TelemetryConfig(metrics_exporters=("otlp",)), "metrics")
+    try:
+        assert exporter_preferences(inner)["preferred_temporality"][Counter] is CUMULATIVE
+    finally:
+        inner.shutdown()
+
+
+def test_a_plane_pushing_otlp_has_a_reader_of_that_temporality() -> None:
+    """The plane's periodic reader exports with the exporter's temporality (delta here)."""
+    cfg = TelemetryConfig(metrics_exporters=("otlp",), otlp_temporality="delta", metric_export_interval_ms=3_600_000)
     (pusher,) = init_metrics_exporter("data_plane", config=cfg).sdk.pushers
-    assert exporter_preferences(pusher)["preferred_temporality"][Counter] is CUMULATIVE
-    reset(timeout=0.1)
+    assert {kind: exporter_preferences(pusher)["preferred_temporality"][kind] for kind in KINDS} == SPEC["delta"]
+    pusher._inner.shutdown()  # no last export at reset(): nothing listens on the default endpoint
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
