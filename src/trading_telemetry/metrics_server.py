@@ -156,12 +156,18 @@ class MetricsServer:
         address = config.bind_address if addr is None else addr
         self.connection_limit = connection_limit(config.http_max_connections)
         self._map: dict[int, Any] = {}
+        given = addr is not None
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            # Checked here: waitress would listen on 70000 - 65536.
+            raise ServerAddressError(
+                f"{_where(metrics.plane.value, address, port, given)}: the port is not a whole number from 0 to "
+                f"65535; {_PORT_ELSEWHERE}",
+                plane=metrics.plane.value, host=address, port=port, errno=None,
+            )  # fmt: skip
         try:
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-                raise ValueError("port out of range")  # waitress would take 70000 as 70000 - 65536
             self._start(metrics, port, address)
         except (OSError, ValueError) as error:
-            problem = address_error(metrics.plane.value, address, port, error, given=addr is not None)
+            problem = _address_error(metrics.plane.value, address, port, error, given=given)
             if problem is None:
                 raise
             raise problem from error
@@ -305,17 +311,23 @@ _PORT_ELSEWHERE = (
 )
 
 
-def address_error(plane: str, host: str, port: int, error: BaseException, *, given: bool) -> ServerAddressError | None:
+def _source(given: bool) -> str:
+    """Where the host came from: ``addr=`` in code, or the environment."""
+    return "the addr argument" if given else "TRADING_TELEMETRY_BIND_ADDRESS"
+
+
+def _where(plane: str, host: str, port: int, given: bool) -> str:
+    return f"{plane}: cannot serve /metrics and /health on {host}:{port} (host from {_source(given)})"
+
+
+def _address_error(plane: str, host: str, port: int, error: BaseException, *, given: bool) -> ServerAddressError | None:
     """The ServerAddressError saying why ``plane``'s server cannot listen on ``host:port``
     and what to do, for the errors a wrong address or port gives; None for others.
     ``given``: the host was passed in code (``addr=``), not read from
     TRADING_TELEMETRY_BIND_ADDRESS."""
-    source = "the addr argument" if given else "TRADING_TELEMETRY_BIND_ADDRESS"
-    where = f"{plane}: cannot serve /metrics and /health on {host}:{port} (host from {source})"
+    source = _source(given)
     code = getattr(error, "errno", None) if isinstance(error, OSError) else None
-    if isinstance(error, ValueError) and str(error) == "port out of range":
-        problem = f"the port is not a whole number from 0 to 65535: {_PORT_ELSEWHERE}"
-    elif code == errno.EADDRINUSE:
+    if code == errno.EADDRINUSE:
         problem = (
             f"the port is already in use, by another process or another server of this one (`ss -ltnp "
             f"'sport = :{port}'` shows which). Stop that one, or {_PORT_ELSEWHERE}"
@@ -329,7 +341,9 @@ def address_error(plane: str, host: str, port: int, error: BaseException, *, giv
         problem = f"port {port} needs privileges (ports below 1024). Use a port of 1024 or above: {_PORT_ELSEWHERE}"
     else:
         return None
-    return ServerAddressError(f"{where}: {problem}", plane=plane, host=host, port=port, errno=code)
+    return ServerAddressError(
+        f"{_where(plane, host, port, given)}: {problem}", plane=plane, host=host, port=port, errno=code
+    )
 
 
 def _close_all(channels: dict[int, Any]) -> None:
