@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_unknown_keys.py [--quick]
 
 Every key is new, so every call misses the suggestion cache ("did you mean ...?"): in
-production mode the drop is counted and the suggestion never computed (the message is
-read at most once a minute, by the drop log); in strict mode each raised error's message
-is read. Also prints one suggestion's cost on its own, for the order plane's keys and for
+production mode the drop is counted and the suggestion not computed (the message is read
+only by the drop log: for the first 32 distinct keys, then once a minute); in strict mode
+each raised error's message is read. Also prints one suggestion's cost on its own, for the order plane's keys and for
 a catalog extended to 1,000 keys, and a cache hit's.
 """
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import MAX_LABEL_VALUE_LENGTH as MAX_LABEL_VALUE_LENGTH
-from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, allowed_values
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, allowed_values, lookup
 from trading_telemetry.errors import InvalidValueError, LabelError, UnknownMetricError
 
 _MAX = sys.float_info.max
@@ -72,16 +72,28 @@ def _closest(key: str, candidates: tuple[str, ...]) -> list[str]:
 
 
 def find_spec(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> MetricSpec:
-    """The spec of ``key``, or UnknownMetricError suggesting the closest keys."""
+    """The spec of ``key``, or UnknownMetricError naming the plane that has it, or else
+    suggesting this plane's closest keys."""
     found = specs.get(key) if type(key) is str else None
     if found is not None:
         return found
     return _unknown(plane, specs, key)
 
 
+def unknown_key_message(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> str:
+    """Why ``key`` is not a metric of ``plane``, and what to do: record it on the plane
+    that has it, or (a typo) use one of the closest keys of this plane."""
+    owner = lookup(key) if type(key) is str else None
+    if owner is not None and owner.plane is not plane:
+        other = owner.plane.value
+        article = "an" if other[0] in "aeiou" else "a"
+        return f"{plane.value}: {key} is {article} {other} metric: record it on get_metrics({other!r})"
+    return f"{plane.value}: unknown metric {safe_repr(key)}{did_you_mean(key, specs)}"
+
+
 def _unknown(plane: Plane, specs: Mapping[str, MetricSpec], key: object) -> MetricSpec:
     raise UnknownMetricError(
-        lambda: f"{plane.value}: unknown metric {safe_repr(key)}{did_you_mean(key, specs)}",
+        lambda: unknown_key_message(plane, specs, key),
         metric=safe_repr(key, 40),
         value=key,
     )

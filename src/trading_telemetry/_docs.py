@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from trading_telemetry.catalog import CATALOG, MetricSpec, Plane
+import json
+
+from trading_telemetry.catalog import (
+    BUILTIN_LABEL_VALUES,
+    BUILTIN_METRIC_LABEL_VALUES,
+    CATALOG,
+    MetricSpec,
+    Plane,
+    allowed_values,
+)
 from trading_telemetry.config import SETTINGS
 
 PLANE_TITLES = {Plane.DATA: "Data plane (port 8000)", Plane.ORDER: "Order plane (port 8001)",
@@ -13,13 +22,43 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG) -> str:
-    """The metric catalog, one table per plane: the README's is the built-in one."""
+def _label_value(text: str) -> str:
+    """A label value as a table cell shows it: as written, or quoted with escapes when it
+    has characters that would blur it (separators, control characters, edge spaces)."""
+    if text.isprintable() and text.strip() == text and not any(c in text for c in ',;`"\\'):
+        shown = text
+    else:
+        quoted = json.dumps(text, ensure_ascii=False)
+        shown = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in quoted)
+    return shown.replace("|", "\\|")
+
+
+def allowed_label_values(s: MetricSpec) -> str:
+    """The closed label value sets of ``s`` (built-in and the desk's), e.g.
+    ``direction: BUY, SELL``; labels not listed take any value. Built-in values keep
+    their documented order, added ones follow sorted."""
+    parts = []
+    for label in s.labels:
+        values = allowed_values(s, label)
+        if values is None:
+            continue
+        declared = BUILTIN_METRIC_LABEL_VALUES.get((s.key, label), BUILTIN_LABEL_VALUES.get(label, ()))
+        ordered = [v for v in declared if v in values] + sorted(values.difference(declared))
+        parts.append(f"`{label}`: " + ", ".join(_label_value(v) for v in ordered))
+    return "; ".join(parts)
+
+
+def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG, *, label_values: bool = False) -> str:
+    """The metric catalog, one table per plane: the README's is the built-in one. With
+    ``label_values``, a column of each metric's allowed label values (``trading-telemetry
+    catalog``)."""
     out: list[str] = []
+    values_header, values_rule = (" allowed label values (others: any) |", "---|") if label_values else ("", "")
     for plane in Plane:
         out += [f"#### {PLANE_TITLES[plane]}", "",
-                "| Prometheus name | type | key | labels (+ `service`) | unit | buckets / range | description |",
-                "|---|---|---|---|---|---|---|"]  # fmt: skip
+                f"| Prometheus name | type | key | labels (+ `service`) |{values_header} unit | buckets / range | "
+                "description |",
+                f"|---|---|---|---|{values_rule}---|---|---|"]  # fmt: skip
         for s in specs:
             if s.plane is not plane:
                 continue
@@ -37,7 +76,10 @@ def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG) -> str:
             else:
                 shape = ""
             labels = ", ".join(f"`{label}`" for label in s.labels) or "none"
-            out.append(f"| {name} | {s.kind.value} | `{s.key}` | {labels} | `{s.unit}` | {shape} | {s.description} |")
+            if label_values:
+                labels += f" | {allowed_label_values(s)}"
+            description = s.description.replace("|", "\\|")  # a desk's may have one
+            out.append(f"| {name} | {s.kind.value} | `{s.key}` | {labels} | `{s.unit}` | {shape} | {description} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

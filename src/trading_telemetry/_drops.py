@@ -26,6 +26,11 @@ UNKNOWN_METRIC = "<unknown>"
 them, so bad keys cannot grow the self-metric."""
 
 LOG_INTERVAL_S = 60.0
+UNKNOWN_KEYS_LOGGED = 32
+"""Most distinct keys outside the catalog whose drops are logged each on their own (once
+a minute per key and reason); drops of any further ones share one log line a minute, so
+that a stream of made-up keys (an order id in the key, say) logs a bounded burst."""
+_KEY_CHARS_KEPT = 100  # a key outside the catalog is remembered by its first characters
 
 
 class DropPolicy:
@@ -35,7 +40,12 @@ class DropPolicy:
 
     The counts live here, keyed by (catalog key or UNKNOWN_METRIC, reason): a bounded
     set, read by the self-metric's observable counter. Counting a drop costs a lock and
-    an add, like recording."""
+    an add, like recording.
+
+    Log lines are throttled per (metric, reason) as the drop's error names them: each
+    distinct unknown key gets its own line (a second typo is not hidden behind the
+    first), for the first UNKNOWN_KEYS_LOGGED of them; drops of keys beyond them share
+    one line a minute. The self-metric keeps one series for all unknown keys."""
 
     def __init__(
         self, *, strict: bool, service: str, keys: Collection[str], clock: Callable[[], float] = time.monotonic
@@ -46,6 +56,7 @@ class DropPolicy:
         self._clock = clock
         self._counts: dict[tuple[str, str], int] = {}
         self._last_logged: dict[tuple[str, str], float] = {}
+        self._unknown_logged: dict[tuple[str, str], float] = {}  # keys outside the catalog
         self._lock = threading.Lock()
         self.dropped = 0
 
@@ -70,23 +81,41 @@ class DropPolicy:
         self.reject(wrapped)
 
     def _drop(self, error: MeasurementError) -> None:
-        metric = error.metric if error.metric in self._keys else UNKNOWN_METRIC
-        key = (metric, str(error.reason))
+        known = error.metric in self._keys
+        reason = str(error.reason)
+        counted = (error.metric if known else UNKNOWN_METRIC, reason)
         now = self._clock()
         with self._lock:
             self.dropped += 1
-            self._counts[key] = self._counts.get(key, 0) + 1
-            last = self._last_logged.get(key)
+            self._counts[counted] = self._counts.get(counted, 0) + 1
+            logged, key = (self._last_logged, counted) if known else self._unknown_slot(str(error.metric), reason)
+            last = logged.get(key)
             if last is not None and now - last < LOG_INTERVAL_S:
                 return
-            self._last_logged[key] = now
-        logger.warning(
-            "dropped measurement (%s): %s [further drops of this kind are counted in %s_total "
-            "and logged at most once a minute]",
-            error.reason,
-            safe_str(error, 500),
-            DROPPED_METRIC,
-        )
+            logged[key] = now
+        if not logger.isEnabledFor(logging.WARNING):
+            return  # the message, and its suggestion, are not built for nobody
+        if logged is self._last_logged and not known:
+            further = (
+                f"more than {UNKNOWN_KEYS_LOGGED} distinct keys outside the catalog: drops of further ones are "
+                f'counted in {DROPPED_METRIC}_total{{metric="{UNKNOWN_METRIC}"}} and logged at most once a minute '
+                "in all"
+            )
+        else:
+            further = (
+                f"further drops of this kind are counted in {DROPPED_METRIC}_total and logged at most once a minute"
+            )
+        logger.warning("dropped measurement (%s): %s [%s]", error.reason, safe_str(error, 500), further)
+
+    def _unknown_slot(self, metric: str, reason: str) -> tuple[dict[tuple[str, str], float], tuple[str, str]]:
+        """Where the last log time of a drop whose metric is not a catalog key is kept:
+        its own entry for the first UNKNOWN_KEYS_LOGGED such (key, reason) pairs, else the
+        one entry all further ones share. Called under the lock."""
+        key = (metric[:_KEY_CHARS_KEPT], reason)
+        unknown = self._unknown_logged
+        if key in unknown or len(unknown) < UNKNOWN_KEYS_LOGGED:
+            return unknown, key
+        return self._last_logged, (UNKNOWN_METRIC, reason)
 
     def count(self, metric: str, reason: str) -> None:
         """Count one drop the caller logs itself: a figure that cannot be computed from what

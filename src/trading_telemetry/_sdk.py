@@ -17,10 +17,17 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import (
     AlwaysOffExemplarFilter,
     AlwaysOnExemplarFilter,
+    Counter,
+    Histogram,
     MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
     TraceBasedExemplarFilter,
+    UpDownCounter,
 )
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     ConsoleMetricExporter,
     MetricExporter,
     MetricExportResult,
@@ -38,6 +45,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from trading_telemetry import _exporter_logs
 from trading_telemetry._aggregation import (
     CellHistogramAggregation,
     CellLastValueAggregation,
@@ -201,18 +209,42 @@ _OTLP_EXPORTERS = {
 }
 
 
+# OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, as the specification defines it: the
+# instrument kinds that export DELTA under each preference; every other kind CUMULATIVE.
+_DELTA_KINDS: dict[str, tuple[type, ...]] = {
+    "cumulative": (),
+    "delta": (Counter, ObservableCounter, Histogram),
+    "lowmemory": (Counter, Histogram),
+}
+
+
+def otlp_temporality(preference: str) -> dict[type, AggregationTemporality]:
+    """The OTLP metrics exporter's temporality per instrument kind under ``preference``
+    (``cumulative``, ``delta`` or ``lowmemory``). Given to the exporter explicitly, so
+    that the configuration decides, not the process's environment, which the SDK's
+    exporters also read (and only there)."""
+    delta = _DELTA_KINDS[preference]
+    return {
+        kind: AggregationTemporality.DELTA if kind in delta else AggregationTemporality.CUMULATIVE
+        for kind in (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
+    }
+
+
 def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
     """The OTLP exporter for ``signal`` (``metrics`` or ``traces``) over its configured
     protocol; grpc and http are imported only when used."""
+    options: dict[str, Any] = {}
     if signal == "metrics":
         protocol, url = config.otlp_protocol, config.otlp_metrics_url
         headers, timeout_ms = config.otlp_headers, config.otlp_timeout_ms
+        options["preferred_temporality"] = otlp_temporality(config.otlp_temporality)
     else:
         protocol, url = config.otlp_traces_protocol, config.otlp_traces_url
         headers, timeout_ms = config.otlp_traces_headers, config.otlp_traces_timeout_ms
     module, name = _OTLP_EXPORTERS[(signal, protocol)]
     exporter = getattr(importlib.import_module(module), name)
-    return exporter(endpoint=url, headers=dict(headers), timeout=timeout_ms / 1000)
+    _exporter_logs.throttle()
+    return exporter(endpoint=url, headers=dict(headers), timeout=timeout_ms / 1000, **options)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from trading_telemetry import _exporter_logs
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import build_sdk
 from trading_telemetry.catalog import Plane, freeze, load_file
@@ -141,6 +142,7 @@ def reset(timeout: float | None = None) -> bool:
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     finished = not any(t.is_alive() for t in threads)
+    _exporter_logs.unthrottle()
     if not finished:
         logger.warning("shutdown: the last export did not finish within %.1f s; abandoned", timeout)
     return finished

@@ -443,10 +443,15 @@ def _labels(value: object, plane: Plane, builtin: bool) -> tuple[str, ...]:
 
 
 def _buckets(value: object, kind: Kind) -> tuple[float, ...] | None:
-    if (kind is Kind.HISTOGRAM) != (value is not None):
-        raise _Refusal("buckets", "histograms, and only histograms, have buckets", value)
+    if kind is Kind.HISTOGRAM and value is None:
+        raise _Refusal(
+            "buckets", "missing: a histogram needs its bucket boundaries; give buckets, one or more numbers in "
+            "increasing order, e.g. [0.001, 0.01, 0.1, 1] for seconds",
+        )  # fmt: skip
     if value is None:
         return None
+    if kind is not Kind.HISTOGRAM:
+        raise _Refusal("buckets", f"a {kind.value} has no buckets (only a histogram has): remove them", value)
     buckets = tuple(_number("buckets", b) for b in _items("buckets", value, MAX_BUCKETS))
     if not buckets or any(a >= b for a, b in itertools.pairwise(buckets)):
         raise _Refusal("buckets", "expected one or more numbers, strictly increasing", value)
@@ -675,7 +680,13 @@ def extend(
 def _extend(metrics: object, label_values: object, *, where: str, field_names: Mapping[str, str] | None = None) -> None:
     global _extensions, _BY_PLANE, _taken
     if _frozen:
-        raise CatalogError(f"{where}: the catalog is extended before the first plane is initialised", source=where)
+        raise CatalogError(
+            f"{where}: too late: a plane is already initialised, and the catalog is fixed while planes exist. Extend "
+            "it before the first init_metrics_exporter() (the first call of a timed function initialises its plane "
+            "too): call extend() when your module is imported, or name the catalog file in TRADING_TELEMETRY_CATALOG, "
+            "which is loaded as the first plane is initialised; in tests, call reset() first",
+            source=where,
+        )
     taken = _taken.copy()
     added = _checked(_elements(metrics, where, "metrics"), taken, where=where, field_names=field_names)
     if len(_extensions) + len(added) > MAX_EXTENSION_METRICS:
@@ -766,6 +777,7 @@ def load_file(path: str) -> None:
             buckets: [0.00001, 0.0001, 0.001, 0.01, 0.1, 1]   # histograms only
             min: 0                         # optional value range (gauges, histograms)
             max: 1
+            integral: false                # optional: true takes whole numbers only
         label_values:                      # optional: allowed values of a label
           callback: [on_quote, on_bar, on_order_event]
 

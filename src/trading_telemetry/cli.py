@@ -1,12 +1,16 @@
 """The ``trading-telemetry`` command: ``demo`` (the three-plane session), ``serve``
-(one plane's endpoint), ``catalog`` (the metric table) and ``dashboards`` (Grafana
-dashboards), the last two for the effective catalog."""
+(one plane's endpoint), ``config`` (the effective settings), ``catalog`` (the metric
+table, with each metric's allowed label values) and ``dashboards`` (Grafana dashboards),
+the last two for the effective catalog. Output into a pipe its reader closed early
+(``trading-telemetry catalog | head -1``) ends the command quietly, with status 0."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from trading_telemetry._version import __version__
 from trading_telemetry.catalog import MetricSpec, Plane, effective_catalog, load_file
 from trading_telemetry.errors import TradingTelemetryError
 
@@ -15,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trading-telemetry", description="OpenTelemetry metrics for a three-plane trading system."
     )
+    parser.add_argument("--version", action="version", version=f"trading-telemetry {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the simulated trading session, serving ports 8000-8002")
     demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
@@ -30,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--addr", default=None, help="bind address (default TRADING_TELEMETRY_BIND_ADDRESS)")
     sub.add_parser("config", help="print the effective configuration: each variable, its value, where it came from")
     sub.add_parser(
-        "catalog", help="print the effective metric catalog (built-in and TRADING_TELEMETRY_CATALOG) as Markdown"
+        "catalog",
+        help="print the effective metric catalog (built-in and TRADING_TELEMETRY_CATALOG) as Markdown, with each "
+        "metric's allowed label values",
     )
     boards = sub.add_parser(
         "dashboards", help="write Grafana dashboards for the effective catalog (needs the `dashboards` extra)"
@@ -50,6 +57,20 @@ def _effective_catalog() -> tuple[MetricSpec, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is met below
+    except BrokenPipeError:
+        # The reader has gone (`| head`): what it did not read is nobody's. Later writes,
+        # and the interpreter's last flush, go nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
@@ -68,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             return _dashboards(args.out)
         from trading_telemetry._docs import catalog_table
 
-        print(catalog_table(_effective_catalog()))
+        print(catalog_table(_effective_catalog(), label_values=True))
         return 0
+    except BrokenPipeError:
+        raise
     except (TradingTelemetryError, OSError) as error:
         print(f"trading-telemetry: {error}", file=sys.stderr)
         return 2

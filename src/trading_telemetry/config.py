@@ -29,6 +29,7 @@ __all__ = ["SETTINGS", "Setting", "TelemetryConfig"]
 METRICS_EXPORTERS = ("prometheus", "otlp", "console", "none")
 TRACES_EXPORTERS = ("otlp", "console", "none")
 OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
 EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 PLANES = ("data_plane", "order_plane", "strategy_plane")
 
@@ -244,6 +245,12 @@ SETTINGS: tuple[Setting, ...] = (
             "`key=value,...` headers sent with every metrics export (values never printed)"),
     Setting("otlp_timeout_ms", ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
             _timeout, "10000", "metrics export request timeout, ms; `0`: no limit"),
+    Setting("otlp_temporality", ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+            _one_of(TEMPORALITY_PREFERENCES), "cumulative",
+            "temporality of the `otlp` metrics exporter, as the specification defines it: `cumulative`; `delta` "
+            "(counters, histograms and asynchronous counters send what changed since the last export, up-down "
+            "counters stay cumulative) or `lowmemory` (as `delta`, but asynchronous counters, such as the "
+            "dropped-measurements self-metric, stay cumulative). Gauges have none. Any case"),
     Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), _positive_int, "60000",
             "push interval of the `otlp` and `console` exporters, ms"),
     Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _timeout, "30000",
@@ -313,6 +320,7 @@ class TelemetryConfig:
     otlp_metrics_endpoint: str = ""
     otlp_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     otlp_timeout_ms: int = 10000
+    otlp_temporality: str = "cumulative"
     metric_export_interval_ms: int = 60000
     metric_export_timeout_ms: int = 30000
     exemplar_filter: str = "trace_based"

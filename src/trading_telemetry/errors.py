@@ -1,7 +1,7 @@
 """The package's exceptions: one base class, a subclass per kind of mistake.
 
-Set-up mistakes (:class:`ConfigError`, :class:`UnknownPlaneError`, :class:`CatalogError`)
-are always raised. A bad measurement (:class:`MeasurementError` and its subclasses) is
+Set-up mistakes (:class:`ConfigError`, :class:`UnknownPlaneError`, :class:`CatalogError`,
+:class:`ServerAddressError`) are always raised. A bad measurement (:class:`MeasurementError` and its subclasses) is
 raised only in strict mode; in production mode it is dropped and counted instead.
 """
 
@@ -20,6 +20,7 @@ __all__ = [
     "InvalidValueError",
     "LabelError",
     "MeasurementError",
+    "ServerAddressError",
     "TradingTelemetryError",
     "UnknownMetricError",
     "UnknownPlaneError",
@@ -40,6 +41,21 @@ class ConfigError(TradingTelemetryError, ValueError):
         self.value = None if secret else value
         shown = "<redacted>" if secret else safe_repr(value, 200)
         super().__init__(f"{variable}={shown}: {problem}")
+
+
+class ServerAddressError(TradingTelemetryError, OSError):
+    """A plane's /metrics and /health server cannot listen on its host and port: the
+    port is taken, the host is not this machine's, or the port needs privileges. The
+    message names the plane, the host:port and the fix; ``errno`` is the socket's error
+    number (``errno.EADDRINUSE`` for a taken port), None if the address did not resolve.
+    An ``OSError``, as the error it replaces."""
+
+    def __init__(self, message: str, *, plane: str, host: str, port: int, errno: int | None) -> None:
+        super().__init__(message)
+        self.plane = plane
+        self.host = host
+        self.port = port
+        self.errno = errno
 
 
 class UnknownPlaneError(TradingTelemetryError, ValueError):
@@ -103,7 +119,8 @@ class MeasurementError(TradingTelemetryError, ValueError):
 
 
 class UnknownMetricError(MeasurementError):
-    """No metric of that key in the plane; the message suggests the closest keys."""
+    """No metric of that key in the plane; the message names the plane that has it, or
+    else suggests the plane's closest keys."""
 
     reason = "unknown_metric"
 

@@ -21,11 +21,13 @@ from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import InvalidValueError
 
-__all__ = ["LATE_FILLS_KEPT", "OrderLifecycle"]
+__all__ = ["LATENCY_STEPS", "LATE_FILLS_KEPT", "OrderLifecycle"]
 
 # The latency histograms, by index: (from step, to step) recorded once both are known.
 _LATENCY_KEYS = ("intent_to_submit_latency", "submit_to_ack_latency", "ack_to_fill_latency", "total_fill_latency")
 _LATENCIES = (("intent", "submitted"), ("submitted", "acked"), ("acked", "filled"), ("intent", "filled"))
+LATENCY_STEPS: dict[str, tuple[str, str]] = dict(zip(_LATENCY_KEYS, _LATENCIES, strict=True))
+"""The latency histograms OrderLifecycle records, each with the steps it runs from and to."""
 # For each step, the latencies it starts or ends: (index, the other step, whether this
 # step is the latency's end).
 _BY_STEP: dict[str, tuple[tuple[int, str, bool], ...]] = {

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gzip
 import io
 import json
@@ -51,7 +52,7 @@ from waitress.channel import HTTPChannel
 from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
 from trading_telemetry._recorder import PlaneMetrics
-from trading_telemetry.errors import TradingTelemetryError
+from trading_telemetry.errors import ServerAddressError, TradingTelemetryError
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
 HTTP_THREADS = 16
@@ -155,6 +156,32 @@ class MetricsServer:
         address = config.bind_address if addr is None else addr
         self.connection_limit = connection_limit(config.http_max_connections)
         self._map: dict[int, Any] = {}
+        given = addr is not None
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            # Checked here: waitress would listen on 70000 - 65536.
+            raise ServerAddressError(
+                f"{_where(metrics.plane.value, address, port, given)}: the port is not a whole number from 0 to "
+                f"65535; {_PORT_ELSEWHERE}",
+                plane=metrics.plane.value, host=address, port=port, errno=None,
+            )  # fmt: skip
+        try:
+            self._start(metrics, port, address)
+        except (OSError, ValueError) as error:
+            problem = _address_error(metrics.plane.value, address, port, error, given=given)
+            if problem is None:
+                raise
+            raise problem from error
+        self.address = address
+        self.port = int(self._server.effective_port)
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"trading-telemetry-{metrics.plane.value}-http", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
+        """Listen on ``address:port`` (waitress's server, not yet running)."""
+        config = metrics.sdk.config
         adjustments = Adjustments(
             host=address,
             port=port,
@@ -183,15 +210,9 @@ class MetricsServer:
                 send_timeout=config.http_idle_timeout_ms / 1000,
             )
         except BaseException:
+            _close_all(self._map)  # what waitress opened before it failed: its trigger pipe, the socket
             dispatcher.shutdown(timeout=1)
             raise
-        self.address = address
-        self.port = int(self._server.effective_port)
-        self._thread = threading.Thread(
-            target=self._server.run, name=f"trading-telemetry-{metrics.plane.value}-http", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
 
     @property
     def url(self) -> str:
@@ -282,6 +303,47 @@ class MetricsServer:
 
     def __repr__(self) -> str:
         return f"<MetricsServer {self.metrics.plane.value} {self.url}>"
+
+
+_PORT_ELSEWHERE = (
+    "serve this plane on another port: the port argument of serve_metrics() or start_metrics_server(), --port of "
+    "`trading-telemetry serve`, --base-port of `trading-telemetry demo`; port 0 takes any free port"
+)
+
+
+def _source(given: bool) -> str:
+    """Where the host came from: ``addr=`` in code, or the environment."""
+    return "the addr argument" if given else "TRADING_TELEMETRY_BIND_ADDRESS"
+
+
+def _where(plane: str, host: str, port: int, given: bool) -> str:
+    return f"{plane}: cannot serve /metrics and /health on {host}:{port} (host from {_source(given)})"
+
+
+def _address_error(plane: str, host: str, port: int, error: BaseException, *, given: bool) -> ServerAddressError | None:
+    """The ServerAddressError saying why ``plane``'s server cannot listen on ``host:port``
+    and what to do, for the errors a wrong address or port gives; None for others.
+    ``given``: the host was passed in code (``addr=``), not read from
+    TRADING_TELEMETRY_BIND_ADDRESS."""
+    source = _source(given)
+    code = getattr(error, "errno", None) if isinstance(error, OSError) else None
+    if code == errno.EADDRINUSE:
+        problem = (
+            f"the port is already in use, by another process or another server of this one (`ss -ltnp "
+            f"'sport = :{port}'` shows which). Stop that one, or {_PORT_ELSEWHERE}"
+        )
+    elif code == errno.EADDRNOTAVAIL or (isinstance(error, ValueError) and "host/port" in str(error)):
+        problem = (
+            f"{host!r} is not an address of this machine. Set {source} to one of its addresses: 127.0.0.1 (this "
+            "machine only) or 0.0.0.0 (every interface, as in a container)"
+        )
+    elif code == errno.EACCES:
+        problem = f"port {port} needs privileges (ports below 1024). Use a port of 1024 or above: {_PORT_ELSEWHERE}"
+    else:
+        return None
+    return ServerAddressError(
+        f"{_where(plane, host, port, given)}: {problem}", plane=plane, host=host, port=port, errno=code
+    )
 
 
 def _close_all(channels: dict[int, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
@@ -17,12 +18,15 @@ from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._wrapping import argument_extractor, check_function
 from trading_telemetry.catalog import Kind, MetricSpec, effective_catalog, lookup
 from trading_telemetry.errors import InstrumentationError
+from trading_telemetry.lifecycle import LATENCY_STEPS
 
 __all__ = ["Timing", "timed"]
 
 HANDLES_KEPT = 4096
 """Most argument tuples one ``timed`` caches handles for (``labels_from`` values); calls
 with further values still record, through ``bind``."""
+
+logger = logging.getLogger("trading_telemetry")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,6 +51,29 @@ def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     if found.kind is not kind:
         raise InstrumentationError(f"timed: {role} {key!r} is a {found.kind.value}, not a {kind.value}")
     return found
+
+
+_warned_lifecycle_keys: set[str] = set()
+
+
+def _warn_if_lifecycle_records(key: str) -> None:
+    """Warn, once per key, that OrderLifecycle records this latency as well: with both,
+    each order is observed twice."""
+    steps = LATENCY_STEPS.get(key)
+    if steps is None or key in _warned_lifecycle_keys:
+        return
+    _warned_lifecycle_keys.add(key)
+    start, end = (f"{step}()" if step != "filled" else "the fill that completes the order" for step in steps)
+    logger.warning(
+        "timed(%r): OrderLifecycle records %s too, from %s to %s, so a program that times it here and also "
+        "calls those OrderLifecycle steps observes each order twice. Choose one: OrderLifecycle (it records all "
+        "four order latencies and the order counters) without this timed, or this timed without OrderLifecycle "
+        "for these orders",
+        key,
+        key,
+        start,
+        end,
+    )
 
 
 class _Bound:
@@ -109,6 +136,7 @@ class timed:
         on_error: str = "error",
     ) -> None:
         self.spec = _spec(key, Kind.HISTOGRAM, "key")
+        _warn_if_lifecycle_records(self.spec.key)
         self._labels_from = tuple(labels_from)
         self._static = dict(labels or {})
         self._check_labels()

@@ -167,6 +167,8 @@ ENTRY = {"plane": "data_plane", "key": "queue_depth", "name": "data_queue_depth"
         ({"max": [1]}, "max", "finite"),
         ({"kind": "counter", "name": "data_queue_depth_total", "max": 1}, "max", "no range"),
         ({"kind": "histogram", "buckets": [1, "2"]}, "buckets", "finite"),
+        ({"kind": "histogram"}, "buckets", "missing: a histogram needs its bucket boundaries; give buckets"),
+        ({"buckets": [1]}, "buckets", "a gauge has no buckets (only a histogram has): remove them"),
         ({"unit": "{a}/s"}, "unit", "change the exposed name"),
         ({"integral": "yes"}, "integral", "true or false"),
         ({"plane": None}, "plane", "data_plane"),
@@ -182,6 +184,32 @@ def test_fields_are_checked_as_extend_checks_them(
     assert error.entry.startswith("metrics entry 1")
     assert error.field == field, str(error)
     assert words in str(error), str(error)
+
+
+def test_a_histogram_without_buckets_says_what_is_missing_and_how_to_give_it(tmp_path: Path) -> None:
+    """The whole message: file, entry, field, what is missing, and an example of the fix."""
+    fields = {"kind": "histogram", "name": "data_queue_depth", "min": 0}
+    error = refused(tmp_path, json.dumps({"metrics": [{**ENTRY, **fields}]}))
+    assert str(error) == (
+        f"{tmp_path / 'desk.yaml'}: metrics entry 1 ('queue_depth'): buckets: missing: a histogram needs its bucket "
+        "boundaries; give buckets, one or more numbers in increasing order, e.g. [0.001, 0.01, 0.1, 1] for seconds"
+    )
+
+
+def test_a_catalog_file_loaded_after_the_first_plane_says_when_to_load_it(tmp_path: Path) -> None:
+    """Too late to load: the message says to load it before the first plane, by TRADING_TELEMETRY_CATALOG."""
+    path = tmp_path / "desk.yaml"
+    path.write_text(json.dumps({"metrics": [ENTRY]}))
+    init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
+    with pytest.raises(CatalogError) as caught:
+        cat.load_file(str(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: too late: a plane is already initialised")
+    assert "before the first init_metrics_exporter()" in message
+    assert "TRADING_TELEMETRY_CATALOG" in message
+    reset()
+    cat.load_file(str(path))
+    assert cat.lookup("queue_depth") is not None
 
 
 def test_more_entries_than_the_limit_are_refused(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ ROWS: dict[str, tuple[str, object, str]] = {
     "otlp_metrics_endpoint": ("https://c:9/m", "https://c:9/m", "c:9"),
     "otlp_headers": ("a=b", {"a": "b"}, "no-equals-s3cr3t"),
     "otlp_timeout_ms": ("0", 2**31 - 1, "-5"),
+    "otlp_temporality": ("LowMemory", "lowmemory", "sometimes"),
     "metric_export_interval_ms": ("1000", 1000, "0"),
     "metric_export_timeout_ms": ("0", 2**31 - 1, "5s"),
     "exemplar_filter": ("always_on", "always_on", "sometimes"),

@@ -100,9 +100,15 @@ def test_the_fixture_reads_extended_metrics() -> None:
 
 
 def test_the_catalog_is_fixed_while_planes_exist() -> None:
+    """extend() once a plane exists is refused saying to call it before the first plane; after reset() it works."""
     init_metrics_exporter("data_plane", config=STRICT)
-    with pytest.raises(CatalogError, match="before the first plane"):
+    with pytest.raises(CatalogError) as caught:
         cat.extend([callback_latency()])
+    message = str(caught.value)
+    assert message.startswith("extend(): too late: a plane is already initialised, and the catalog is fixed")
+    assert "Extend it before the first init_metrics_exporter()" in message
+    assert "call extend() when your module is imported" in message
+    assert "in tests, call reset() first" in message
     reset()
     cat.extend([callback_latency()])  # all planes gone: allowed again
     assert cat.lookup("callback_latency") is not None
@@ -116,7 +122,7 @@ def test_the_catalog_is_fixed_while_planes_exist() -> None:
         ({"plane": "risk_plane"}, "plane", "risk_plane"),
         ({"kind": "summary"}, "kind", "summary"),
         ({"buckets": [0.1, 0.01]}, "buckets", "increasing"),
-        ({"buckets": None}, "buckets", "histograms"),
+        ({"buckets": None}, "buckets", "a histogram needs its bucket boundaries"),
         ({"unit": "ms"}, "unit", "ms"),
         ({"name": "strategy_callback_latency"}, "name", "_seconds"),
         ({"key": "ticks_received"}, "key", "duplicate key"),

@@ -22,6 +22,7 @@ def test_public_surface_is_pinned() -> None:
         "OrderLifecycle",
         "Plane",
         "PlaneMetrics",
+        "ServerAddressError",
         "TelemetryConfig",
         "TradingTelemetryError",
         "UnknownMetricError",

@@ -3,6 +3,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from trading_telemetry import InvalidValueError, TelemetryConfig, catalog, init_metrics_exporter
 from trading_telemetry._docs import render_readme
 from trading_telemetry.catalog import CATALOG
 
@@ -44,3 +47,21 @@ def test_alert_table_lists_every_alert() -> None:
     text = README.read_text()
     for rule in (r for g in groups for r in g["rules"] if "alert" in r):
         assert f"| `{rule['alert']}` | {rule['labels']['severity']} |" in text, rule["alert"]
+
+
+@pytest.mark.usefixtures("built_in_catalog")
+def test_the_catalog_file_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:
+    """The README's catalog file example (min, max and integral included) loads and means what its comments say."""
+    section = README.read_text().split("### Extending the catalog", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "desk.yaml"
+    path.write_text(example)
+    catalog.load_file(str(path))
+    feed = catalog.lookup("feed_state")
+    assert feed is not None
+    assert (feed.min_value, feed.max_value, feed.integral) == (0.0, 2.0, True)
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=(), strict=True))
+    metrics.set("feed_state", 2, source="ibkr_rt")
+    for bad in (1.5, 3):
+        with pytest.raises(InvalidValueError, match="out of range"):
+            metrics.set("feed_state", bad, source="ibkr_rt")

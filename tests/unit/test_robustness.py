@@ -16,7 +16,7 @@ from test_recording import points
 from helpers import http_get
 from trading_telemetry import ConfigError, TelemetryConfig, init_metrics_exporter, reset, serve_metrics, timed
 from trading_telemetry._checks import _SUGGESTIONS_KEPT, _suggestions, did_you_mean
-from trading_telemetry._drops import UNKNOWN_METRIC
+from trading_telemetry._drops import UNKNOWN_KEYS_LOGGED, UNKNOWN_METRIC
 from trading_telemetry._recorder import REJECTED_KEPT
 from trading_telemetry.timing import HANDLES_KEPT
 
@@ -81,6 +81,7 @@ def test_bad_keys_share_one_self_metric_series_and_the_caches_stay_bounded() -> 
         metrics.inc(f"no_such_metric_{i}", **SPY)
     metrics.inc("x" * (1 << 20), **SPY)
     assert metrics._policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 100_001}
+    assert len(metrics._policy._unknown_logged) == UNKNOWN_KEYS_LOGGED
     assert len(metrics._policy._last_logged) == 1
     assert metrics._rejected_kept == REJECTED_KEPT
     assert len(metrics._cache) == REJECTED_KEPT
