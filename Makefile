@@ -68,7 +68,7 @@ test-ranges:
 	done
 
 docs: $(STAMP)
-	$(VENV)/bin/python -m trading_telemetry._docs README.md
+	$(VENV)/bin/python -m trading_telemetry._docs .
 
 dashboards: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._dashboards grafana/dashboards

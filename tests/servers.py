@@ -158,7 +158,7 @@ class Prometheus(Process, PromQLClient):
     sending alerts with Alertmanager's password (``alertmanager_password``). ``flags`` are
     added to compose's, ``config_changes`` update sections of prometheus.yml, and
     ``web_user`` puts every path behind basic auth for that user with the tests' password
-    (README: "Straight into Prometheus over OTLP")."""
+    (docs/operations.md: "Straight into Prometheus over OTLP")."""
 
     def __init__(
         self,

@@ -1,8 +1,12 @@
-"""Documentation generated from the catalog and the settings table (README sections)."""
+"""Documentation generated from the catalog and the settings table: the sections of the
+pages under docs/ between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 from trading_telemetry.catalog import (
     BUILTIN_LABEL_VALUES,
@@ -48,14 +52,14 @@ def allowed_label_values(s: MetricSpec) -> str:
     return "; ".join(parts)
 
 
-def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG, *, label_values: bool = False) -> str:
-    """The metric catalog, one table per plane: the README's is the built-in one. With
-    ``label_values``, a column of each metric's allowed label values (``trading-telemetry
-    catalog``)."""
+def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG, *, label_values: bool = False, heading: str = "####") -> str:
+    """The metric catalog, one table per plane under a ``heading`` of that level:
+    docs/metrics.md's is the built-in one. With ``label_values``, a column of each
+    metric's allowed label values (``trading-telemetry catalog``)."""
     out: list[str] = []
     values_header, values_rule = (" allowed label values (others: any) |", "---|") if label_values else ("", "")
     for plane in Plane:
-        out += [f"#### {PLANE_TITLES[plane]}", "",
+        out += [f"{heading} {PLANE_TITLES[plane]}", "",
                 f"| Prometheus name | type | key | labels (+ `service`) |{values_header} unit | buckets / range | "
                 "description |",
                 f"|---|---|---|---|{values_rule}---|---|---|"]  # fmt: skip
@@ -85,7 +89,7 @@ def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG, *, label_values: bool
 
 
 def settings_table() -> str:
-    """The README's configuration table."""
+    """docs/configuration.md's table of every setting."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for s in SETTINGS:
         names = " / ".join(f"`{v}`" for v in s.variables)
@@ -94,29 +98,75 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-SECTIONS = {"settings": settings_table, "catalog": catalog_table}
+def catalog_count() -> str:
+    """The number of built-in metrics, in all and per plane: the one place the
+    documentation states it."""
+    per_plane = [f"{sum(s.plane is p for s in CATALOG)} on the {PLANE_TITLES[p].split(' (')[0]}" for p in Plane]
+    return f"The built-in catalog has {len(CATALOG)} metrics: {', '.join(per_plane[:-1])} and {per_plane[-1]}.\n"
 
 
-def render_readme(text: str) -> str:
-    """``text`` with every generated section (between BEGIN/END markers) rendered anew."""
-    for name, render in SECTIONS.items():
-        begin, end = f"<!-- BEGIN generated:{name} -->", f"<!-- END generated:{name} -->"
-        head, sep, rest = text.partition(begin)
-        _, sep2, tail = rest.partition(end)
-        if not (sep and sep2):
-            raise ValueError(f"README has no {begin} ... {end} section")
-        text = f"{head}{begin}\n{render()}{end}{tail}"
+SECTIONS: dict[str, Callable[[], str]] = {
+    "settings": settings_table,
+    "catalog": lambda: catalog_table(heading="###"),
+    "count": catalog_count,
+}
+DOCS = Path("docs")
+"""Where the generated sections live, relative to the repository's root."""
+
+
+def _marker(kind: str, name: str) -> str:
+    return f"<!-- {kind} generated:{name} -->"
+
+
+def _section(name: str) -> re.Pattern[str]:
+    """A generated section: its BEGIN marker on a line of its own, what is generated, its END marker."""
+    begin, end = re.escape(_marker("BEGIN", name)), re.escape(_marker("END", name))
+    return re.compile(rf"^({begin}\n)(.*?)^({end})$", re.M | re.S)
+
+
+def generated_sections(text: str) -> list[str]:
+    """The names of the generated sections in ``text`` (markers on lines of their own), in
+    order; raises ValueError on a section that is not known, not closed, or there twice."""
+    names: list[str] = re.findall(r"^<!-- BEGIN generated:([\w-]+) -->$", text, flags=re.M)
+    for name in names:
+        if name not in SECTIONS:
+            raise ValueError(f"unknown generated section {name!r}: known are {', '.join(SECTIONS)}")
+        if len(_section(name).findall(text)) != 1 or len(re.findall(rf"^{_marker('END', name)}$", text, re.M)) != 1:
+            raise ValueError(f"generated section {name!r} needs one BEGIN and, after it, one END marker")
+    return names
+
+
+def render(text: str) -> str:
+    """``text`` with each of its generated sections (between BEGIN/END markers) rendered anew."""
+    for name in generated_sections(text):
+        match = _section(name).search(text)
+        assert match is not None  # generated_sections found it
+        text = f"{text[: match.end(1)]}{SECTIONS[name]()}{text[match.start(3) :]}"
     return text
 
 
+def pages(root: Path) -> list[Path]:
+    """The documentation pages under ``root`` that have generated sections."""
+    return [p for p in sorted((root / DOCS).glob("*.md")) if generated_sections(p.read_text())]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m trading_telemetry._docs README.md``: rewrite the generated sections."""
+    """``python -m trading_telemetry._docs [ROOT]``: rewrite the generated sections of the
+    pages under ROOT/docs (default: the current directory), printing the ones that changed."""
     import sys
-    from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "README.md")
-    path.write_text(render_readme(path.read_text()))
+    root = Path(args[0] if args else ".")
+    found = pages(root)
+    if not found:
+        print(f"no page under {root / DOCS} has a generated section", file=sys.stderr)
+        return 1
+    for path in found:
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            path.write_text(new)
+            print(f"rewrote {path}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The metric catalog: the one place every metric of the three planes is declared.
 
-Instruments, views, the README's metric table and the tests are derived from this
+Instruments, views, the tables of docs/metrics.md and the tests are derived from this
 module. The Prometheus name a user sees (:attr:`MetricSpec.prometheus_name`) is the name
-the seed README documents, on both export paths (the Python Prometheus exporter and OTLP
+the original monitoring specification (the README this project was created from)
+documents, on both export paths (the Python Prometheus exporter and OTLP
 through the Collector's ``prometheus`` exporter), with one exception: a counter cannot be
 called ``orders_commission_total_usd``, see :attr:`MetricSpec.documented_name`.
 
@@ -665,7 +666,7 @@ def extend(
     to a built-in closed set. A declaration that any path would expose otherwise than
     declared, that clashes with a name already exposed, or that the SDK would refuse,
     raises :class:`CatalogError` naming ``where`` (a file, say), the entry, the field and
-    the value (README, "Extending the catalog"); nothing is added then.
+    the value (docs/metrics.md, "Extending the catalog"); nothing is added then.
 
     Example::
 
@@ -764,7 +765,7 @@ _loaded: set[str] = set()
 def load_file(path: str) -> None:
     """Extend the catalog from a YAML file (``TRADING_TELEMETRY_CATALOG``), once per path.
 
-    The file's schema (README, "Extending the catalog")::
+    The file's schema (docs/metrics.md, "Extending the catalog")::
 
         metrics:
           - plane: strategy_plane          # data_plane | order_plane | strategy_plane

@@ -218,7 +218,7 @@ def _exported_text(variable: str, raw: str) -> str:
 @dataclass(frozen=True)
 class Setting:
     """One row of the settings table: the field, its variables (first set wins), the
-    parser, and what the value means. The README's configuration table is this table."""
+    parser, and what the value means. docs/configuration.md's table is this table."""
 
     field: str
     variables: tuple[str, ...]
@@ -247,8 +247,8 @@ SETTINGS: tuple[Setting, ...] = (
             _timeout, "10000", "metrics export request timeout, ms; `0`: no limit"),
     Setting("otlp_temporality", ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
             _one_of(TEMPORALITY_PREFERENCES), "cumulative",
-            "temporality of the `otlp` metrics exporter, as the specification defines it: `cumulative`; `delta` "
-            "(counters, histograms and asynchronous counters send what changed since the last export, up-down "
+            "temporality of the `otlp` metrics exporter, as the OpenTelemetry specification defines it: `cumulative`; "
+            "`delta` (counters, histograms and asynchronous counters send what changed since the last export, up-down "
             "counters stay cumulative) or `lowmemory` (as `delta`, but asynchronous counters, such as the "
             "dropped-measurements self-metric, stay cumulative). Gauges have none. Any case"),
     Setting("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), _positive_int, "60000",
@@ -301,7 +301,7 @@ SETTINGS: tuple[Setting, ...] = (
             "(attempted once) and the servers to stop, ms; an unanswering Collector cannot hold the process longer"),
     Setting("catalog_path", ("TRADING_TELEMETRY_CATALOG",), _text, "",
             "a YAML file of the desk's own metrics and allowed label values, added to the built-in catalog when "
-            "the first plane is initialised (see [Extending the catalog](#extending-the-catalog))"),
+            "the first plane is initialised (see [Extending the catalog](metrics.md#extending-the-catalog))"),
     Setting("asyncio_plane", ("TRADING_TELEMETRY_ASYNCIO_PLANE",), _one_of(PLANES), "",
             "plane whose providers get the asyncio instrumentation (spans and metrics of the coroutines named in "
             "`OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE`); unset: off"),

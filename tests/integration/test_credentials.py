@@ -216,7 +216,7 @@ def test_prometheus_exposes_no_control_or_write_api(
 
 
 def test_prometheus_reloads_on_sighup(prometheus_factory: Callable[..., Prometheus], tmp_path: Path) -> None:
-    """SIGHUP, the reload the README gives (`docker compose kill -s HUP prometheus`), re-reads the rules."""
+    """SIGHUP, the reload docs/operations.md gives (`docker compose kill -s HUP prometheus`), re-reads the rules."""
 
     def rules(*names: str) -> Path:
         groups = [{"name": n, "rules": [{"record": f"{n}:one", "expr": "vector(1)"}]} for n in names]

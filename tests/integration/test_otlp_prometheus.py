@@ -1,6 +1,6 @@
 """The third push path: the SDK's own OTLP exporter straight into Prometheus 3's OTLP receiver,
 no Collector. Prometheus runs the stack's prometheus.yml (its `otlp:` section) with compose's
-flags plus --web.enable-otlp-receiver behind basic auth, as the README says to turn it on;
+flags plus --web.enable-otlp-receiver behind basic auth, as docs/operations.md says to turn it on;
 every catalog metric arrives with the names, label keys, types and values it has through the
 Collector. The UTF-8 choice is checked on every path: Prometheus 3's default (utf8) and ours
 (legacy) store the same names."""
@@ -104,7 +104,7 @@ def paths(collector_factory: Callable[[], Collector], prometheus_factory: Callab
     receive = ["--web.enable-otlp-receiver"]
     utf8 = {"global": {"metric_name_validation_scheme": "utf8"}}
     receiver = {
-        "legacy": prometheus_factory({}, flags=receive, web_user=USER),  # the README's way, as it is
+        "legacy": prometheus_factory({}, flags=receive, web_user=USER),  # docs/operations.md's way, as it is
         "utf8": prometheus_factory({}, flags=receive, web_user=USER, config_changes=utf8),
         "typed": prometheus_factory({}, flags=[*receive, "--enable-feature=type-and-unit-labels"], web_user=USER),
     }
@@ -263,8 +263,8 @@ def test_legacy_names_keep_a_utf8_target_out(prometheus_factory: Callable[..., P
 
 
 def test_readme_names_the_receiver_path_and_the_choice() -> None:
-    """The README says how to turn the receiver on safely and which name validation the stack keeps."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    """docs/operations.md says how to turn the receiver on safely and which name validation the stack keeps."""
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     for text in ("--web.enable-otlp-receiver", "/api/v1/otlp", "metric_name_validation_scheme: legacy",
                  "basic_auth_users"):  # fmt: skip
         assert text in readme, text

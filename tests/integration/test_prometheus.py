@@ -18,7 +18,7 @@ from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "dashboards-and-alerts.md"
 TIMES = 3
 # Labels Prometheus or the OTel exporter add to every series.
 ADDED_LABELS = {
@@ -116,19 +116,19 @@ def test_histograms_have_the_catalog_buckets(prom: Prometheus, spec: MetricSpec)
 
 
 def _readme_queries() -> list[str]:
-    blocks = re.findall(r"```promql\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```promql\n(.*?)```", PAGE.read_text(), flags=re.S)
     queries = [line.strip() for block in blocks for line in block.splitlines()]
     return [q for q in queries if q and not q.startswith("#")]
 
 
 def test_readme_has_promql_examples() -> None:
-    """The README carries the seed's PromQL examples (corrected)."""
+    """docs/dashboards-and-alerts.md carries the original monitoring specification's PromQL examples (corrected)."""
     assert len(_readme_queries()) >= 5
 
 
 @pytest.mark.parametrize("query", _readme_queries())
 def test_readme_promql_returns_data(prom: Prometheus, query: str) -> None:
-    """Every PromQL query in the README parses and returns at least one series."""
+    """Every PromQL query in docs/dashboards-and-alerts.md parses and returns at least one series."""
     assert prom.query(query), f"no data for {query}"
 
 

@@ -38,7 +38,7 @@ from trading_telemetry.catalog import CATALOG, Kind
 
 COMPOSE = ROOT / "docker-compose.yml"
 SCALE_THANOS = ("thanos-receive", "thanos-query", "thanos-rule")  # the `scale` profile's store
-# What compose refuses to start without (README: "Who can do what"), with a value of each.
+# What compose refuses to start without (docs/operations.md: "Who can do what"), with a value of each.
 REQUIRED = {
     "GRAFANA_ADMIN_PASSWORD": "s3cret",
     "OTEL_COLLECTOR_TOKEN": "0123abcd" * 8,

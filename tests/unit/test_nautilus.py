@@ -26,7 +26,7 @@ from trading_telemetry.integrations.nautilus import (
 from trading_telemetry.integrations.nautilus_example import books, build_engine, ours
 from trading_telemetry.testing import TelemetryCapture
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "nautilus.md"
 QUOTES = 5000  # per instrument: about 3,000 orders, 3 s of CPU
 
 
@@ -181,9 +181,8 @@ def test_a_backtest_records_into_the_backtest_namespace(caplog: pytest.LogCaptur
 
 
 def test_the_readme_example_runs(tmp_path: Path) -> None:
-    """The README's "Inside NautilusTrader" example, run as a script, prints what the actor recorded."""
-    section = README.read_text().split("### Inside NautilusTrader", 1)[1].split("\n### ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    """docs/nautilus.md's backtest example, run as a script, prints what the actor recorded."""
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S) if "TelemetryActor(" in c]
     script = tmp_path / "backtest.py"
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
