@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
@@ -68,7 +68,9 @@ from nautilus_trader.trading.strategy import Strategy
 from trading_telemetry import _state
 from trading_telemetry.catalog import Plane, lookup
 from trading_telemetry.integrations.nautilus import TelemetryActor, TelemetryActorConfig
-from trading_telemetry.testing import TelemetryCapture
+
+if TYPE_CHECKING:
+    from trading_telemetry.testing import TelemetryCapture
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14, UNIX nanoseconds
 SECOND = 1_000_000_000
@@ -527,6 +529,11 @@ class ShapeStrategy(Strategy):  # type: ignore[misc]
         self.submit_order_list(bracket)
 
     def _do_close(self, iid: InstrumentId, instrument: Instrument) -> None:
+        """Close a position, unless a close is still working: two reduce-only orders whose sum
+        exceeds the position abort NautilusTrader 1.221 (a Quantity underflow panic in its
+        matching engine, seen with a market close that emptied an L2 book and rested)."""
+        if any(o.is_reduce_only for o in self.cache.orders_open(instrument_id=iid, strategy_id=self.id)):
+            return
         positions = self.cache.positions_open(instrument_id=iid, strategy_id=self.id)
         if positions:
             self.close_position(self.rng.choice(positions))
