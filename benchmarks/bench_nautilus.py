@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller backtests, fewer rounds (a smoke run)")
     args = parser.parse_args()
-    quotes, rounds, size, shape_rounds = (500, 3, 1, 2) if args.quick else (4000, 7, 8, 7)
+    quotes, rounds, size, shape_rounds = (500, 3, 1, 2) if args.quick else (4000, 7, 5, 7)
     example(quotes // 4, True)  # warm up imports and caches
     r = compare(rounds, lambda telemetry: example(quotes, telemetry))
     print(f"backtest: 3 instruments x {quotes} quotes, an order on every quote ({r['orders']} orders), {rounds} rounds")

@@ -4,7 +4,7 @@ shape, the actor's figures against the engine's own books (tests/nautilus_shapes
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from nautilus_trader.model.enums import OmsType
@@ -33,10 +33,14 @@ def capture() -> Iterator[TelemetryCapture]:
     reset()
 
 
-def run(capture: TelemetryCapture, s: Scenario) -> tuple[Figures, Figures]:
-    """Run the backtest; the engine's books and our figures (the engine disposed after)."""
+def run(capture: TelemetryCapture, s: Scenario, check: Callable[[Scenario], None] | None = None) -> tuple[
+        Figures, Figures]:  # fmt: skip
+    """Run the backtest; the engine's books and our figures (``check``: what the shape must
+    have exercised, asserted on the engine before it is disposed)."""
     try:
         s.run()
+        if check is not None:
+            check(s)
         expected = engine_books(s)
         check_reference(s)
         return expected, actor_figures(capture, expected)
@@ -97,27 +101,20 @@ def test_bars_only(capture: TelemetryCapture) -> None:
 
 
 def test_order_book_only(capture: TelemetryCapture) -> None:
-    """L2 order book deltas only: the engine's Portfolio has no price (no quote, trade or bar),
-    the actor marks at the book's best bid/ask and measures arrival at the book's mid."""
-    s = shapes.book_only()
-    expected, got = run(capture, s)
+    """L2 order book deltas only: the engine's Portfolio has no price (no quote, trade or bar:
+    no unrealized PnL, no exposure), the actor marks at the book's best bid/ask and measures
+    arrival at the book's mid; figures equal the books."""
+
+    def engine_has_no_mark(s: Scenario) -> None:
+        assert s.engine.cache.positions_open()
+        assert s.engine.portfolio.unrealized_pnls(shapes.SIM) == {}
+        assert s.engine.portfolio.net_exposures(shapes.SIM) == {}
+
+    expected, got = run(capture, shapes.book_only(), engine_has_no_mark)
     assert_exercised(expected, *COUNTS[1:], *MONEY, "orders_filled[PARTIAL_FILL]", "orders_expired")
     assert not any(k.startswith("ticks_received") for k in expected.values)  # deltas are not ticks
     assert_same(expected, got)
     assert drops() == {}
-
-
-def test_book_only_engine_has_no_mark() -> None:
-    """What the engine does with book data only: its Portfolio reports no unrealized PnL and
-    no exposure for the open positions (so the actor's book marks have no engine twin)."""
-    s = shapes.book_only(telemetry=False)
-    try:
-        s.run()
-        assert s.engine.cache.positions_open()
-        assert s.engine.portfolio.unrealized_pnls(shapes.SIM) == {}
-        assert s.engine.portfolio.net_exposures(shapes.SIM) == {}
-    finally:
-        s.engine.dispose()
 
 
 def test_mixed_quotes_trades_bars(capture: TelemetryCapture) -> None:
@@ -181,43 +178,31 @@ def test_perpetual_without_usd_rates_counts_drops_and_sets_no_money_gauge(captur
 def test_hedging_several_positions_per_instrument(capture: TelemetryCapture) -> None:
     """OmsType.HEDGING: a position per entry, long and short together on one instrument; each
     is marked on its own side (the engine's Portfolio marks them all at the first one's price)."""
-    s = shapes.quotes_only(oms=OmsType.HEDGING)
-    expected, got = run(capture, s)
+
+    def long_and_short(s: Scenario) -> None:
+        sides: dict[str, set[str]] = {}
+        for p in s.engine.cache.positions_open():
+            sides.setdefault(p.instrument_id.value, set()).add(p.side.name)
+        assert any(len(both) == 2 for both in sides.values()), sides
+        assert len(s.engine.cache.positions_open()) > 10
+
+    expected, got = run(capture, shapes.quotes_only(oms=OmsType.HEDGING), long_and_short)
     assert_exercised(expected, *COUNTS, *MONEY)
     assert_same(expected, got)
     assert drops() == {}
 
 
-def test_hedging_has_long_and_short_positions_per_instrument() -> None:
-    """The HEDGING shape ends with several open positions, long and short, on one instrument."""
-    s = shapes.quotes_only(oms=OmsType.HEDGING, telemetry=False)
-    try:
-        s.run()
-        sides: dict[str, set[str]] = {}
-        for p in s.engine.cache.positions_open():
-            sides.setdefault(p.instrument_id.value, set()).add(p.side.name)
-        assert any(len(s) == 2 for s in sides.values()), sides
-        assert len(s.engine.cache.positions_open()) > 10
-    finally:
-        s.engine.dispose()
-
-
 def test_emulated_and_contingent_orders(capture: TelemetryCapture) -> None:
     """Emulated stop-markets (released as MARKET: counted once, as STOP), brackets (OTO
     entry, OUO/OCO children), amends and expiring GTD limits: figures equal the books."""
-    s = shapes.contingent()
-    try:
-        s.run()
+
+    def exercised(s: Scenario) -> None:
         events = [type(e) for o in s.engine.cache.orders() for e in o.events]
         for kind in (OrderEmulated, OrderReleased, OrderUpdated):
             assert events.count(kind) > 10, kind.__name__
-        contingencies = {o.contingency_type.name for o in s.engine.cache.orders()}
-        assert {"OTO", "OUO", "OCO"} <= contingencies
-        expected = engine_books(s)
-        check_reference(s)
-        got = actor_figures(capture, expected)
-    finally:
-        s.engine.dispose()
+        assert {"OTO", "OUO", "OCO"} <= {o.contingency_type.name for o in s.engine.cache.orders()}
+
+    expected, got = run(capture, shapes.contingent(), exercised)
     assert_exercised(expected, *COUNTS, *MONEY, "orders_received[STOP]", "orders_expired")
     assert_same(expected, got)
     assert drops() == {}
@@ -227,7 +212,14 @@ def test_positions_flattened_in_on_stop(capture: TelemetryCapture) -> None:
     """Strategies that cancel and close everything in their own on_stop (after the actor
     stopped): the final gauges are the engine's final state, realized PnL including the
     flattening, unrealized PnL and exposures zero."""
-    expected, got = run(capture, shapes.quotes_only(flatten=True))
+
+    def flattened_at_the_end(s: Scenario) -> None:
+        closes = [o for o in s.engine.cache.orders() if o.is_reduce_only and o.ts_init == s.feed.end]
+        assert len(closes) >= 2
+        assert all(o.status_string() == "FILLED" for o in closes)
+        assert not s.engine.cache.positions_open()
+
+    expected, got = run(capture, shapes.quotes_only(flatten=True), flattened_at_the_end)
     for key in ("portfolio_gross_exposure_usd", "portfolio_net_exposure_usd"):
         assert expected.values[key] == 0.0
     assert all(v == 0.0 for k, v in expected.values.items() if k.startswith("pnl_unrealized_usd"))
@@ -269,9 +261,12 @@ def increase(key: str, before: float | None, after: float | None) -> float | Non
 def test_two_venues(capture: TelemetryCapture) -> None:
     """Two venues, two accounts: a strategy on each and one trading both; the portfolio
     gauges sum both accounts, PnL is per strategy across venues."""
-    s = shapes.two_venues()
-    assert {v.value for v in s.engine.list_venues()} == {"SIM", "SIM2"}
-    expected, got = run(capture, s)
+
+    def both_traded(s: Scenario) -> None:
+        traded = {o.instrument_id.venue for o in s.engine.cache.orders() if o.filled_qty.as_double() > 0}
+        assert traded == {Venue("SIM"), Venue("SIM2")}
+
+    expected, got = run(capture, shapes.two_venues(), both_traded)
     assert_exercised(expected, *COUNTS, *MONEY)
     assert_same(expected, got)
     assert drops() == {}
@@ -294,14 +289,3 @@ def test_an_order_before_any_price_drops_its_slippage(capture: TelemetryCapture)
     assert expected.values["drops[slippage_bps,no_arrival_price]"] > 0
     assert_same(expected, got)
     assert drops() == {("slippage_bps", "no_arrival_price"): expected.values["drops[slippage_bps,no_arrival_price]"]}
-
-
-def test_two_venues_shape_uses_both_accounts() -> None:
-    """The two-venue shape trades on both accounts."""
-    s = shapes.two_venues(telemetry=False)
-    try:
-        s.run()
-        traded = {o.instrument_id.venue for o in s.engine.cache.orders() if o.filled_qty.as_double() > 0}
-        assert traded == {Venue("SIM"), Venue("SIM2")}
-    finally:
-        s.engine.dispose()
