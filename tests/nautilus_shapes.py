@@ -211,16 +211,15 @@ _DURATIONS = {(1, BarAggregation.MINUTE): "1m", (5, BarAggregation.MINUTE): "5m"
 class Feed:
     """The data fed to the engine, kept as time series per instrument so that the reference
     side can ask "what was the latest quote / book / bar / trade at time t": ``quote_mid``,
-    ``bid``, ``ask``, ``book_mid``, ``book_bid``, ``book_ask``, ``bid_bar``, ``ask_bar``,
-    ``mid_bar``, ``last`` (trades and LAST bars) and ``bar`` (any bar's close); and the counts
-    the engine publishes: quotes and trades per instrument, bars per duration."""
+    ``book_mid``, ``bid_bar``, ``ask_bar``, ``mid_bar``, ``last`` (trades and LAST bars) and
+    ``bar`` (any bar's close); and the counts the engine publishes: quotes and trades per
+    instrument, bars per duration."""
 
     def __init__(self, data: Iterable[Any]) -> None:
         self.ticks: Counter[str] = Counter()
         self.bars: Counter[str] = Counter()
         self._series: dict[tuple[InstrumentId, str], tuple[list[int], list[float]]] = {}
         self._books: dict[InstrumentId, OrderBook] = {}
-        self.instruments: set[InstrumentId] = set()
         self.end = 0
         for item in sorted(data, key=lambda d: d.ts_init):
             self._add(item)
@@ -236,10 +235,7 @@ class Feed:
         if isinstance(item, QuoteTick):
             iid = item.instrument_id
             self.ticks[iid.value] += 1
-            bid, ask = item.bid_price.as_double(), item.ask_price.as_double()
-            self._put(iid, "bid", ts, bid)
-            self._put(iid, "ask", ts, ask)
-            self._put(iid, "quote_mid", ts, (bid + ask) / 2)
+            self._put(iid, "quote_mid", ts, (item.bid_price.as_double() + item.ask_price.as_double()) / 2)
         elif isinstance(item, TradeTick):
             iid = item.instrument_id
             self.ticks[iid.value] += 1
@@ -264,12 +260,7 @@ class Feed:
             book.apply_deltas(item)
             bid, ask = book.best_bid_price(), book.best_ask_price()
             if bid is not None and ask is not None:
-                self._put(iid, "book_bid", ts, bid.as_double())
-                self._put(iid, "book_ask", ts, ask.as_double())
                 self._put(iid, "book_mid", ts, (bid.as_double() + ask.as_double()) / 2)
-        else:
-            return
-        self.instruments.add(iid)
 
     def at(self, iid: InstrumentId, kind: str, ts: int) -> float | None:
         """The latest value of the series at ``ts`` (data with ts_init <= ts), or None."""
