@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nautilus_trader.model.enums import OmsType
 from nautilus_trader.model.events import OrderEmulated, OrderReleased, OrderUpdated
 from nautilus_trader.model.identifiers import Venue
@@ -21,15 +23,19 @@ MONEY_GAUGES = ("pnl_realized_usd", "pnl_unrealized_usd", "pnl_total_usd", "port
 USDT = {"USDT": 1.0}
 
 
-@pytest.fixture
-def capture() -> Iterator[TelemetryCapture]:
+def fresh_capture() -> TelemetryCapture:
     """Every plane capturing into memory, production mode (bad input dropped and counted)."""
     reset()
     config = TelemetryConfig(metrics_exporters=(), traces_exporters=(),
                              resource_attributes={"service.namespace": "backtest"})  # fmt: skip
     capture = TelemetryCapture(config)
     capture.start()
-    yield capture
+    return capture
+
+
+@pytest.fixture
+def capture() -> Iterator[TelemetryCapture]:
+    yield fresh_capture()
     reset()
 
 
@@ -289,3 +295,16 @@ def test_an_order_before_any_price_drops_its_slippage(capture: TelemetryCapture)
     assert expected.values["drops[slippage_bps,no_arrival_price]"] > 0
     assert_same(expected, got)
     assert drops() == {("slippage_bps", "no_arrival_price"): expected.values["drops[slippage_bps,no_arrival_price]"]}
+
+
+@settings(max_examples=10, derandomize=True, database=None, deadline=None)
+@given(shape=st.sampled_from(sorted(shapes.SHAPES)), seed=st.integers(min_value=2, max_value=10_000))
+def test_any_session_of_any_data_shape_equals_the_books(shape: str, seed: int) -> None:
+    """Whatever the seed (the data and the strategies' draws), each data shape's figures equal the books."""
+    capture = fresh_capture()
+    try:
+        expected, got = run(capture, shapes.SHAPES[shape](seed=seed))
+        assert_same(expected, got)
+        assert drops() == {}
+    finally:
+        reset()
