@@ -520,14 +520,15 @@ class ShapeStrategy(Strategy):  # type: ignore[misc]
         self.submit_order_list(bracket)
 
     def _do_close(self, iid: InstrumentId, instrument: Instrument) -> None:
-        """Close a position, unless a close is still working: two reduce-only orders whose sum
-        exceeds the position abort NautilusTrader 1.221 (a Quantity underflow panic in its
-        matching engine, seen with a market close that emptied an L2 book and rested)."""
-        if any(o.is_reduce_only for o in self.cache.orders_open(instrument_id=iid, strategy_id=self.id)):
+        """Close a position by a market order of its size, unless a close is still working.
+        Not reduce-only: a reduce-only market order that fills in pieces can abort
+        NautilusTrader 1.221 (the matching engine cuts the order's quantity to the position
+        left, below what it has filled: a Quantity underflow panic), seen on L2 books."""
+        if any(o.tags and "CLOSE" in o.tags for o in self.cache.orders_open(instrument_id=iid, strategy_id=self.id)):
             return
         positions = self.cache.positions_open(instrument_id=iid, strategy_id=self.id)
         if positions:
-            self.close_position(self.rng.choice(positions))
+            self.close_position(self.rng.choice(positions), reduce_only=False, tags=["CLOSE"])
 
     def on_stop(self) -> None:
         for iid in self.ids:

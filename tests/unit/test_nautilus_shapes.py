@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from nautilus_trader.model.enums import OmsType
 from nautilus_trader.model.events import OrderEmulated, OrderReleased, OrderUpdated
@@ -297,7 +297,8 @@ def test_an_order_before_any_price_drops_its_slippage(capture: TelemetryCapture)
     assert drops() == {("slippage_bps", "no_arrival_price"): expected.values["drops[slippage_bps,no_arrival_price]"]}
 
 
-@settings(max_examples=10, derandomize=True, database=None, deadline=None)
+# No shrinking: each example is a backtest; the failing example's seed and shape are reported.
+@settings(max_examples=10, derandomize=True, database=None, deadline=None, phases=(Phase.explicit, Phase.generate))
 @given(shape=st.sampled_from(sorted(shapes.SHAPES)), seed=st.integers(min_value=2, max_value=10_000))
 def test_any_session_of_any_data_shape_equals_the_books(shape: str, seed: int) -> None:
     """Whatever the seed (the data and the strategies' draws), each data shape's figures equal the books."""
