@@ -180,9 +180,9 @@ def test_a_backtest_records_into_the_backtest_namespace(caplog: pytest.LogCaptur
         reset()
 
 
-def test_the_readme_example_runs(tmp_path: Path) -> None:
+def test_the_docs_backtest_example_runs(tmp_path: Path) -> None:
     """docs/nautilus.md's backtest example, run as a script, prints what the actor recorded."""
-    (code,) = [c for c in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S) if "TelemetryActor(" in c]
+    code = next(c for c in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S) if "engine.run()" in c)
     script = tmp_path / "backtest.py"
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
