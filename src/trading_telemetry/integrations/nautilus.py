@@ -125,7 +125,7 @@ _MISSING = {
     "no_arrival_price": "no price for {0} when its order was created (no quote, order book, bar or trade): "
     "its fills' slippage is not recorded",
 }
-BATCH = 4096
+BATCH = 256
 """How many events are queued before they are recorded (a batch costs a fraction of
 recording each event between the engine's own work, whose memory traffic evicts ours)."""
 BACKTEST_NAMESPACE = "backtest"
@@ -226,6 +226,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._via: list[tuple[Any, float]] = [(Currency.from_str(c), r) for c, r in self._fixed_rates.items()]
         self._data_handles: dict[Any, tuple[Any, Any]] = {}
         self._bar_handles: dict[Any, Any] = {}
+        self._bar_types: dict[Any, Any] = {}  # bar type -> (instrument, price type, seconds), False if internal
         self._subscribed = False
         self._warned: set[tuple[str, str]] = set()
         self.backtest = False
@@ -265,8 +266,11 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._cycle_realized: dict[Any, float] = {}
         self._strategies: set[str] = set()
         # The latest close of an EXTERNAL bar per instrument (what the engine's portfolio
-        # marks at when it has neither quotes nor trades).
+        # marks at when it has neither quotes nor trades); per (instrument, price type), the
+        # (bar length, close) of the latest bar of the shortest length (what the engine's
+        # cache prices at without quotes or trades), kept as bars come.
         self._bar_close: dict[Any, Any] = {}
+        self._bar_price: dict[tuple[Any, Any], tuple[float, Any]] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -283,7 +287,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             bus = self.msgbus
             bus.subscribe(topic="events.order.*", handler=self._on_order_event)
             bus.subscribe(topic="events.position.*", handler=self._on_position_event)
-            bus.subscribe(topic="data.bars.*", handler=self._on_data)  # marks, counted if record_data
+            bus.subscribe(topic="data.bars.*", handler=self._on_bar_event)  # prices, counted if record_data
             if self._record_data:
                 bus.subscribe(topic="data.quotes.*", handler=self._on_data)
                 bus.subscribe(topic="data.trades.*", handler=self._on_data)
@@ -317,7 +321,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             bus = self.msgbus
             bus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
             bus.unsubscribe(topic="events.position.*", handler=self._on_position_event)
-            bus.unsubscribe(topic="data.bars.*", handler=self._on_data)
+            bus.unsubscribe(topic="data.bars.*", handler=self._on_bar_event)
             if self._record_data:
                 bus.unsubscribe(topic="data.quotes.*", handler=self._on_data)
                 bus.unsubscribe(topic="data.trades.*", handler=self._on_data)
@@ -329,6 +333,32 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         pending.append(event)
         if self._immediate or len(pending) >= BATCH:
             self._batch_done()
+
+    def _on_bar_event(self, bar: Any) -> None:
+        """Keeps an EXTERNAL bar's close as it comes (the arrival price of an order created
+        next may be it); queues the bar to be counted."""
+        try:
+            bar_type = bar.bar_type
+            info: Any = self._bar_types.get(bar_type)
+            if info is None:
+                spec = bar_type.spec
+                info = self._bar_types[bar_type] = (
+                    (bar_type.instrument_id, spec.price_type, spec.timedelta.total_seconds())
+                    if bar_type.is_externally_aggregated()
+                    else False
+                )
+            if info is not False:
+                instrument_id, price_type, seconds = info
+                close = bar.close
+                self._bar_close[instrument_id] = close
+                key = (instrument_id, price_type)
+                held = self._bar_price.get(key)
+                if held is None or seconds <= held[0]:
+                    self._bar_price[key] = (seconds, close)
+        except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
+            self._failed(self._data, error, "bars_received")
+        if self._record_data:
+            self._on_data(bar)
 
     def _on_order_event(self, event: Any) -> None:
         """Queues an order event with what must be read as it comes: the arrival price of a
@@ -422,10 +452,6 @@ class TelemetryActor(Actor):  # type: ignore[misc]
     def _on_bar(self, bar: Any) -> None:
         try:
             bar_type = bar.bar_type
-            if bar_type.is_externally_aggregated():
-                self._bar_close[bar_type.instrument_id] = bar.close
-            if not self._record_data:
-                return
             handle = self._bar_handles.get(bar_type)
             if handle is None:
                 handle = self._bind_bar(bar_type)
@@ -501,13 +527,19 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             bid, ask = book.best_bid_price(), book.best_ask_price()
             if bid is not None and ask is not None:
                 return float(bid.as_double() + ask.as_double()) / 2
-        bid, ask = cache.price(instrument_id, PriceType.BID), cache.price(instrument_id, PriceType.ASK)
-        if bid is not None and ask is not None:
-            return float(bid.as_double() + ask.as_double()) / 2
-        price = cache.price(instrument_id, PriceType.MID)
-        if price is None:
-            price = cache.price(instrument_id, PriceType.LAST)
-        return float(price.as_double()) if price is not None else None
+        bars = self._bar_price
+        if bars:
+            bid, ask = bars.get((instrument_id, PriceType.BID)), bars.get((instrument_id, PriceType.ASK))
+            if bid is not None and ask is not None:
+                return float(bid[1].as_double() + ask[1].as_double()) / 2
+            mid = bars.get((instrument_id, PriceType.MID))
+            if mid is not None:
+                return float(mid[1].as_double())
+        trade = cache.trade_tick(instrument_id)
+        if trade is not None:
+            return float(trade.price.as_double())
+        last = bars.get((instrument_id, PriceType.LAST))
+        return float(last[1].as_double()) if last is not None else None
 
     def _initialized(self, e: Any, price: float | None) -> None:
         key = e.client_order_id
