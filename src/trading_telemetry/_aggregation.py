@@ -51,6 +51,7 @@ from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     MetricExporter,
     NumberDataPoint,
+    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
 from opentelemetry.util.types import Attributes
@@ -276,6 +277,21 @@ def register_series(instrument: Any, attributes: Mapping[str, str]) -> None:
     instrument._measurement_consumer.consume_measurement(
         Measurement(math.nan, time.time_ns(), instrument, Context(), attributes)
     )
+
+
+def disown_reader(reader: PeriodicExportingMetricReader) -> None:
+    """In a forked child, a periodic reader inherited from the parent: the SDK's own fork
+    hook starts its thread again, to collect and export the parent's instruments from the
+    child. Its collect callback (private ``_collect``) becomes a no-op and its stop event
+    (private ``_shutdown_event``) is set, so that thread ends at once without collecting
+    (the public ``shutdown`` would export once more, and take locks a parent's thread may
+    have held at the fork)."""
+    reader._collect = _collect_nothing  # type: ignore[assignment]  # returns no metrics, as the SDK allows
+    reader._shutdown_event.set()
+
+
+def _collect_nothing(reader: Any, timeout_millis: float = 0) -> None:
+    return None
 
 
 def exporter_preferences(exporter: MetricExporter) -> dict[str, Any]:
