@@ -51,17 +51,24 @@ class SlotFile:
 
     def __init__(self, path: str) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        lock = -1
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
+            # The lock is taken through a descriptor of its own: mmap keeps a duplicate of
+            # the one it maps, which a forked child would inherit, and the lock with it.
+            lock = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
             os.posix_fallocate(fd, 0, INITIAL_BYTES)
             self._map = mmap.mmap(fd, INITIAL_BYTES)
         except BaseException:
-            os.close(fd)
+            for opened in (fd, lock):
+                if opened >= 0:
+                    os.close(opened)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
         self.path = path
         self._fd = fd
+        self._lock = lock
         self._capacity = INITIAL_BYTES
         self._doubles: memoryview[float] = memoryview(self._map).cast("d")
         self._map[0:4] = MAGIC
@@ -95,11 +102,13 @@ class SlotFile:
         self._capacity = capacity
 
     def disown(self) -> None:
-        """In a forked child: close the inherited descriptor (the parent's lock stays the
-        parent's). The mapping stays, unused: views into it may still exist."""
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        self._fd = -1
+        """In a forked child, or when the plane stops: close the descriptors (in a child,
+        the parent's lock stays the parent's). The mapping stays: views into it may exist."""
+        for fd in (self._lock, self._fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._lock = -1
 
 
 class FileReader:
