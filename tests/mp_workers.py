@@ -4,13 +4,14 @@ of multiprocessing pools (a module of its own, so that spawned workers can impor
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable
 
-from trading_telemetry import init_metrics_exporter
+from trading_telemetry import PlaneMetrics, init_metrics_exporter, reset
 
 TICK_LABELS = {"source": "ibkr_rt", "symbol": "SPY"}
 FRESHNESS = (0.004, 0.02, 0.3, 7.0)
@@ -61,3 +62,51 @@ def record_task(task: tuple[int, int]) -> tuple[int, int, int]:
         metrics.observe("data_freshness", FRESHNESS[i], **TICK_LABELS)
     metrics.inc("ticks_received", -1, **TICK_LABELS)  # dropped: a negative increment
     return os.getpid(), ticks, observations
+
+
+class Worker:
+    """A forked worker that records what it is told, one command per line on its pipe,
+    and answers each with a line: ``ticks N``, ``gauge V``; ``exit`` ends it as a clean
+    exit would (its planes' last exports, then the exit)."""
+
+    def __init__(self, metrics: PlaneMetrics) -> None:
+        commands, self._commands = os.pipe()
+        self._answers, answers = os.pipe()
+
+        def serve() -> None:
+            os.close(self._commands)
+            reader = os.fdopen(commands, "r")
+            for line in reader:
+                word, _, arg = line.strip().partition(" ")
+                if word == "ticks":
+                    for _ in range(int(arg)):
+                        metrics.inc("ticks_received", **TICK_LABELS)
+                    metrics.observe("data_freshness", FRESHNESS[2], **TICK_LABELS)
+                elif word == "gauge":
+                    metrics.set("completeness_score", float(arg), symbol="SPY")
+                elif word == "exit":
+                    reset()
+                    break
+                os.write(answers, b"ok\n")
+
+        self.pid = fork(serve)
+        os.close(commands)
+        os.close(answers)
+
+    def ask(self, command: str, timeout: float = 20.0) -> None:
+        os.write(self._commands, command.encode() + b"\n")
+        ready, _, _ = select.select([self._answers], [], [], timeout)
+        assert ready, f"worker {self.pid} did not answer {command!r} within {timeout} s"
+        assert os.read(self._answers, 3) == b"ok\n"
+
+    def stop(self) -> None:
+        os.write(self._commands, b"exit\n")
+        assert wait_exit(self.pid) == 0
+        os.close(self._commands)
+        os.close(self._answers)
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        assert wait_exit(self.pid) == -signal.SIGKILL
+        os.close(self._commands)
+        os.close(self._answers)

@@ -37,3 +37,12 @@ def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
     (line,) = [line for line in done.stdout.splitlines() if "wall time with / without" in line]
     assert "x (min " in line, line
     assert "an order on every quote" in done.stdout
+
+
+def test_multiprocess_benchmark_prints_its_ratios() -> None:
+    done = quick_run("bench_multiprocess.py")
+    for what in ("bound inc()", "bound set()", "bound observe()"):
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith(what)]
+        assert len(line.split()) == 6, line  # name (2 words), default, multiprocess, ratio, prometheus_client ratio
+    assert "summed from files" in done.stdout
+    assert "ours / prometheus_client's" in done.stdout

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import select
-import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import http_get, wait_for
-from mp_workers import FRESHNESS, TICK_LABELS, fork, record_task, wait_exit
+from mp_workers import FRESHNESS, TICK_LABELS, Worker, fork, record_task, wait_exit
 from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, serve_metrics
 from trading_telemetry.errors import ConfigError
 
@@ -62,52 +60,6 @@ def directory(tmp_path: Path) -> str:
 
 def multiprocess(directory: str, **kw: Any) -> TelemetryConfig:
     return TelemetryConfig(multiprocess_dir=directory, **kw)
-
-
-class Worker:
-    """A forked worker that records what it is told, one command per line on its pipe,
-    and answers each with a line: ``ticks N``, ``gauge V``, ``exit``."""
-
-    def __init__(self, metrics: PlaneMetrics) -> None:
-        commands, self._commands = os.pipe()
-        self._answers, answers = os.pipe()
-
-        def serve() -> None:
-            os.close(self._commands)
-            reader = os.fdopen(commands, "r")
-            for line in reader:
-                word, _, arg = line.strip().partition(" ")
-                if word == "ticks":
-                    for _ in range(int(arg)):
-                        metrics.inc("ticks_received", **TICK_LABELS)
-                    metrics.observe("data_freshness", FRESHNESS[2], **TICK_LABELS)
-                elif word == "gauge":
-                    metrics.set("completeness_score", float(arg), symbol="SPY")
-                elif word == "exit":
-                    break
-                os.write(answers, b"ok\n")
-
-        self.pid = fork(serve)
-        os.close(commands)
-        os.close(answers)
-
-    def ask(self, command: str, timeout: float = 20.0) -> None:
-        os.write(self._commands, command.encode() + b"\n")
-        ready, _, _ = select.select([self._answers], [], [], timeout)
-        assert ready, f"worker {self.pid} did not answer {command!r} within {timeout} s"
-        assert os.read(self._answers, 3) == b"ok\n"
-
-    def stop(self) -> None:
-        os.write(self._commands, b"exit\n")
-        assert wait_exit(self.pid) == 0
-        os.close(self._commands)
-        os.close(self._answers)
-
-    def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        assert wait_exit(self.pid) == -signal.SIGKILL
-        os.close(self._commands)
-        os.close(self._answers)
 
 
 def test_what_forked_children_record_is_summed_on_the_parents_metrics(directory: str) -> None:
