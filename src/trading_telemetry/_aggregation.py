@@ -17,6 +17,10 @@ collection is then what the raw SDK's is, a point built per series, with no call
 and no Observation per series; an instrument measurement happens once per series, to
 make the SDK create the series' aggregation (:func:`register_series`).
 
+In a forked child, the periodic readers inherited from the parent are disowned through
+their private ``_collect`` and ``_shutdown_event`` (:func:`disown_reader`): the SDK's own
+fork hook starts their threads again, and no public call stops one without exporting.
+
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
 exemplar reservoir. A label set with no handle (a raw instrument recording) gets the

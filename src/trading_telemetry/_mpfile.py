@@ -32,7 +32,7 @@ __all__ = ["SUFFIX", "FileReader", "Record", "SlotFile", "plane_files"]
 
 MAGIC = b"ttm1"
 HEADER = 8
-INITIAL_BYTES = 1 << 16
+INITIAL_BYTES = mmap.PAGESIZE
 SUFFIX = ".mmap"
 _RECORD = struct.Struct("=II")
 _USED = struct.Struct("=I")
@@ -50,30 +50,35 @@ class SlotFile:
     """This process's file: records appended under the caller's lock, values written in place."""
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        # Made under a name readers skip, then renamed: a reader never sees the file
+        # before it is locked (it would take it for an ended process's) and has its header.
+        directory, name = os.path.split(path)
+        making = os.path.join(directory, f".{name}.new")
+        fd = os.open(making, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         lock = -1
         try:
             # The lock is taken through a descriptor of its own: mmap keeps a duplicate of
             # the one it maps, which a forked child would inherit, and the lock with it.
-            lock = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            lock = os.open(making, os.O_RDONLY | os.O_CLOEXEC)
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
             os.posix_fallocate(fd, 0, INITIAL_BYTES)
             self._map = mmap.mmap(fd, INITIAL_BYTES)
+            self._map[0:4] = MAGIC
+            _USED.pack_into(self._map, 4, HEADER)
+            os.rename(making, path)
         except BaseException:
             for opened in (fd, lock):
                 if opened >= 0:
                     os.close(opened)
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(making)
             raise
         self.path = path
         self._fd = fd
         self._lock = lock
         self._capacity = INITIAL_BYTES
         self._doubles: memoryview[float] = memoryview(self._map).cast("d")
-        self._map[0:4] = MAGIC
         self._used = HEADER
-        _USED.pack_into(self._map, 4, HEADER)
 
     def add(self, key: bytes, count: int) -> memoryview[float]:
         """A new record of ``count`` doubles (zero) under ``key``: the view to write them."""

@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trading_telemetry._checks import overflow
@@ -218,6 +218,11 @@ class Merged:
     def label_items(self) -> list[tuple[str, str]]:
         return self._items
 
+    def copy(self) -> Merged:
+        copied = Merged(self._id, self._items, self._texts)
+        copied.value, copied.counts, copied.sum, copied.stamp = self.value, list(self.counts), self.sum, self.stamp
+        return copied
+
     def snapshot(self) -> tuple[list[float], float, float, float]:
         return self.counts, self.sum, math.inf, -math.inf
 
@@ -239,7 +244,9 @@ class PlaneFiles:
         self._drop_views: dict[tuple[str, str], memoryview[float]] = {}
         self.failed: str | None = None
         """Why this process's counts cannot be written (they stay in memory), or None."""
-        self._readers: dict[str, FileReader] = {}
+        self._readers: dict[str, FileReader] = {}  # the files of running processes
+        self._ended = _Totals(specs)  # the ended processes' files, summed
+        self._absorbed: set[str] = set()  # their paths
         self._items: dict[Any, list[tuple[str, str]]] = {}  # a series' labels, by (key, labels, pid)
         self._texts: dict[Any, Any] = {}  # its rendered label string
         self._read_lock = threading.Lock()
@@ -321,53 +328,68 @@ class PlaneFiles:
                 reader.close()
             self._readers.clear()
 
-    # Reading: every process's file.
+    # Reading: every process's file. The file of an ended process no longer changes: it
+    # is read one last time, added into the ended processes' totals kept here, and closed,
+    # so that a scrape reads the files of running processes only, and descriptors are
+    # held for those only.
 
     def merged(self) -> tuple[Series, Drops]:
         """Every series summed over the plane's files, and the drop counts."""
         with self._read_lock:
-            readers = self._scan()
-            live_only = self._gauge_mode != "mostrecent"
-            series: Series = {key: {} for key in self._specs}
-            drops: Drops = {}
-            seen = 0
-            for reader in readers:
+            live: list[tuple[FileReader, str]] = []
+            for path, reader in self._scan():
+                pid = os.path.basename(path).split("-")[1]
                 try:
-                    reader.refresh()
-                    live = reader.live() if live_only else True
+                    running = reader.live()
+                    reader.refresh()  # after the liveness check: an ended file is read whole
                 except OSError:
                     continue
-                pid = os.path.basename(reader.path).split("-")[1]
+                if running:
+                    live.append((reader, pid))
+                else:
+                    self._absorb(path, reader, pid)
+            totals = self._ended.copy()
+            seen = 0
+            for reader, pid in live:
                 for key, offset, count in reader.records:
                     seen += 1
                     if seen % MERGE_CHUNK == 0:
                         time.sleep(0)  # give the GIL to the trading threads
-                    self._add(series, drops, key, reader.values(offset, count), live, pid)
-            return series, drops
+                    self._add(totals, key, reader.values(offset, count), True, pid)
+            return totals.series, totals.drops
 
-    def _scan(self) -> list[FileReader]:
+    def _absorb(self, path: str, reader: FileReader, pid: str) -> None:
+        for n, (key, offset, count) in enumerate(reader.records):
+            if n % MERGE_CHUNK == MERGE_CHUNK - 1:
+                time.sleep(0)
+            self._add(self._ended, key, reader.values(offset, count), False, pid)
+        reader.close()
+        del self._readers[path]
+        self._absorbed.add(path)
+
+    def _scan(self) -> list[tuple[str, FileReader]]:
         try:
-            paths = set(plane_files(self.directory, self.plane))
+            paths = set(plane_files(self.directory, self.plane)) - self._absorbed
         except OSError:
             paths = set()
         for path in list(self._readers):
-            if path not in paths:  # removed (a fresh start): no longer counted
+            if path not in paths:  # removed (the directory emptied): no longer read
                 self._readers.pop(path).close()
         for path in sorted(paths - self._readers.keys()):
             try:
                 self._readers[path] = FileReader(path)
             except OSError:
                 continue
-        return list(self._readers.values())
+        return list(self._readers.items())
 
-    def _add(self, series: Series, drops: Drops, key: Any, values: tuple[float, ...], live: bool, pid: str) -> None:
+    def _add(self, totals: _Totals, key: Any, values: tuple[float, ...], live: bool, pid: str) -> None:
         if not isinstance(key, list) or not key:
             self.left_out += 1
             return
         if key[0] == _DROPS:
             if len(key) == 3 and len(values) == 1:
                 counted = (str(key[1]), str(key[2]))
-                drops[counted] = drops.get(counted, 0.0) + values[0]
+                totals.drops[counted] = totals.drops.get(counted, 0.0) + values[0]
             return
         s = self._specs.get(key[0]) if isinstance(key[0], str) else None
         labels = tuple(key[1]) if len(key) == 2 and isinstance(key[1], list) else None
@@ -381,11 +403,11 @@ class PlaneFiles:
             self.left_out += 1
             return
         if s.kind is Kind.GAUGE:
-            self._add_gauge(series[s.key], s, labels, values, live, pid)
+            self._add_gauge(totals.series[s.key], s, labels, values, live, pid)
             return
-        cell = series[s.key].get(labels)
+        cell = totals.series[s.key].get(labels)
         if cell is None:
-            cell = series[s.key][labels] = self._cell(s, labels)
+            cell = totals.series[s.key][labels] = self._cell(s, labels)
             if s.kind is Kind.HISTOGRAM:
                 cell.counts = list(values[:-1])
                 cell.sum = values[-1]
@@ -402,9 +424,9 @@ class PlaneFiles:
         pid: str,
     ) -> None:  # fmt: skip
         value, stamp = values
-        if stamp == 0 or not (live or self._gauge_mode == "mostrecent"):
-            return  # never set; or a live-only mode and an ended process
         mode = self._gauge_mode
+        if stamp == 0 or not (live or mode == "mostrecent"):
+            return  # never set; or a mode over running processes, and an ended one
         key: Any = (labels, pid) if mode == "liveall" else labels
         cell = cells.get(key)
         if cell is None:
@@ -431,3 +453,20 @@ class PlaneFiles:
                 items.append(("pid", pid))
             self._items[ident] = items
         return Merged(ident, items, self._texts)
+
+
+class _Totals:
+    """Series and drop counts summed so far."""
+
+    __slots__ = ("drops", "series")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.series: Series = {key: {} for key in keys}
+        self.drops: Drops = {}
+
+    def copy(self) -> _Totals:
+        copied = _Totals(self.series)
+        copied.drops = dict(self.drops)
+        for key, cells in self.series.items():
+            copied.series[key] = {labels: cell.copy() for labels, cell in cells.items()}
+        return copied

@@ -303,3 +303,24 @@ def test_a_directory_removed_under_the_plane_never_breaks_recording(
 def _no_plane_left() -> Iterator[None]:
     yield
     reset()
+
+
+def test_ended_workers_files_are_read_once_and_closed(directory: str) -> None:
+    """Forty short-lived workers: their files are summed once and closed, so a scrape reads (and holds open) the
+    files of running processes only, and every later scrape shows the same totals."""
+    metrics = init_metrics_exporter("data_plane", config=multiprocess(directory))
+    metrics.inc("ticks_received", **TICK_LABELS)
+    fds = len(os.listdir("/proc/self/fd"))
+    for n in range(40):
+        assert wait_exit(fork(lambda n=n: metrics.inc("ticks_received", n, **TICK_LABELS))) == 0
+    expected = 1 + sum(range(40))
+    for _ in range(3):
+        assert rendered(metrics)[TICKS] == expected
+    assert metrics.multiprocess is not None
+    assert len(metrics.multiprocess._readers) == 1  # the parent's own file
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2  # the reader of the parent's file, and its mapping
+    worker = Worker(metrics)
+    worker.ask("ticks 5")
+    assert rendered(metrics)[TICKS] == expected + 5
+    worker.stop()
+    assert rendered(metrics)[TICKS] == expected + 5
