@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -29,13 +29,14 @@ from trading_telemetry._handles import (
     HistogramHandle,
     RejectedHandle,
 )
-from trading_telemetry._multiprocess import HANDLES as FILE_HANDLES
-from trading_telemetry._multiprocess import PlaneFiles, prepare_directory
 from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry._sdk import METER_NAME, PlaneSDK, build_resource, build_sdk
 from trading_telemetry._version import __version__
 from trading_telemetry.catalog import Kind, MetricSpec, Plane, plane_specs
 from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
+
+if TYPE_CHECKING:
+    from trading_telemetry._multiprocess import PlaneFiles
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
 
@@ -131,14 +132,18 @@ class PlaneMetrics:
         """The plane's files in TRADING_TELEMETRY_MULTIPROCESS_DIR, or None (one process)."""
         self._handle_types = HANDLES
         if sdk.config.multiprocess_dir:
+            from trading_telemetry import _multiprocess  # here: one process needs none of it
+
             try:
-                directory = prepare_directory(sdk.config)
+                directory = _multiprocess.prepare_directory(sdk.config)
             except BaseException:
                 sdk.shutdown()
                 raise
-            self.multiprocess = PlaneFiles(directory, self.plane.value, self._specs, sdk.config.multiprocess_gauge)
+            self.multiprocess = _multiprocess.PlaneFiles(
+                directory, self.plane.value, self._specs, sdk.config.multiprocess_gauge
+            )
             self._policy.sink = self.multiprocess.count_drop
-            self._handle_types = FILE_HANDLES
+            self._handle_types = _multiprocess.HANDLES
         self.exposition: PlaneExposition | None = None
         """What ``/metrics`` serves: rendered from the handles (in multiprocess mode, from
         every process's files); None when the ``prometheus`` exporter is off."""

@@ -91,7 +91,7 @@ def test_what_forked_children_record_is_summed_on_the_parents_metrics(directory:
     assert len(os.listdir(directory)) == 4  # one file per process that recorded
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_a_pool_s_workers_counts_are_summed_ended_workers_included(
     method: str, directory: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
