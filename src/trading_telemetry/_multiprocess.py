@@ -328,6 +328,16 @@ class PlaneFiles:
                 reader.close()
             self._readers.clear()
 
+    def state(self) -> dict[str, Any]:
+        """What /health says of the directory, as of the last scrape."""
+        return {
+            "directory": self.directory,
+            "running_process_files": len(self._readers),
+            "ended_process_files": len(self._absorbed),
+            "records_left_out": self.left_out,
+            "write_failure": self.failed,
+        }
+
     # Reading: every process's file. The file of an ended process no longer changes: it
     # is read one last time, added into the ended processes' totals kept here, and closed,
     # so that a scrape reads the files of running processes only, and descriptors are

@@ -131,7 +131,7 @@ class PlaneMetrics:
         self.multiprocess: PlaneFiles | None = None
         """The plane's files in TRADING_TELEMETRY_MULTIPROCESS_DIR, or None (one process)."""
         self._handle_types = HANDLES
-        if sdk.config.multiprocess_dir:
+        if sdk.config.multiprocess_dir and not sdk.config.sdk_disabled:
             from trading_telemetry import _multiprocess  # here: one process needs none of it
 
             try:
@@ -389,7 +389,7 @@ class PlaneMetrics:
             status = "degraded"
         else:
             status = "ok"
-        return {
+        health = {
             "status": status,
             "plane": self.plane.value,
             "uptime_seconds": self.uptime(),
@@ -397,6 +397,11 @@ class PlaneMetrics:
             "dropped_measurements": self._policy.dropped,
             "strict": self._policy.strict,
         }
+        if self.multiprocess is not None:
+            health["multiprocess"] = self.multiprocess.state()
+            if self.multiprocess.failed and status == "ok":  # this process's counts are not in the sum
+                health["status"] = "degraded"
+        return health
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Push what has been recorded now, without waiting for the export interval."""

@@ -447,11 +447,19 @@ def run_server(plane: str, port: int, addr: str | None) -> int:
             metrics = init_metrics_exporter(plane)
             with serve_metrics(metrics, port, addr) as server:
                 print(f"{plane}: {server.url}/metrics {server.url}/health", flush=True)
-                print(
-                    f"{plane}: serving the metrics this process records; a trading program serves its own planes "
-                    "(serve_metrics) or pushes OTLP to a Collector, so a separate server shows only what it records",
-                    flush=True,
-                )
+                if metrics.multiprocess is not None:
+                    print(
+                        f"{plane}: serving the sum of what every process writing to {metrics.multiprocess.directory} "
+                        "(TRADING_TELEMETRY_MULTIPROCESS_DIR) records",
+                        flush=True,
+                    )
+                else:
+                    print(
+                        f"{plane}: serving the metrics this process records; a trading program serves its own planes "
+                        "(serve_metrics) or pushes OTLP to a Collector, so a separate server shows only what it "
+                        "records",
+                        flush=True,
+                    )
                 while not stop.wait(0.5):
                     pass
         except (TradingTelemetryError, OSError) as error:

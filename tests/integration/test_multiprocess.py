@@ -4,13 +4,17 @@ Collector build as an instance of its own, and Prometheus sums the instances."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from helpers import free_port, http_get, wait_for
 from mp_workers import TICK_LABELS, Worker
 from servers import Collector, Prometheus
 from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset, serve_metrics
@@ -79,3 +83,34 @@ def test_workers_push_as_instances_of_their_own_that_prometheus_sums(
     for worker in workers[1:]:
         worker.stop()
     assert reset(timeout=10)
+
+
+def test_a_standalone_server_on_the_directory_serves_what_other_processes_record(tmp_path: Path) -> None:
+    """`python -m trading_telemetry.metrics_server` with the directory set serves the sum of the processes
+    writing there, this one and its forked worker included, and says so; it ends on SIGTERM."""
+    directory = str(tmp_path / "mp")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
+    env["TRADING_TELEMETRY_MULTIPROCESS_DIR"] = directory
+    cmd = [sys.executable, "-m", "trading_telemetry.metrics_server", "data_plane", str(port)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(multiprocess_dir=directory))
+        metrics.inc("ticks_received", 4, **TICK_LABELS)
+        worker = Worker(metrics)
+        worker.ask("ticks 6")
+        line = 'data_ticks_received_total{service="data_plane",source="ibkr_rt",symbol="SPY"} 10.0'
+
+        def served() -> bool:
+            status, _, body = http_get(f"http://127.0.0.1:{port}/metrics")
+            return status == 200 and line in body.decode().splitlines()
+
+        wait_for("the standalone server to serve both processes' ticks", served, timeout=30)
+        worker.stop()
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=20)
+    finally:
+        server.kill()
+        reset()
+    assert server.returncode == 0, err
+    assert f"serving the sum of what every process writing to {directory}" in out

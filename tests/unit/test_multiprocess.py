@@ -17,6 +17,7 @@ from helpers import http_get, wait_for
 from mp_workers import FRESHNESS, TICK_LABELS, Worker, fork, record_task, wait_exit
 from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, serve_metrics
 from trading_telemetry.errors import ConfigError
+from trading_telemetry.multiprocess import clear_directory
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning")  # fork with threads, 3.12+
 
@@ -297,6 +298,9 @@ def test_a_directory_removed_under_the_plane_never_breaks_recording(
     assert len(errors) == 1
     assert metrics.multiprocess is not None
     assert metrics.multiprocess.failed
+    health = metrics.health()
+    assert health["status"] == "degraded"
+    assert "FileNotFoundError" in health["multiprocess"]["write_failure"]
 
 
 @pytest.fixture(autouse=True)
@@ -318,9 +322,31 @@ def test_ended_workers_files_are_read_once_and_closed(directory: str) -> None:
         assert rendered(metrics)[TICKS] == expected
     assert metrics.multiprocess is not None
     assert len(metrics.multiprocess._readers) == 1  # the parent's own file
+    state = metrics.health()["multiprocess"]
+    assert (state["running_process_files"], state["ended_process_files"], state["write_failure"]) == (1, 40, None)
     assert len(os.listdir("/proc/self/fd")) <= fds + 2  # the reader of the parent's file, and its mapping
     worker = Worker(metrics)
     worker.ask("ticks 5")
     assert rendered(metrics)[TICKS] == expected + 5
     worker.stop()
     assert rendered(metrics)[TICKS] == expected + 5
+
+
+def test_clearing_the_directory_removes_ended_processes_files_only(
+    directory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run starts from zero: clear_directory removes the files an earlier run left, never a running
+    process's, nor files that are not ours."""
+    metrics = init_metrics_exporter("data_plane", config=multiprocess(directory))
+    metrics.inc("ticks_received", **TICK_LABELS)
+    for n in (1, 2):
+        assert wait_exit(fork(lambda n=n: metrics.inc("ticks_received", n, **TICK_LABELS))) == 0
+    Path(directory, "notes.txt").write_text("kept")
+    monkeypatch.setenv("TRADING_TELEMETRY_MULTIPROCESS_DIR", directory)
+    assert clear_directory() == 2
+    assert sorted(p.split("-")[0] for p in os.listdir(directory)) == ["data_plane", "notes.txt"]
+    assert clear_directory(directory) == 0
+    reset()
+    assert clear_directory(directory) == 1  # the plane stopped: its file is an ended process's now
+    assert os.listdir(directory) == ["notes.txt"]
+    assert clear_directory(str(Path(directory, "missing"))) == 0
