@@ -1,7 +1,8 @@
 """What a forked child does with the planes it inherits (``os.register_at_fork``).
 
 A child forked after a plane started holds a copy of the parent's counts, locks that
-another of the parent's threads may have held at the fork, the parent's exporters (their
+another of the parent's threads may have held at the fork (the package's module-level
+ones too, renewed first), the parent's exporters (their
 connections shared with the parent) and the parent's /metrics server. Counted again by
 the child, the copy would be counted twice; a held lock would block the child's first
 recording forever. So the child, before its own code runs:
@@ -70,10 +71,22 @@ LOST = (
 )
 
 
+def _new_module_locks() -> None:
+    """The package's module-level locks, which a parent's thread may have held at the fork."""
+    from trading_telemetry import _checks, _exporter_logs
+
+    _checks._suggestions_lock = threading.Lock()
+    _exporter_logs._lock = threading.Lock()
+    throttle = _exporter_logs._filter
+    if throttle is not None:
+        throttle._lock = threading.Lock()
+
+
 def after_fork_in_child(planes: Iterable[Any]) -> None:
     """The child's side of a fork, for the planes it inherited (PlaneMetrics). Never raises."""
     global forked
     forked = True
+    _new_module_locks()
     served: set[str] = set()
     server_module = sys.modules.get("trading_telemetry.metrics_server")
     if server_module is not None:

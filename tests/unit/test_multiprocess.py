@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import http_get, wait_for
 from mp_workers import FRESHNESS, TICK_LABELS, Worker, fork, record_task, wait_exit
-from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, serve_metrics
+from trading_telemetry import PlaneMetrics, TelemetryConfig, _checks, init_metrics_exporter, reset, serve_metrics
 from trading_telemetry.errors import ConfigError
 from trading_telemetry.multiprocess import clear_directory
 
@@ -181,11 +181,11 @@ def test_mostrecent_shows_an_ended_workers_value_when_it_was_set_last(directory:
 
 
 def test_a_lock_held_at_the_fork_does_not_block_the_childs_recording(directory: str) -> None:
-    """The plane's, the series' and the drop counts' locks held by the parent when it forks: the child still
-    records, new series and drops included, and its counts are summed."""
+    """The plane's, the series', the drop counts' and the suggestions' locks held by the parent when it forks: the
+    child still records, new series and drops (logged with a suggestion) included, and its counts are summed."""
     metrics = init_metrics_exporter("data_plane", config=multiprocess(directory))
     handle = metrics.bind("ticks_received", **TICK_LABELS)
-    locks = [metrics._lock, metrics._policy._lock, handle._lock]  # type: ignore[attr-defined]
+    locks = [metrics._lock, metrics._policy._lock, handle._lock, _checks._suggestions_lock]  # type: ignore[attr-defined]
     for lock in locks:
         lock.acquire()
 
@@ -193,6 +193,7 @@ def test_a_lock_held_at_the_fork_does_not_block_the_childs_recording(directory: 
         handle.inc(3)
         metrics.inc("ticks_received", 4, source="ibkr_rt", symbol="QQQ")  # a new series
         metrics.inc("ticks_received", -1, **TICK_LABELS)  # a drop
+        metrics.inc("tick_received", **TICK_LABELS)  # a drop logged with a suggestion ("did you mean")
 
     try:
         assert wait_exit(fork(child), timeout=20) == 0
