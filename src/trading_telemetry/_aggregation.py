@@ -19,7 +19,8 @@ make the SDK create the series' aggregation (:func:`register_series`).
 
 In a forked child, the periodic readers inherited from the parent are disowned through
 their private ``_collect`` and ``_shutdown_event`` (:func:`disown_reader`): the SDK's own
-fork hook starts their threads again, and no public call stops one without exporting.
+fork hook starts their threads again, and no public call stops one without exporting; and
+the class-wide lock of MeterProvider's construction is renewed (:func:`renew_provider_lock`).
 
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
@@ -31,12 +32,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
 
 # Private: the SDK's aggregation classes, subclassed so that the SDK's collection (which
 # dispatches on them with isinstance) builds ordinary Sum, Gauge and Histogram points.
@@ -296,6 +299,14 @@ def disown_reader(reader: PeriodicExportingMetricReader) -> None:
 
 def _collect_nothing(reader: Any, timeout_millis: float = 0) -> None:
     return None
+
+
+def renew_provider_lock() -> None:
+    """In a forked child, before a MeterProvider is built: the class-wide lock every
+    provider's construction takes (private ``_all_metric_readers_lock``), which a parent's
+    thread may have held at the fork. The SDK renews it in a fork hook of its own (1.45),
+    which runs after ours."""
+    MeterProvider._all_metric_readers_lock = threading.Lock()
 
 
 def exporter_preferences(exporter: MetricExporter) -> dict[str, Any]:

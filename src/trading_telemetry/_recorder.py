@@ -16,7 +16,7 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 
-from trading_telemetry._aggregation import register_series
+from trading_telemetry._aggregation import register_series, renew_provider_lock
 from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
 from trading_telemetry._drops import DROPPED_HELP, DROPPED_METRIC, DropPolicy
 from trading_telemetry._exposition import PlaneExposition
@@ -214,6 +214,7 @@ class PlaneMetrics:
                     handle._mv = files.unattached(handle)
         inherited = self._sdk
         inherited.disown()
+        renew_provider_lock()
         self._use(build_sdk(self.plane, inherited.config, series=inherited.series, instrument_asyncio=False))
         for s in self._specs.values():
             for handle in self._series[s.key].values():

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import http_get, wait_for
@@ -181,11 +182,14 @@ def test_mostrecent_shows_an_ended_workers_value_when_it_was_set_last(directory:
 
 
 def test_a_lock_held_at_the_fork_does_not_block_the_childs_recording(directory: str) -> None:
-    """The plane's, the series', the drop counts' and the suggestions' locks held by the parent when it forks: the
-    child still records, new series and drops (logged with a suggestion) included, and its counts are summed."""
-    metrics = init_metrics_exporter("data_plane", config=multiprocess(directory))
+    """The plane's, the series', the drop counts', the suggestions' and the SDK's provider locks held by the parent
+    when it forks: the child still records, new series and drops (logged with a suggestion) included, and its
+    counts are summed."""
+    config = multiprocess(directory, metrics_exporters=("prometheus", "console"))  # a push reader to build again
+    metrics = init_metrics_exporter("data_plane", config=config)
     handle = metrics.bind("ticks_received", **TICK_LABELS)
     locks = [metrics._lock, metrics._policy._lock, handle._lock, _checks._suggestions_lock]  # type: ignore[attr-defined]
+    locks.append(MeterProvider._all_metric_readers_lock)  # the SDK's, taken by every provider's construction
     for lock in locks:
         lock.acquire()
 

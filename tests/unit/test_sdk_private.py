@@ -88,6 +88,7 @@ def test_an_inherited_periodic_reader_is_disowned_through_its_private_attributes
     reader = PeriodicExportingMetricReader(Exporter(out=open(os.devnull, "w")), export_interval_millis=10)  # noqa: SIM115
     provider = MeterProvider(metric_readers=[reader])
     provider.get_meter("t").create_counter("c").add(1)
+    assert hasattr(MeterProvider, "_all_metric_readers_lock"), "opentelemetry-sdk: the providers' lock is gone"
     for attribute in ("_collect", "_shutdown_event", "_at_fork_reinit", "_daemon_thread"):
         assert hasattr(reader, attribute), f"opentelemetry-sdk: PeriodicExportingMetricReader.{attribute} is gone"
     reader._shutdown_event.set()  # the parent's thread, stopped: a child has none
