@@ -10,8 +10,8 @@ holding all of that series' values (a histogram's buckets and sum together)::
 The writer maps the file shared and hands out a memoryview of each record's doubles: a
 recording stores a double (no system call, no key lookup). A record is written whole
 before the used-bytes header grows over it, so a reader never parses half a record.
-Space is reserved with ``posix_fallocate`` before it is mapped: a full tmpfs makes the
-reservation fail (reported, recording goes on in memory) instead of a SIGBUS on a store.
+Space is reserved with ``posix_fallocate`` before it is mapped (Linux): a full tmpfs makes
+the reservation fail (reported, recording goes on in memory) instead of a SIGBUS on a store.
 
 The writer holds an exclusive ``flock`` on its file for as long as its process lives; a
 reader that can take a shared lock knows the process has ended, however it ended.
@@ -42,6 +42,16 @@ Record = tuple[Any, int, int]
 """(key decoded from JSON, offset of its first double, number of doubles)."""
 
 
+def _reserve(fd: int, size: int) -> None:
+    """Make the file ``size`` bytes, its blocks allocated where the system can (Linux):
+    then a full file system fails here, not as a SIGBUS on a store into the mapping."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        fallocate(fd, 0, size)
+    else:  # macOS: no reservation
+        os.ftruncate(fd, size)
+
+
 def _padded(key_length: int) -> int:
     return (_RECORD.size + key_length + 7) // 8 * 8
 
@@ -61,7 +71,7 @@ class SlotFile:
             # the one it maps, which a forked child would inherit, and the lock with it.
             lock = os.open(making, os.O_RDONLY | os.O_CLOEXEC)
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this process lives
-            os.posix_fallocate(fd, 0, INITIAL_BYTES)
+            _reserve(fd, INITIAL_BYTES)
             self._map = mmap.mmap(fd, INITIAL_BYTES)
             self._map[0:4] = MAGIC
             _USED.pack_into(self._map, 4, HEADER)
@@ -99,7 +109,7 @@ class SlotFile:
             capacity *= 2
         if capacity > _MAX_BYTES:
             raise OSError(f"{self.path}: more than {_MAX_BYTES} bytes of series")
-        os.posix_fallocate(self._fd, 0, capacity)
+        _reserve(self._fd, capacity)
         # A new, larger mapping; the views handed out keep the old one alive, and both
         # map the same pages of the file.
         self._map = mmap.mmap(self._fd, capacity)

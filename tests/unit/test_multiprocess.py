@@ -355,3 +355,28 @@ def test_clearing_the_directory_removes_ended_processes_files_only(
     assert clear_directory(directory) == 1  # the plane stopped: its file is an ended process's now
     assert os.listdir(directory) == ["notes.txt"]
     assert clear_directory(str(Path(directory, "missing"))) == 0
+
+
+def test_a_full_file_system_never_breaks_recording(
+    directory: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The space for more series cannot be reserved (ENOSPC): recording goes on, in memory for the new series,
+    one error line says so, /health says degraded, and the series already in the file keep being summed."""
+    import errno
+
+    metrics = init_metrics_exporter("data_plane", config=multiprocess(directory))
+    metrics.inc("ticks_received", **TICK_LABELS)
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    for i in range(200):  # past the first page: the file must grow
+        metrics.inc("ticks_received", source="ibkr_rt", symbol=f"S{i:03d}")
+    metrics.inc("ticks_received", 2, **TICK_LABELS)
+    assert metrics.bind("ticks_received", source="ibkr_rt", symbol="S199").value == 1  # type: ignore[attr-defined]
+    assert rendered(metrics)[TICKS] == 3
+    errors = [r for r in caplog.records if "cannot write to the multiprocess directory" in r.getMessage()]
+    assert len(errors) == 1
+    assert "No space left on device" in errors[0].getMessage()
+    assert metrics.health()["status"] == "degraded"
