@@ -247,6 +247,7 @@ class PlaneFiles:
         self._readers: dict[str, FileReader] = {}  # the files of running processes
         self._ended = _Totals(specs)  # the ended processes' files, summed
         self._absorbed: set[str] = set()  # their paths
+        self._prepared: dict[str, list[tuple[Any, ...] | None]] = {}  # each running file's records, checked
         self._items: dict[Any, list[tuple[str, str]]] = {}  # a series' labels, by (key, labels, pid)
         self._texts: dict[Any, Any] = {}  # its rendered label string
         self._read_lock = threading.Lock()
@@ -359,22 +360,15 @@ class PlaneFiles:
                 else:
                     self._absorb(path, reader, pid)
             totals = self._ended.copy()
-            seen = 0
             for reader, pid in live:
-                for key, offset, count in reader.records:
-                    seen += 1
-                    if seen % MERGE_CHUNK == 0:
-                        time.sleep(0)  # give the GIL to the trading threads
-                    self._add(totals, key, reader.values(offset, count), True, pid)
+                self._add_file(totals, reader, True, pid)
             return totals.series, totals.drops
 
     def _absorb(self, path: str, reader: FileReader, pid: str) -> None:
-        for n, (key, offset, count) in enumerate(reader.records):
-            if n % MERGE_CHUNK == MERGE_CHUNK - 1:
-                time.sleep(0)
-            self._add(self._ended, key, reader.values(offset, count), False, pid)
+        self._add_file(self._ended, reader, False, pid)
         reader.close()
         del self._readers[path]
+        self._prepared.pop(path, None)
         self._absorbed.add(path)
 
     def _scan(self) -> list[tuple[str, FileReader]]:
@@ -385,6 +379,7 @@ class PlaneFiles:
         for path in list(self._readers):
             if path not in paths:  # removed (the directory emptied): no longer read
                 self._readers.pop(path).close()
+                self._prepared.pop(path, None)
         for path in sorted(paths - self._readers.keys()):
             try:
                 self._readers[path] = FileReader(path)
@@ -392,32 +387,48 @@ class PlaneFiles:
                 continue
         return list(self._readers.items())
 
-    def _add(self, totals: _Totals, key: Any, values: tuple[float, ...], live: bool, pid: str) -> None:
-        if not isinstance(key, list) or not key:
-            self.left_out += 1
-            return
-        if key[0] == _DROPS:
-            if len(key) == 3 and len(values) == 1:
-                counted = (str(key[1]), str(key[2]))
-                totals.drops[counted] = totals.drops.get(counted, 0.0) + values[0]
-            return
-        s = self._specs.get(key[0]) if isinstance(key[0], str) else None
-        labels = tuple(key[1]) if len(key) == 2 and isinstance(key[1], list) else None
+    def _add_file(self, totals: _Totals, reader: FileReader, live: bool, pid: str) -> None:
+        """Add a file's records to ``totals``, yielding the GIL every MERGE_CHUNK records."""
+        prepared = self._prepared.setdefault(reader.path, [])
+        for key, _, count in reader.records[len(prepared) :]:  # new records: checked once
+            prepared.append(self._prepare(key, count))
+        for n, (record, (_, offset, count)) in enumerate(zip(prepared, reader.records, strict=True)):
+            if n % MERGE_CHUNK == MERGE_CHUNK - 1:
+                time.sleep(0)  # give the GIL to the trading threads
+            if record is not None:
+                self._add(totals, record, reader.values(offset, count), live, pid)
+
+    def _prepare(self, key: Any, count: int) -> tuple[Any, ...] | None:
+        """What a record is: ``(None, (metric, reason))`` for a drop count, ``(spec,
+        labels)`` for a series of this catalog; None, counted in ``left_out``, for
+        anything else (another catalog's key or buckets, a damaged key)."""
+        if isinstance(key, list) and len(key) == 3 and key[0] == _DROPS and count == 1:
+            return None, (str(key[1]), str(key[2]))
+        s = self._specs.get(key[0]) if isinstance(key, list) and key and isinstance(key[0], str) else None
+        labels = tuple(key[1]) if s is not None and len(key) == 2 and isinstance(key[1], list) else None
         if (
             s is None
             or labels is None
             or len(labels) != len(s.labels)
             or not all(type(v) is str for v in labels)
-            or len(values) != slot_count(s)
+            or count != slot_count(s)
         ):
             self.left_out += 1
+            return None
+        return s, labels
+
+    def _add(self, totals: _Totals, record: tuple[Any, ...], values: tuple[float, ...], live: bool, pid: str) -> None:
+        s, labels = record
+        if s is None:
+            totals.drops[labels] = totals.drops.get(labels, 0.0) + values[0]
             return
         if s.kind is Kind.GAUGE:
             self._add_gauge(totals.series[s.key], s, labels, values, live, pid)
             return
-        cell = totals.series[s.key].get(labels)
+        cells = totals.series[s.key]
+        cell = cells.get(labels)
         if cell is None:
-            cell = totals.series[s.key][labels] = self._cell(s, labels)
+            cell = cells[labels] = self._cell(s, labels)
             if s.kind is Kind.HISTOGRAM:
                 cell.counts = list(values[:-1])
                 cell.sum = values[-1]
