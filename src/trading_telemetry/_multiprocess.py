@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import math
+import operator
 import os
 import threading
 import time
@@ -202,7 +203,7 @@ class Merged:
         self._items = items
         self._texts = texts
         self.value: float | None = None
-        self.counts: list[float] = []
+        self.counts: list[Any] = []  # floats while summed, ints once merged
         self.sum = 0.0
         self.stamp = 0.0
 
@@ -223,7 +224,7 @@ class Merged:
         copied.value, copied.counts, copied.sum, copied.stamp = self.value, list(self.counts), self.sum, self.stamp
         return copied
 
-    def snapshot(self) -> tuple[list[float], float, float, float]:
+    def snapshot(self) -> tuple[list[Any], float, float, float]:
         return self.counts, self.sum, math.inf, -math.inf
 
 
@@ -248,6 +249,7 @@ class PlaneFiles:
         self._ended = _Totals(specs)  # the ended processes' files, summed
         self._absorbed: set[str] = set()  # their paths
         self._prepared: dict[str, list[tuple[Any, ...] | None]] = {}  # each running file's records, checked
+        self._histograms = [s.key for s in specs.values() if s.kind is Kind.HISTOGRAM]
         self._items: dict[Any, list[tuple[str, str]]] = {}  # a series' labels, by (key, labels, pid)
         self._texts: dict[Any, Any] = {}  # its rendered label string
         self._read_lock = threading.Lock()
@@ -362,6 +364,9 @@ class PlaneFiles:
             totals = self._ended.copy()
             for reader, pid in live:
                 self._add_file(totals, reader, True, pid)
+            for key in self._histograms:  # bucket counts as ints, rendered as a handle's are
+                for cell in totals.series[key].values():
+                    cell.counts = list(map(int, cell.counts))
             return totals.series, totals.drops
 
     def _absorb(self, path: str, reader: FileReader, pid: str) -> None:
@@ -435,7 +440,7 @@ class PlaneFiles:
             else:
                 cell.value = values[0]
         elif s.kind is Kind.HISTOGRAM:
-            cell.counts = [a + b for a, b in zip(cell.counts, values[:-1], strict=True)]
+            cell.counts = list(map(operator.add, cell.counts, values[:-1]))
             cell.sum += values[-1]
         else:
             cell.value = (cell.value or 0.0) + values[0]
