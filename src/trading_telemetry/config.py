@@ -310,7 +310,7 @@ SETTINGS: tuple[Setting, ...] = (
             "a directory (created if missing, emptied before the processes start) where every process writes "
             "what it records, so that /metrics, served by any of them, sums counters and histograms across all "
             "the processes, live and ended: forked workers, multiprocessing pools, gunicorn (see [Several "
-            "processes](#several-processes)); unset: each process counts on its own"),
+            "processes](processes.md)); unset: each process counts on its own"),
     Setting("multiprocess_gauge", ("TRADING_TELEMETRY_MULTIPROCESS_GAUGE",), _one_of(GAUGE_MODES), "mostrecent",
             "with a multiprocess directory, a gauge's value on /metrics: `mostrecent` (the last value any process "
             "set, as one process would show), `livesum`, `livemax`, `livemin` (over running processes), `liveall` "
