@@ -16,7 +16,9 @@ The handles here are the ordinary ones plus a view of their record: a recording 
 stores the new total there, one double (a gauge, its time too). Nothing is lost when a
 process is killed: what it recorded is in the file already. Handles a forked child
 inherits start from zero with a view that creates the child's record at their first
-recording, so a child that records nothing writes nothing.
+recording, so a child that records nothing writes nothing. The reader takes an ended
+process's file in once, keeps its totals, and closes it: a scrape reads the files of
+running processes only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import logging
 import math
 import operator
 import os
+import sys
 import threading
 import time
 from bisect import bisect_left
@@ -43,7 +46,7 @@ from trading_telemetry.errors import ConfigError, MeasurementError
 __all__ = ["PlaneFiles", "prepare_directory"]
 
 logger = logging.getLogger("trading_telemetry")
-_MAX = 1.7976931348623157e308
+_MAX = sys.float_info.max
 _DROPS = ""
 """The first element of a drop count's key: never a catalog key."""
 MERGE_CHUNK = 2000
