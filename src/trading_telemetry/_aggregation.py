@@ -17,6 +17,11 @@ collection is then what the raw SDK's is, a point built per series, with no call
 and no Observation per series; an instrument measurement happens once per series, to
 make the SDK create the series' aggregation (:func:`register_series`).
 
+In a forked child, the periodic readers inherited from the parent are disowned through
+their private ``_collect`` and ``_shutdown_event`` (:func:`disown_reader`): the SDK's own
+fork hook starts their threads again, and no public call stops one without exporting; and
+the class-wide lock of MeterProvider's construction is renewed (:func:`renew_provider_lock`).
+
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
 exemplar reservoir. A label set with no handle (a raw instrument recording) gets the
@@ -27,12 +32,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
 
 # Private: the SDK's aggregation classes, subclassed so that the SDK's collection (which
 # dispatches on them with isinstance) builds ordinary Sum, Gauge and Histogram points.
@@ -51,6 +58,7 @@ from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     MetricExporter,
     NumberDataPoint,
+    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
 from opentelemetry.util.types import Attributes
@@ -276,6 +284,29 @@ def register_series(instrument: Any, attributes: Mapping[str, str]) -> None:
     instrument._measurement_consumer.consume_measurement(
         Measurement(math.nan, time.time_ns(), instrument, Context(), attributes)
     )
+
+
+def disown_reader(reader: PeriodicExportingMetricReader) -> None:
+    """In a forked child, a periodic reader inherited from the parent: the SDK's own fork
+    hook starts its thread again, to collect and export the parent's instruments from the
+    child. Its collect callback (private ``_collect``) becomes a no-op and its stop event
+    (private ``_shutdown_event``) is set, so that thread ends at once without collecting
+    (the public ``shutdown`` would export once more, and take locks a parent's thread may
+    have held at the fork)."""
+    reader._collect = _collect_nothing  # type: ignore[assignment]  # returns no metrics, as the SDK allows
+    reader._shutdown_event.set()
+
+
+def _collect_nothing(reader: Any, timeout_millis: float = 0) -> None:
+    return None
+
+
+def renew_provider_lock() -> None:
+    """In a forked child, before a MeterProvider is built: the class-wide lock every
+    provider's construction takes (private ``_all_metric_readers_lock``), which a parent's
+    thread may have held at the fork. The SDK renews it in a fork hook of its own (1.45),
+    which runs after ours."""
+    MeterProvider._all_metric_readers_lock = threading.Lock()
 
 
 def exporter_preferences(exporter: MetricExporter) -> dict[str, Any]:

@@ -59,6 +59,8 @@ class DropPolicy:
         self._unknown_logged: dict[tuple[str, str], float] = {}  # keys outside the catalog
         self._lock = threading.Lock()
         self.dropped = 0
+        self.sink: Callable[[tuple[str, str], int], None] | None = None
+        """Told each count's new value (multiprocess mode: the plane's file); never raises."""
 
     def reject(self, error: MeasurementError) -> None:
         if self.strict:
@@ -87,7 +89,9 @@ class DropPolicy:
         now = self._clock()
         with self._lock:
             self.dropped += 1
-            self._counts[counted] = self._counts.get(counted, 0) + 1
+            total = self._counts[counted] = self._counts.get(counted, 0) + 1
+            if self.sink is not None:
+                self.sink(counted, total)
             logged, key = (self._last_logged, counted) if known else self._unknown_slot(str(error.metric), reason)
             last = logged.get(key)
             if last is not None and now - last < LOG_INTERVAL_S:
@@ -123,7 +127,15 @@ class DropPolicy:
         key = (metric if metric in self._keys else UNKNOWN_METRIC, reason)
         with self._lock:
             self.dropped += 1
-            self._counts[key] = self._counts.get(key, 0) + 1
+            total = self._counts[key] = self._counts.get(key, 0) + 1
+            if self.sink is not None:
+                self.sink(key, total)
+
+    def after_fork(self) -> None:
+        """In a forked child: no drop counted in this process yet, a new lock."""
+        self._lock = threading.Lock()
+        self._counts = {}
+        self.dropped = 0
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Drops so far by (metric label, reason)."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 
-from trading_telemetry._aggregation import register_series
+from trading_telemetry._aggregation import register_series, renew_provider_lock
 from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
 from trading_telemetry._drops import DROPPED_HELP, DROPPED_METRIC, DropPolicy
 from trading_telemetry._exposition import PlaneExposition
+from trading_telemetry._fork import reset_handle
 from trading_telemetry._handles import (
     BoundMetric,
     CounterHandle,
@@ -29,10 +30,13 @@ from trading_telemetry._handles import (
     RejectedHandle,
 )
 from trading_telemetry._safe import safe_repr, safe_str, type_name
-from trading_telemetry._sdk import METER_NAME, PlaneSDK
+from trading_telemetry._sdk import METER_NAME, PlaneSDK, build_resource, build_sdk
 from trading_telemetry._version import __version__
 from trading_telemetry.catalog import Kind, MetricSpec, Plane, plane_specs
 from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
+
+if TYPE_CHECKING:
+    from trading_telemetry._multiprocess import PlaneFiles
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
 
@@ -41,6 +45,8 @@ REJECTED_KEPT = 1024
 
 
 _NONE = type(None)
+
+HANDLES: dict[Kind, Any] = {Kind.COUNTER: CounterHandle, Kind.GAUGE: GaugeHandle, Kind.HISTOGRAM: HistogramHandle}
 
 
 def _builtin(kind: type) -> bool:
@@ -118,15 +124,48 @@ class PlaneMetrics:
 
     def __init__(self, sdk: PlaneSDK) -> None:
         self.plane: Plane = sdk.plane
-        self._sdk = sdk
         self._specs = plane_specs(self.plane)
         # key -> {label values in the spec's order: handle}; shared with the histogram views.
         self._series = sdk.series
+        self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, keys=self._specs)
+        self.multiprocess: PlaneFiles | None = None
+        """The plane's files in TRADING_TELEMETRY_MULTIPROCESS_DIR, or None (one process)."""
+        self._handle_types = HANDLES
+        if sdk.config.multiprocess_dir and not sdk.config.sdk_disabled:
+            from trading_telemetry import _multiprocess  # here: one process needs none of it
+
+            try:
+                directory = _multiprocess.prepare_directory(sdk.config)
+            except BaseException:
+                sdk.shutdown()
+                raise
+            self.multiprocess = _multiprocess.PlaneFiles(
+                directory, self.plane.value, self._specs, sdk.config.multiprocess_gauge
+            )
+            self._policy.sink = self.multiprocess.count_drop
+            self._handle_types = _multiprocess.HANDLES
+        self.exposition: PlaneExposition | None = None
+        """What ``/metrics`` serves: rendered from the handles (in multiprocess mode, from
+        every process's files); None when the ``prometheus`` exporter is off."""
+        self.tracer: Tracer | None = None
+        """The plane's tracer, or None when tracing is off (no span exporter configured)."""
+        self._use(sdk)
+        self._limit = sdk.config.cardinality_limit
+        # (key, *label items) of each call -> its handle. Rejected calls are kept too (so a
+        # repeated bad call costs a lookup), but at most REJECTED_KEPT of them.
+        self._cache: dict[tuple[Any, ...], BoundMetric] = {}
+        self._rejected_kept = 0
+        # OrderLifecycle's shared handle sets, by (strategy, symbol, direction, order type).
+        self._order_handles: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def _use(self, sdk: PlaneSDK) -> None:
+        """Record through ``sdk``: its instruments, its exposition, its tracer."""
+        self._sdk = sdk
         meter = sdk.meter_provider.get_meter(METER_NAME, __version__)
         self._instruments: dict[str, Any] = {}
         for s in self._specs.values():
             self._create_instrument(meter, s)
-        self._policy = DropPolicy(strict=sdk.config.strict, service=self.plane.value, keys=self._specs)
         meter.create_observable_counter(
             DROPPED_METRIC,
             callbacks=[self._policy.observations],
@@ -136,33 +175,53 @@ class PlaneMetrics:
         meter.create_observable_gauge(
             UPTIME_METRIC, callbacks=[self._uptime_observations], unit="s", description=UPTIME_HELP
         )
-        self.exposition: PlaneExposition | None = None
-        """What ``/metrics`` serves: rendered from the handles; None when the
-        ``prometheus`` exporter is off."""
-        if sdk.pull:
-            self.exposition = PlaneExposition(
-                self._specs,
-                self._series,
-                resource=dict(sdk.resource.attributes) if sdk.resource is not None else {},
-                dropped=self._policy.counts,
-                dropped_name=DROPPED_METRIC,
-                dropped_help=DROPPED_HELP,
-                service=self.plane.value,
-                uptime=self.uptime,
-                uptime_name=UPTIME_METRIC + "_seconds",
-                uptime_help=UPTIME_HELP,
-            )
-        self._limit = sdk.config.cardinality_limit
-        # (key, *label items) of each call -> its handle. Rejected calls are kept too (so a
-        # repeated bad call costs a lookup), but at most REJECTED_KEPT of them.
-        self._cache: dict[tuple[Any, ...], BoundMetric] = {}
-        self._rejected_kept = 0
-        # OrderLifecycle's shared handle sets, by (strategy, symbol, direction, order type).
-        self._order_handles: dict[tuple[Any, ...], Any] = {}
-        self._lock = threading.Lock()
+        self.exposition = self._exposition(sdk) if sdk.pull else None
         provider = sdk.tracer_provider
-        self.tracer: Tracer | None = provider.get_tracer(METER_NAME, __version__) if provider else None
-        """The plane's tracer, or None when tracing is off (no span exporter configured)."""
+        self.tracer = provider.get_tracer(METER_NAME, __version__) if provider else None
+
+    def _exposition(self, sdk: PlaneSDK) -> PlaneExposition:
+        files = self.multiprocess
+        resource = sdk.resource
+        if files is not None:  # the sum of the processes: the plane's own instance, no pid
+            resource = build_resource(self.plane, sdk.config)
+        return PlaneExposition(
+            self._specs,
+            self._series,
+            resource=dict(resource.attributes) if resource is not None else {},
+            dropped=self._policy.counts,
+            dropped_name=DROPPED_METRIC,
+            dropped_help=DROPPED_HELP,
+            service=self.plane.value,
+            uptime=self.uptime,
+            uptime_name=UPTIME_METRIC + "_seconds",
+            uptime_help=UPTIME_HELP,
+            source=files.merged if files is not None else None,
+        )
+
+    def _after_fork(self) -> None:
+        """In a forked child (``_fork``): this process's counts start from zero, with new
+        locks; in multiprocess mode they go to a file of this process; the SDK is built
+        anew (exporters, reader threads, a resource with this process's pid)."""
+        self._lock = threading.Lock()
+        self._policy.after_fork()
+        files = self.multiprocess
+        if files is not None:
+            files.after_fork()
+        for series in self._series.values():
+            for handle in series.values():
+                reset_handle(handle)
+                if files is not None:
+                    handle._mv = files.unattached(handle)
+        inherited = self._sdk
+        inherited.disown()
+        renew_provider_lock()
+        self._use(build_sdk(self.plane, inherited.config, series=inherited.series, instrument_asyncio=False))
+        for s in self._specs.values():
+            for handle in self._series[s.key].values():
+                if self._sdk.has_readers:
+                    register_series(self._instruments[s.key], handle.attributes)
+                if s.kind is Kind.HISTOGRAM:
+                    handle._exemplars, handle._every = self._exemplar_settings(s)
 
     def _create_instrument(self, meter: Meter, s: MetricSpec) -> None:
         """The metric's synchronous instrument. Its view's aggregation reads the handles;
@@ -176,15 +235,23 @@ class PlaneMetrics:
             self._instruments[s.key] = meter.create_histogram(s.name, unit=s.unit, description=s.description)
 
     def _new_handle(self, s: MetricSpec, key: tuple[str, ...]) -> BoundMetric:
-        if s.kind is Kind.COUNTER:
-            return CounterHandle(s, key, self._policy)
-        if s.kind is Kind.GAUGE:
-            return GaugeHandle(s, key, self._policy)
-        histogram = self._instruments[s.key]
+        kind = self._handle_types[s.kind]
+        if s.kind is Kind.HISTOGRAM:
+            exemplars, every = self._exemplar_settings(s)
+            handle: BoundMetric = kind(s, key, self._policy, exemplars, every)
+        else:
+            handle = kind(s, key, self._policy)
+        if self.multiprocess is not None:
+            handle._mv = self.multiprocess.attach(handle)  # type: ignore[attr-defined]
+        return handle
+
+    def _exemplar_settings(self, s: MetricSpec) -> tuple[Exemplars | None, bool]:
+        """A histogram handle's path to the exemplar reservoirs, and whether every
+        observation takes it (OTEL_METRICS_EXEMPLAR_FILTER=always_on)."""
         exemplar_filter = self._sdk.config.exemplar_filter
         offer = self._sdk.has_readers and exemplar_filter != "always_off"  # the pull path carries none
-        exemplars = _exemplar_path(histogram) if offer else None
-        return HistogramHandle(s, key, self._policy, exemplars, every=offer and exemplar_filter == "always_on")
+        exemplars = _exemplar_path(self._instruments[s.key]) if offer else None
+        return exemplars, offer and exemplar_filter == "always_on"
 
     @property
     def strict(self) -> bool:
@@ -323,7 +390,7 @@ class PlaneMetrics:
             status = "degraded"
         else:
             status = "ok"
-        return {
+        health = {
             "status": status,
             "plane": self.plane.value,
             "uptime_seconds": self.uptime(),
@@ -331,6 +398,11 @@ class PlaneMetrics:
             "dropped_measurements": self._policy.dropped,
             "strict": self._policy.strict,
         }
+        if self.multiprocess is not None:
+            health["multiprocess"] = self.multiprocess.state()
+            if self.multiprocess.failed and status == "ok":  # this process's counts are not in the sum
+                health["status"] = "degraded"
+        return health
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Push what has been recorded now, without waiting for the export interval."""

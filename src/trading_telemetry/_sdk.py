@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -50,8 +51,10 @@ from trading_telemetry._aggregation import (
     CellHistogramAggregation,
     CellLastValueAggregation,
     CellSumAggregation,
+    disown_reader,
     exporter_preferences,
 )
+from trading_telemetry._fork import child_process
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig, _warn, unicode_problem
 
@@ -77,9 +80,10 @@ def _shut_down(providers: list[MeterProvider | TracerProvider]) -> None:
 DEFAULT_NAMESPACE = "trading"
 
 
-def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
+def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = False) -> Resource:
     """The plane's Resource. ``service.name`` is OTEL_SERVICE_NAME or the plane;
-    ``service.instance.id`` is stable across restarts: host and plane.
+    ``service.instance.id`` is stable across restarts: host and plane (or the configured
+    one); with ``per_process`` (a worker among several processes), then ``/`` and the pid.
 
     Every value is exported (``target_info``, OTLP), so each is checked here as well as
     where the environment is read (a TelemetryConfig may be built in code): one that is
@@ -97,6 +101,8 @@ def build_resource(plane: Plane, config: TelemetryConfig) -> Resource:
             _warn(f"TelemetryConfig.resource_attributes[{key!r}]", str(value), f"is {problem}; attribute ignored")
         else:
             attributes[key] = value
+    if per_process:
+        attributes["service.instance.id"] = f"{attributes['service.instance.id']}/{os.getpid()}"
     attributes["service.name"] = plane.value
     if config.service_name:
         problem = unicode_problem(config.service_name)
@@ -144,8 +150,16 @@ class TrackedExporter(MetricExporter):
         self.consecutive_failures = 0
         self.last_success: float | None = None
         self.last_failure: float | None = None
+        self._disowned = False
+
+    def disown(self) -> None:
+        """In a forked child: the exporter is the parent's (its connections too); it
+        sends nothing from here, and is never shut down from here."""
+        self._disowned = True
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if self._disowned:
+            return MetricExportResult.SUCCESS
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:  # noqa: BLE001 - a failed export is a state, not a crash
@@ -161,10 +175,11 @@ class TrackedExporter(MetricExporter):
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._inner.force_flush(timeout_millis=timeout_millis)
+        return True if self._disowned else self._inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        if not self._disowned:
+            self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
     def state(self) -> dict[str, Any]:
         with self._lock:
@@ -268,6 +283,8 @@ class PlaneSDK:
     stopped: bool = False
     # Whether this plane turned on the asyncio instrumentation (and so turns it off).
     asyncio_instrumented: bool = False
+    # The periodic readers of the push exporters.
+    readers: list[PeriodicExportingMetricReader] = field(default_factory=list)
 
     def shutdown(self) -> threading.Thread | None:
         """Stop the plane: undo the asyncio instrumentation now, then flush and shut the
@@ -292,6 +309,16 @@ class PlaneSDK:
         thread.start()
         return thread
 
+    def disown(self) -> None:
+        """In a forked child: these SDK objects are the parent's. Their exporters send
+        nothing from here, their readers' threads (started again by the SDK's own fork
+        hooks) stop at once, and they are never shut down from here."""
+        self.stopped = True
+        for pusher in self.pushers:
+            pusher.disown()
+        for reader in self.readers:
+            disown_reader(reader)
+
     def exporter_states(self) -> dict[str, dict[str, Any]]:
         states: dict[str, dict[str, Any]] = {}
         if self.pull:
@@ -306,16 +333,25 @@ def build_sdk(
     config: TelemetryConfig,
     extra_readers: Sequence[MetricReader] = (),
     span_exporters: Sequence[SpanExporter] = (),
+    series: dict[str, dict[Any, Any]] | None = None,
+    instrument_asyncio: bool = True,
 ) -> PlaneSDK:
     """The plane's MeterProvider with views from the catalog and the readers the
     configuration asks for, and its TracerProvider; ``extra_readers`` and
-    ``span_exporters`` (tests: in-memory ones) are added."""
-    series: dict[str, dict[Any, Any]] = {key: {} for key in plane_specs(plane)}
+    ``span_exporters`` (tests: in-memory ones) are added. ``series`` are the plane's
+    handles when the SDK is built again for them (in a forked child).
+
+    The resource's ``service.instance.id`` ends with the pid in a worker process (forked,
+    or started by multiprocessing) and in multiprocess mode: each process pushes as an
+    instance of its own."""
+    if series is None:
+        series = {key: {} for key in plane_specs(plane)}
     if config.sdk_disabled:
         return PlaneSDK(plane, config, NoOpMeterProvider(), series=series)
     pull = False
     pushers: list[TrackedExporter] = []
     readers: list[MetricReader] = list(extra_readers)
+    periodic: list[PeriodicExportingMetricReader] = []
     for name in config.metrics_exporters:
         if name == "prometheus":
             pull = True  # rendered from the handles by _exposition, not by an SDK reader
@@ -325,14 +361,15 @@ def build_sdk(
         else:
             pusher = TrackedExporter("console", ConsoleMetricExporter())
         pushers.append(pusher)
-        readers.append(
+        periodic.append(
             PeriodicExportingMetricReader(
                 pusher,
                 export_interval_millis=config.metric_export_interval_ms,
                 export_timeout_millis=config.metric_export_timeout_ms,
             )
         )
-    resource = build_resource(plane, config)
+    readers += periodic
+    resource = build_resource(plane, config, per_process=bool(config.multiprocess_dir) or child_process())
     # No atexit handler of the SDK's own: an unbounded one waits out an unanswering
     # Collector; _state registers one bounded by TRADING_TELEMETRY_SHUTDOWN_TIMEOUT.
     provider = MeterProvider(
@@ -344,7 +381,7 @@ def build_sdk(
     )
     tracer_provider = build_tracer_provider(config, resource, span_exporters)
     instrumented = False
-    if config.asyncio_plane == plane.value:
+    if config.asyncio_plane == plane.value and instrument_asyncio:
         from opentelemetry.instrumentation.asyncio import AsyncioInstrumentor
 
         instrumentor = AsyncioInstrumentor()
@@ -370,4 +407,5 @@ def build_sdk(
         series,
         has_readers,
         asyncio_instrumented=instrumented,
+        readers=periodic,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from trading_telemetry import _exporter_logs
+from trading_telemetry import _exporter_logs, _fork
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import build_sdk
 from trading_telemetry.catalog import Plane, freeze, load_file
@@ -138,6 +139,9 @@ def reset(timeout: float | None = None) -> bool:
         configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]
         timeout = max(c.shutdown_timeout_ms for c in configs) / 1000
     deadline = time.monotonic() + timeout
+    for m in stopping:
+        if m.multiprocess is not None:
+            m.multiprocess.close()
     threads = [t for t in (m.sdk.shutdown() for m in stopping) if t is not None]
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
@@ -155,3 +159,13 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's planes: see ``_fork``."""
+    global _lock
+    _lock = threading.Lock()
+    _fork.after_fork_in_child(list(planes.values()))
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -32,6 +32,7 @@ OTLP_PROTOCOLS = ("grpc", "http/protobuf")
 TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
 EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 PLANES = ("data_plane", "order_plane", "strategy_plane")
+GAUGE_MODES = ("mostrecent", "livesum", "livemax", "livemin", "liveall")
 
 
 def _bool(variable: str, raw: str) -> bool:
@@ -305,6 +306,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("asyncio_plane", ("TRADING_TELEMETRY_ASYNCIO_PLANE",), _one_of(PLANES), "",
             "plane whose providers get the asyncio instrumentation (spans and metrics of the coroutines named in "
             "`OTEL_PYTHON_ASYNCIO_COROUTINE_NAMES_TO_TRACE`); unset: off"),
+    Setting("multiprocess_dir", ("TRADING_TELEMETRY_MULTIPROCESS_DIR",), _text, "",
+            "a directory (created if missing, emptied before the processes start) where every process writes "
+            "what it records, so that /metrics, served by any of them, sums counters and histograms across all "
+            "the processes, live and ended: forked workers, multiprocessing pools, gunicorn (see [Several "
+            "processes](processes.md)); unset: each process counts on its own"),
+    Setting("multiprocess_gauge", ("TRADING_TELEMETRY_MULTIPROCESS_GAUGE",), _one_of(GAUGE_MODES), "mostrecent",
+            "with a multiprocess directory, a gauge's value on /metrics: `mostrecent` (the last value any process "
+            "set, as one process would show), `livesum`, `livemax`, `livemin` (over running processes), `liveall` "
+            "(one series per running process, with a `pid` label)"),
 )  # fmt: skip
 
 
@@ -342,6 +352,8 @@ class TelemetryConfig:
     shutdown_timeout_ms: int = 5000
     catalog_path: str = ""
     asyncio_plane: str = ""
+    multiprocess_dir: str = ""
+    multiprocess_gauge: str = "mostrecent"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:

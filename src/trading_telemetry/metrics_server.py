@@ -40,12 +40,14 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 
@@ -178,6 +180,7 @@ class MetricsServer:
         )
         self._thread.start()
         self._closed = False
+        _RUNNING.add(self)
 
     def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
         """Listen on ``address:port`` (waitress's server, not yet running)."""
@@ -277,6 +280,7 @@ class MetricsServer:
         if self._closed:
             return
         self._closed = True
+        _RUNNING.discard(self)
         deadline = time.monotonic() + timeout
         # Closed from the server's own loop thread: its sockets are never touched by two threads.
         # waitress queues the thunk before it writes to its trigger pipe, so a loop woken by a
@@ -344,6 +348,30 @@ def _address_error(plane: str, host: str, port: int, error: BaseException, *, gi
     return ServerAddressError(
         f"{_where(plane, host, port, given)}: {problem}", plane=plane, host=host, port=port, errno=code
     )
+
+
+_RUNNING: weakref.WeakSet[MetricsServer] = weakref.WeakSet()
+"""The servers this process runs (a forked child: the ones it inherited)."""
+
+
+def forget_inherited_servers() -> set[str]:
+    """In a forked child: the parent's servers, whose threads did not follow, let go of
+    their sockets here (the port stays the parent's alone), so that a parent that stops
+    or restarts its server frees its port. Nothing takes a lock a parent's thread may
+    have held at the fork. Returns the planes they served."""
+    served = set()
+    for server in list(_RUNNING):
+        served.add(server.metrics.plane.value)
+        server._closed = True  # close() here would wait for the parent's threads
+        for dispatcher in list(server._map.values()):
+            with contextlib.suppress(Exception):
+                if isinstance(dispatcher, HTTPChannel):
+                    wasyncore.dispatcher.close(dispatcher)  # not handle_close: its lock may be held
+                else:
+                    dispatcher.close()
+        server._map.clear()
+    _RUNNING.clear()
+    return served
 
 
 def _close_all(channels: dict[int, Any]) -> None:
@@ -419,11 +447,19 @@ def run_server(plane: str, port: int, addr: str | None) -> int:
             metrics = init_metrics_exporter(plane)
             with serve_metrics(metrics, port, addr) as server:
                 print(f"{plane}: {server.url}/metrics {server.url}/health", flush=True)
-                print(
-                    f"{plane}: serving the metrics this process records; a trading program serves its own planes "
-                    "(serve_metrics) or pushes OTLP to a Collector, so a separate server shows only what it records",
-                    flush=True,
-                )
+                if metrics.multiprocess is not None:
+                    print(
+                        f"{plane}: serving the sum of what every process writing to {metrics.multiprocess.directory} "
+                        "(TRADING_TELEMETRY_MULTIPROCESS_DIR) records",
+                        flush=True,
+                    )
+                else:
+                    print(
+                        f"{plane}: serving the metrics this process records; a trading program serves its own planes "
+                        "(serve_metrics) or pushes OTLP to a Collector, so a separate server shows only what it "
+                        "records",
+                        flush=True,
+                    )
                 while not stop.wait(0.5):
                     pass
         except (TradingTelemetryError, OSError) as error:

@@ -37,3 +37,14 @@ def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
     (line,) = [line for line in done.stdout.splitlines() if "wall time with / without" in line]
     assert "x (min " in line, line
     assert "an order on every quote" in done.stdout
+
+
+def test_multiprocess_benchmark_prints_its_ratios() -> None:
+    done = quick_run("bench_multiprocess.py")
+    for what in ("bound inc()", "bound set()", "bound observe()"):
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith(what)]
+        assert len(line.split()) == 6, line  # name (2 words), default, multiprocess, ratio, prometheus_client ratio
+    for what in ("running processes", "the workers ended: first scrape", "MultiProcessCollector",
+                 "ours (running) / prometheus_client's"):  # fmt: skip
+        (line,) = [line for line in done.stdout.splitlines() if what in line]
+        assert "ratio" in line or line.rstrip()[-1].isdigit(), line

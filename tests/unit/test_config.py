@@ -73,6 +73,8 @@ ROWS: dict[str, tuple[str, object, str]] = {
     "shutdown_timeout_ms": ("1000", 1000, "-1"),
     "catalog_path": ("desk.yaml", "desk.yaml", " "),
     "asyncio_plane": ("data_plane", "data_plane", "risk_plane"),
+    "multiprocess_dir": ("/dev/shm/desk", "/dev/shm/desk", " "),
+    "multiprocess_gauge": ("LiveSum", "livesum", "average"),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,37 @@ def test_no_other_module_reaches_into_the_sdk() -> None:
             if isinstance(node, ast.ImportFrom) and node.module and "._internal" in node.module:
                 offenders.append(f"{path.name}: {node.module}")
             if isinstance(node, ast.Attribute) and node.attr in (
-                "_measurement_consumer", "_preferred_temporality", "_preferred_aggregation"):  # fmt: skip
+                "_measurement_consumer", "_preferred_temporality", "_preferred_aggregation",
+                "_shutdown_event"):  # fmt: skip
                 offenders.append(f"{path.name}: .{node.attr}")
     assert offenders == []
+
+
+def test_an_inherited_periodic_reader_is_disowned_through_its_private_attributes() -> None:
+    """disown_reader sets the reader's ``_collect`` and ``_shutdown_event``: a reader whose thread starts again
+    (as the SDK's fork hook does) ends at once and exports nothing."""
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    from trading_telemetry._aggregation import disown_reader
+
+    exported: list[object] = []
+
+    class Exporter(ConsoleMetricExporter):
+        def export(self, metrics_data: object, timeout_millis: float = 0, **kwargs: object) -> object:
+            exported.append(metrics_data)
+            return super().export(metrics_data, timeout_millis, **kwargs)  # type: ignore[arg-type]
+
+    reader = PeriodicExportingMetricReader(Exporter(out=open(os.devnull, "w")), export_interval_millis=10)  # noqa: SIM115
+    provider = MeterProvider(metric_readers=[reader])
+    provider.get_meter("t").create_counter("c").add(1)
+    assert hasattr(MeterProvider, "_all_metric_readers_lock"), "opentelemetry-sdk: the providers' lock is gone"
+    for attribute in ("_collect", "_shutdown_event", "_at_fork_reinit", "_daemon_thread"):
+        assert hasattr(reader, attribute), f"opentelemetry-sdk: PeriodicExportingMetricReader.{attribute} is gone"
+    reader._shutdown_event.set()  # the parent's thread, stopped: a child has none
+    reader._daemon_thread.join(5)  # type: ignore[union-attr]
+    exported.clear()
+    disown_reader(reader)
+    reader._at_fork_reinit()  # what the SDK's fork hook runs in the child
+    reader._daemon_thread.join(5)  # type: ignore[union-attr]
+    assert not reader._daemon_thread.is_alive()  # type: ignore[union-attr]
+    assert exported == []

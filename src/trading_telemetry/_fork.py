@@ -1,0 +1,106 @@
+"""What a forked child does with the planes it inherits (``os.register_at_fork``).
+
+A child forked after a plane started holds a copy of the parent's counts, locks that
+another of the parent's threads may have held at the fork (the package's module-level
+ones too, renewed first), the parent's exporters (their
+connections shared with the parent) and the parent's /metrics server. Counted again by
+the child, the copy would be counted twice; a held lock would block the child's first
+recording forever. So the child, before its own code runs:
+
+- starts every series from zero with new locks: it counts only what it records;
+- in multiprocess mode, records into a file of its own, made at its first recording;
+- builds its plane's SDK anew: new exporters and reader threads, and a resource whose
+  ``service.instance.id`` ends with its pid, so that on the push path each worker is an
+  instance of its own and the Collector and Prometheus sum them; the parent's SDK objects
+  it inherited send nothing from the child;
+- closes the parent's /metrics servers it inherited (the port stays the parent's);
+- warns once when what it records is lost: the parent serves a plane's /metrics, there is
+  no multiprocess directory and the plane pushes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from trading_telemetry._handles import CounterHandle, GaugeHandle, HistogramHandle
+
+__all__ = ["after_fork_in_child", "child_process", "reset_handle"]
+
+logger = logging.getLogger("trading_telemetry")
+
+forked = False
+"""Whether this process was forked from one that had imported the package."""
+
+
+def child_process() -> bool:
+    """Whether this process is a worker of another: forked from a process that had
+    imported the package, or started by multiprocessing (spawn, forkserver)."""
+    if forked:
+        return True
+    import multiprocessing  # here: most programs never need it
+
+    return multiprocessing.parent_process() is not None
+
+
+def reset_handle(handle: Any) -> None:
+    """A series as if nothing had been recorded in this process, with new locks."""
+    if isinstance(handle, CounterHandle):
+        handle._lock = threading.Lock()
+        handle.value = 0
+    elif isinstance(handle, GaugeHandle):
+        handle.value = None
+    elif isinstance(handle, HistogramHandle):
+        handle._lock = threading.Lock()
+        handle._counts = [0] * len(handle._counts)
+        handle._sum = 0.0
+        handle._min = math.inf
+        handle._max = -math.inf
+
+
+LOST = (
+    "process %d was forked from process %d after %s started serving /metrics there; this process counts on its "
+    "own, so what it records is not in that /metrics. To have every process's counts summed on one /metrics, set "
+    "TRADING_TELEMETRY_MULTIPROCESS_DIR to an empty directory before the first plane starts; or serve this "
+    "process's own /metrics on a port of its own; or push OTLP to a Collector (OTEL_METRICS_EXPORTER=otlp)"
+)
+
+
+def _new_module_locks() -> None:
+    """The package's module-level locks, which a parent's thread may have held at the fork."""
+    from trading_telemetry import _checks, _exporter_logs
+
+    _checks._suggestions_lock = threading.Lock()
+    _exporter_logs._lock = threading.Lock()
+    throttle = _exporter_logs._filter
+    if throttle is not None:
+        throttle._lock = threading.Lock()
+
+
+def after_fork_in_child(planes: Iterable[Any]) -> None:
+    """The child's side of a fork, for the planes it inherited (PlaneMetrics). Never raises."""
+    global forked
+    forked = True
+    _new_module_locks()
+    served: set[str] = set()
+    server_module = sys.modules.get("trading_telemetry.metrics_server")
+    if server_module is not None:
+        try:
+            served = server_module.forget_inherited_servers()
+        except Exception:
+            logger.warning("after fork: closing the parent's /metrics servers failed", exc_info=True)
+    lost = []
+    for metrics in planes:
+        try:
+            metrics._after_fork()
+        except Exception:
+            logger.warning("after fork: %s could not be set up for this process", metrics.plane.value, exc_info=True)
+        if metrics.plane.value in served and metrics.multiprocess is None and not metrics.sdk.pushers:
+            lost.append(metrics.plane.value)
+    if lost:
+        logger.warning(LOST, os.getpid(), os.getppid(), " and ".join(lost))
