@@ -10,16 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 
-from trading_telemetry._aggregation import register_series
 from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
 from trading_telemetry._drops import DROPPED_HELP, DROPPED_METRIC, DropPolicy
-from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry._handles import (
     BoundMetric,
     CounterHandle,
@@ -29,10 +26,13 @@ from trading_telemetry._handles import (
     RejectedHandle,
 )
 from trading_telemetry._safe import safe_repr, safe_str, type_name
-from trading_telemetry._sdk import METER_NAME, PlaneSDK
 from trading_telemetry._version import __version__
 from trading_telemetry.catalog import Kind, MetricSpec, Plane, plane_specs
 from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
+
+if TYPE_CHECKING:  # built when a plane is set up (the SDK, and prometheus_client for /metrics)
+    from trading_telemetry._exposition import PlaneExposition
+    from trading_telemetry._sdk import PlaneSDK
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
 
@@ -117,6 +117,10 @@ class PlaneMetrics:
     """
 
     def __init__(self, sdk: PlaneSDK) -> None:
+        from trading_telemetry._aggregation import register_series
+        from trading_telemetry._sdk import METER_NAME
+
+        self._register_series = register_series
         self.plane: Plane = sdk.plane
         self._sdk = sdk
         self._specs = plane_specs(self.plane)
@@ -140,6 +144,8 @@ class PlaneMetrics:
         """What ``/metrics`` serves: rendered from the handles; None when the
         ``prometheus`` exporter is off."""
         if sdk.pull:
+            from trading_telemetry._exposition import PlaneExposition
+
             self.exposition = PlaneExposition(
                 self._specs,
                 self._series,
@@ -265,7 +271,7 @@ class PlaneMetrics:
                     handle = self._new_handle(s, values)
                     series[values] = handle
                     if self._sdk.has_readers:
-                        register_series(self._instruments[s.key], handle.attributes)
+                        self._register_series(self._instruments[s.key], handle.attributes)
                 call = _plain_call((key, *labels, *labels.values()))
                 if call and all(type(part) is str for part in call):  # plain strings: safe to hash
                     self._cache[call] = handle
@@ -334,6 +340,8 @@ class PlaneMetrics:
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Push what has been recorded now, without waiting for the export interval."""
+        from opentelemetry.sdk.metrics import MeterProvider
+
         provider = self._sdk.meter_provider
         return bool(provider.force_flush(timeout_millis)) if isinstance(provider, MeterProvider) else True
 

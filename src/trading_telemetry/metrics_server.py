@@ -43,16 +43,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from prometheus_client.exposition import choose_encoder, gzip_accepted
-from waitress.adjustments import Adjustments
-from waitress.channel import HTTPChannel
-
-from trading_telemetry._exposition import PlaneExposition
-from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
-from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.errors import ServerAddressError, TradingTelemetryError
+
+if TYPE_CHECKING:  # waitress and prometheus_client are imported when a server starts
+    from trading_telemetry._exposition import PlaneExposition
+    from trading_telemetry._listener import ListenerServer
+    from trading_telemetry._recorder import PlaneMetrics
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
 HTTP_THREADS = 16
@@ -181,6 +179,12 @@ class MetricsServer:
 
     def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
         """Listen on ``address:port`` (waitress's server, not yet running)."""
+        from prometheus_client.exposition import choose_encoder, gzip_accepted
+        from waitress.adjustments import Adjustments
+
+        from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
+
+        self._choose_encoder, self._gzip_accepted = choose_encoder, gzip_accepted
         config = metrics.sdk.config
         adjustments = Adjustments(
             host=address,
@@ -201,7 +205,7 @@ class MetricsServer:
         dispatcher = Dispatcher(ListenerStats())
         dispatcher.set_thread_count(HTTP_THREADS)
         try:
-            self._server = ListenerServer(
+            self._server: ListenerServer = ListenerServer(
                 self._app,
                 self._map,
                 adjustments,
@@ -231,9 +235,9 @@ class MetricsServer:
                     start_response, "404 Not Found", b"the prometheus exporter is off (OTEL_METRICS_EXPORTER)\n"
                 )
             gone = environ.get("waitress.client_disconnected") or (lambda: False)
-            _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            _, content_type = self._choose_encoder(environ.get("HTTP_ACCEPT", ""))
             openmetrics = content_type.startswith("application/openmetrics-text")
-            gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            gzipped = self._gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
             rendered = self.exposition.body(openmetrics, arrived, gone, gzipped)
             if rendered == "gone":  # nobody to send it to
                 return _reply(start_response, "499 Client Closed Request", b"")
@@ -349,6 +353,8 @@ def _address_error(plane: str, host: str, port: int, error: BaseException, *, gi
 def _close_all(channels: dict[int, Any]) -> None:
     """Close the listener and every connection; a connection's response buffers too
     (``handle_close``: they may be temporary files)."""
+    from waitress.channel import HTTPChannel
+
     for channel in list(channels.values()):
         with contextlib.suppress(Exception):
             if isinstance(channel, HTTPChannel):
