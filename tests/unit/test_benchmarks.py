@@ -37,3 +37,12 @@ def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
     (line,) = [line for line in done.stdout.splitlines() if "wall time with / without" in line]
     assert "x (min " in line, line
     assert "an order on every quote" in done.stdout
+
+
+def test_import_benchmark_prints_both_ratios_and_the_heaviest_modules() -> None:
+    done = quick_run("bench_import.py")
+    for what in ("import trading_telemetry / import opentelemetry.sdk.metrics:",
+                 "quick start's import line / import opentelemetry.sdk.metrics:"):  # fmt: skip
+        (line,) = [line for line in done.stdout.splitlines() if what in line]
+        assert "x  (min " in line, line
+    assert "trading_telemetry" in done.stdout.split("heaviest modules", 1)[1]
