@@ -3,19 +3,32 @@
 #   make test   - lint, type check and every test, installing what they need first
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+LOCK := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(LOCK)
+PIP_INSTALL := pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: demo test test-ranges lint docs dashboards system-deps collector
+.PHONY: demo test test-ranges test-pythons lint docs dashboards system-deps collector
 
+# The development venv: the package editable, with every extra the tests use (dev pulls in
+# grpc, asyncio and dashboards) and NautilusTrader, at the locked versions.
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,nautilus]'
+	$(VENV)/bin/$(PIP_INSTALL) -c constraints.txt -e '.[dev,nautilus]'
 	touch $@
 
-demo: $(STAMP)
-	$(VENV)/bin/trading-telemetry demo $(ARGS)
+# The demo's own venv: what a user installs (the runtime dependencies, locked), nothing else.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-$(LOCK)
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	rm -f $(DEMO_VENV)/.installed-*
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/$(PIP_INSTALL) -c constraints.txt -e .
+	touch $@
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/trading-telemetry demo $(ARGS)
 
 # Debian's docker-compose (offline validation of docker-compose.yml) and busybox (the
 # shell and awk of the Prometheus and Alertmanager images) for the integration tests.
