@@ -80,6 +80,22 @@ test-ranges:
 	  $$venv/bin/pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done
 
+# The unit tests on every supported Python version, each in a venv of its own with the
+# locked set (.ci/python.sh: .venv-py/VERSION-HASH, reused while pyproject.toml and
+# constraints.txt are unchanged; a missing interpreter fails). The venvs are built one after
+# another, then the versions' tests run PY_JOBS at a time, each one's output printed whole.
+PYTHONS ?= 3.10 3.11 3.12 3.13
+PY_JOBS ?= 2
+test-pythons:
+	@for v in $(PYTHONS); do bash .ci/python.sh install $$v || exit 1; done
+	@mkdir -p .venv-py/logs && rm -f .venv-py/logs/*
+	@printf '%s\n' $(PYTHONS) | xargs -P $(PY_JOBS) -I{} sh -c \
+	  'bash .ci/python.sh test {} >.venv-py/logs/{}.log 2>&1; echo $$? >.venv-py/logs/{}.status'
+	@status=0; for v in $(PYTHONS); do \
+	  cat .venv-py/logs/$$v.log; \
+	  [ "$$(cat .venv-py/logs/$$v.status)" = 0 ] || { echo "test-pythons: Python $$v failed"; status=1; }; \
+	done; exit $$status
+
 docs: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._docs README.md
 
