@@ -68,15 +68,16 @@ lint: $(STAMP)
 test: $(STAMP) system-deps collector servers lint
 	$(VENV)/bin/pytest
 
-# The unit tests at both ends of the dependency ranges pyproject.toml declares: the lowest
-# supported versions (.ci/lowest.txt) and the newest that install together (.ci/highest.txt),
-# each in a venv of its own. `make test` runs everything against the locked set.
+# The unit tests at both ends of the dependency ranges pyproject.toml declares, the extras'
+# included: the lowest supported versions (.ci/lowest.txt) and the newest that install
+# together (.ci/highest.txt), each in a venv of its own; .ci/ends.py prints the versions and
+# fails if one is not the end it should be. `make test` runs everything against the locked set.
 test-ranges:
 	@for end in lowest highest; do \
 	  venv=.venv-$$end; \
 	  $(PYTHON) -m venv $$venv && \
-	  $$venv/bin/pip install --quiet --disable-pip-version-check -c .ci/$$end.txt -e '.[dev,nautilus]' && \
-	  $$venv/bin/pip freeze | grep -iE '^(opentelemetry-sdk|opentelemetry-exporter-prometheus|prometheus.client)==' && \
+	  $$venv/bin/$(PIP_INSTALL) -c .ci/$$end.txt -e '.[dev,nautilus]' && \
+	  echo "== $$end end:" && $$venv/bin/python .ci/ends.py .ci/$$end.txt && \
 	  $$venv/bin/pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done
 
