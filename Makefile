@@ -70,14 +70,17 @@ test: $(STAMP) system-deps collector servers lint
 
 # The unit tests at both ends of the dependency ranges pyproject.toml declares, the extras'
 # included: the lowest supported versions (.ci/lowest.txt) and the newest that install
-# together (.ci/highest.txt), each in a venv of its own; .ci/ends.py prints the versions and
-# fails if one is not the end it should be. `make test` runs everything against the locked set.
+# together (.ci/highest.txt), each in a fresh venv of its own (the extras named, as pip
+# backtracks to an older set when it meets them only through dev); .ci/ends.py prints the
+# versions and fails if one is not the end it should be. `make test` runs everything
+# against the locked set.
 test-ranges:
 	@for end in lowest highest; do \
 	  venv=.venv-$$end; \
-	  $(PYTHON) -m venv $$venv && \
-	  $$venv/bin/$(PIP_INSTALL) -c .ci/$$end.txt -e '.[dev,nautilus]' && \
-	  echo "== $$end end:" && $$venv/bin/python .ci/ends.py .ci/$$end.txt && \
+	  rm -rf $$venv && $(PYTHON) -m venv $$venv && \
+	  $$venv/bin/$(PIP_INSTALL) -c .ci/$$end.txt -e '.[dev,nautilus,grpc,asyncio]' && \
+	  echo "== $$end end:" && \
+	  $$venv/bin/python .ci/ends.py .ci/$$end.txt $$([ $$end = highest ] && echo --newest) && \
 	  $$venv/bin/pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done
 
