@@ -3,19 +3,32 @@
 #   make test   - lint, type check and every test, installing what they need first
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+LOCK := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(LOCK)
+PIP_INSTALL := pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: demo test test-ranges lint docs dashboards system-deps collector
+.PHONY: demo test test-ranges test-pythons lint docs dashboards system-deps collector
 
+# The development venv: the package editable, with every extra the tests use (dev pulls in
+# grpc, asyncio and dashboards) and NautilusTrader, at the locked versions.
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,nautilus]'
+	$(VENV)/bin/$(PIP_INSTALL) -c constraints.txt -e '.[dev,nautilus]'
 	touch $@
 
-demo: $(STAMP)
-	$(VENV)/bin/trading-telemetry demo $(ARGS)
+# The demo's own venv: what a user installs (the runtime dependencies, locked), nothing else.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-$(LOCK)
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	rm -f $(DEMO_VENV)/.installed-*
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/$(PIP_INSTALL) -c constraints.txt -e .
+	touch $@
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/trading-telemetry demo $(ARGS)
 
 # Debian's docker-compose (offline validation of docker-compose.yml) and busybox (the
 # shell and awk of the Prometheus and Alertmanager images) for the integration tests.
@@ -55,17 +68,37 @@ lint: $(STAMP)
 test: $(STAMP) system-deps collector servers lint
 	$(VENV)/bin/pytest
 
-# The unit tests at both ends of the dependency ranges pyproject.toml declares: the lowest
-# supported versions (.ci/lowest.txt) and the newest that install together (.ci/highest.txt),
-# each in a venv of its own. `make test` runs everything against the locked set.
+# The unit tests at both ends of the dependency ranges pyproject.toml declares, the extras'
+# included: the lowest supported versions (.ci/lowest.txt) and the newest that install
+# together (.ci/highest.txt), each in a fresh venv of its own (the extras named, as pip
+# backtracks to an older set when it meets them only through dev); .ci/ends.py prints the
+# versions and fails if one is not the end it should be. `make test` runs everything
+# against the locked set.
 test-ranges:
 	@for end in lowest highest; do \
 	  venv=.venv-$$end; \
-	  $(PYTHON) -m venv $$venv && \
-	  $$venv/bin/pip install --quiet --disable-pip-version-check -c .ci/$$end.txt -e '.[dev,nautilus]' && \
-	  $$venv/bin/pip freeze | grep -iE '^(opentelemetry-sdk|opentelemetry-exporter-prometheus|prometheus.client)==' && \
+	  rm -rf $$venv && $(PYTHON) -m venv $$venv && \
+	  $$venv/bin/$(PIP_INSTALL) -c .ci/$$end.txt -e '.[dev,nautilus,grpc,asyncio]' && \
+	  echo "== $$end end:" && \
+	  $$venv/bin/python .ci/ends.py .ci/$$end.txt $$([ $$end = highest ] && echo --newest) && \
 	  $$venv/bin/pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done
+
+# The unit tests on every supported Python version, each in a venv of its own with the
+# locked set (.ci/python.sh: .venv-py/VERSION-HASH, reused while pyproject.toml and
+# constraints.txt are unchanged; a missing interpreter fails). The venvs are built one after
+# another, then the versions' tests run PY_JOBS at a time, each one's output printed whole.
+PYTHONS ?= 3.10 3.11 3.12 3.13
+PY_JOBS ?= 2
+test-pythons:
+	@for v in $(PYTHONS); do bash .ci/python.sh install $$v || exit 1; done
+	@mkdir -p .venv-py/logs && rm -f .venv-py/logs/*
+	@printf '%s\n' $(PYTHONS) | xargs -P $(PY_JOBS) -I{} sh -c \
+	  'bash .ci/python.sh test {} >.venv-py/logs/{}.log 2>&1; echo $$? >.venv-py/logs/{}.status'
+	@status=0; for v in $(PYTHONS); do \
+	  cat .venv-py/logs/$$v.log; \
+	  [ "$$(cat .venv-py/logs/$$v.status)" = 0 ] || { echo "test-pythons: Python $$v failed"; status=1; }; \
+	done; exit $$status
 
 docs: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._docs .

@@ -13,13 +13,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import Tracer
 
-from trading_telemetry._aggregation import register_series, renew_provider_lock
 from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
 from trading_telemetry._drops import DROPPED_HELP, DROPPED_METRIC, DropPolicy
-from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry._fork import reset_handle
 from trading_telemetry._handles import (
     BoundMetric,
@@ -30,13 +27,14 @@ from trading_telemetry._handles import (
     RejectedHandle,
 )
 from trading_telemetry._safe import safe_repr, safe_str, type_name
-from trading_telemetry._sdk import METER_NAME, PlaneSDK, build_resource, build_sdk
 from trading_telemetry._version import __version__
 from trading_telemetry.catalog import Kind, MetricSpec, Plane, plane_specs
 from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # built when a plane is set up (the SDK, and prometheus_client for /metrics)
+    from trading_telemetry._exposition import PlaneExposition
     from trading_telemetry._multiprocess import PlaneFiles
+    from trading_telemetry._sdk import PlaneSDK
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
 
@@ -123,6 +121,9 @@ class PlaneMetrics:
     """
 
     def __init__(self, sdk: PlaneSDK) -> None:
+        from trading_telemetry._aggregation import register_series
+
+        self._register_series = register_series
         self.plane: Plane = sdk.plane
         self._specs = plane_specs(self.plane)
         # key -> {label values in the spec's order: handle}; shared with the histogram views.
@@ -161,6 +162,8 @@ class PlaneMetrics:
 
     def _use(self, sdk: PlaneSDK) -> None:
         """Record through ``sdk``: its instruments, its exposition, its tracer."""
+        from trading_telemetry._sdk import METER_NAME
+
         self._sdk = sdk
         meter = sdk.meter_provider.get_meter(METER_NAME, __version__)
         self._instruments: dict[str, Any] = {}
@@ -180,6 +183,9 @@ class PlaneMetrics:
         self.tracer = provider.get_tracer(METER_NAME, __version__) if provider else None
 
     def _exposition(self, sdk: PlaneSDK) -> PlaneExposition:
+        from trading_telemetry._exposition import PlaneExposition
+        from trading_telemetry._sdk import build_resource
+
         files = self.multiprocess
         resource = sdk.resource
         if files is not None:  # the sum of the processes: the plane's own instance, no pid
@@ -202,6 +208,9 @@ class PlaneMetrics:
         """In a forked child (``_fork``): this process's counts start from zero, with new
         locks; in multiprocess mode they go to a file of this process; the SDK is built
         anew (exporters, reader threads, a resource with this process's pid)."""
+        from trading_telemetry._aggregation import renew_provider_lock
+        from trading_telemetry._sdk import build_sdk
+
         self._lock = threading.Lock()
         self._policy.after_fork()
         files = self.multiprocess
@@ -219,7 +228,7 @@ class PlaneMetrics:
         for s in self._specs.values():
             for handle in self._series[s.key].values():
                 if self._sdk.has_readers:
-                    register_series(self._instruments[s.key], handle.attributes)
+                    self._register_series(self._instruments[s.key], handle.attributes)
                 if s.kind is Kind.HISTOGRAM:
                     handle._exemplars, handle._every = self._exemplar_settings(s)
 
@@ -332,7 +341,7 @@ class PlaneMetrics:
                     handle = self._new_handle(s, values)
                     series[values] = handle
                     if self._sdk.has_readers:
-                        register_series(self._instruments[s.key], handle.attributes)
+                        self._register_series(self._instruments[s.key], handle.attributes)
                 call = _plain_call((key, *labels, *labels.values()))
                 if call and all(type(part) is str for part in call):  # plain strings: safe to hash
                     self._cache[call] = handle
@@ -406,6 +415,8 @@ class PlaneMetrics:
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Push what has been recorded now, without waiting for the export interval."""
+        from opentelemetry.sdk.metrics import MeterProvider
+
         provider = self._sdk.meter_provider
         return bool(provider.force_flush(timeout_millis)) if isinstance(provider, MeterProvider) else True
 

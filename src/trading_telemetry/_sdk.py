@@ -10,8 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import MeterProvider as APIMeterProvider
 from opentelemetry.metrics import NoOpMeterProvider
@@ -38,13 +37,6 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import Aggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
 
 from trading_telemetry import _exporter_logs
 from trading_telemetry._aggregation import (
@@ -56,7 +48,12 @@ from trading_telemetry._aggregation import (
 )
 from trading_telemetry._fork import child_process
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
-from trading_telemetry.config import TelemetryConfig, _warn, unicode_problem
+from trading_telemetry.config import SETTINGS, TelemetryConfig, _warn, unicode_problem
+from trading_telemetry.errors import ConfigError
+
+if TYPE_CHECKING:  # the tracing SDK is imported when a plane first exports spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 METER_NAME = "trading_telemetry"
 _EXEMPLAR_FILTERS: dict[str, Callable[[], Any]] = {
@@ -88,6 +85,8 @@ def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = Fa
     Every value is exported (``target_info``, OTLP), so each is checked here as well as
     where the environment is read (a TelemetryConfig may be built in code): one that is
     not valid Unicode text is warned about once and left out."""
+    from importlib.metadata import version
+
     attributes: dict[str, str] = {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
@@ -204,12 +203,15 @@ def build_tracer_provider(
 ) -> TracerProvider | None:
     """The plane's TracerProvider, or None when no span would go anywhere (then
     ``traced`` does not create spans at all)."""
+    if not span_exporters and not config.traces_exporters:
+        return None
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+
     processors: list[SpanProcessor] = [SimpleSpanProcessor(e) for e in span_exporters]
     for name in config.traces_exporters:
         exporter = _otlp_exporter(config, "traces") if name == "otlp" else ConsoleSpanExporter()
         processors.append(BatchSpanProcessor(exporter))
-    if not processors:
-        return None
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # _state bounds the exit
     for processor in processors:
         provider.add_span_processor(processor)
@@ -262,6 +264,32 @@ def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
     return exporter(endpoint=url, headers=dict(headers), timeout=timeout_ms / 1000, **options)
 
 
+def _require(extra: str, module: str, setting: str, value: str) -> None:
+    """Import ``module``, which the ``extra`` installs; without it, the ConfigError naming
+    the setting that asked for it and the install command. Called when a plane is set up,
+    before anything is built, so that a missing extra is a set-up mistake."""
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        variables = " / ".join(next(s.variables for s in SETTINGS if s.field == setting))
+        raise ConfigError(
+            variables,
+            value,
+            f"needs the {extra} extra, which is not installed ({error}): pip install 'trading-telemetry[{extra}]'",
+        ) from error
+
+
+def require_extras(plane: Plane, config: TelemetryConfig) -> None:
+    """Check that the optional packages the configuration asks for are installed: the grpc
+    exporters (the ``grpc`` extra) and the asyncio instrumentation (``asyncio``)."""
+    if "otlp" in config.metrics_exporters and config.otlp_protocol == "grpc":
+        _require("grpc", _OTLP_EXPORTERS[("metrics", "grpc")][0], "otlp_protocol", "grpc")
+    if "otlp" in config.traces_exporters and config.otlp_traces_protocol == "grpc":
+        _require("grpc", _OTLP_EXPORTERS[("traces", "grpc")][0], "otlp_traces_protocol", "grpc")
+    if config.asyncio_plane == plane.value:
+        _require("asyncio", "opentelemetry.instrumentation.asyncio", "asyncio_plane", plane.value)
+
+
 @dataclass
 class PlaneSDK:
     """The SDK objects of one plane, and what /health reports about them."""
@@ -299,8 +327,9 @@ class PlaneSDK:
 
             AsyncioInstrumentor().uninstrument()
             self.asyncio_instrumented = False
-        providers: list[Any] = [self.tracer_provider, self.meter_provider]
-        stoppable = [p for p in providers if isinstance(p, MeterProvider | TracerProvider)]
+        stoppable: list[MeterProvider | TracerProvider] = [p for p in (self.tracer_provider,) if p is not None]
+        if isinstance(self.meter_provider, MeterProvider):
+            stoppable.append(self.meter_provider)
         if not stoppable:
             return None
         thread = threading.Thread(
@@ -348,6 +377,7 @@ def build_sdk(
         series = {key: {} for key in plane_specs(plane)}
     if config.sdk_disabled:
         return PlaneSDK(plane, config, NoOpMeterProvider(), series=series)
+    require_extras(plane, config)
     pull = False
     pushers: list[TrackedExporter] = []
     readers: list[MetricReader] = list(extra_readers)

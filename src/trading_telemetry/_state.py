@@ -12,16 +12,17 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-
-from opentelemetry.sdk.metrics.export import MetricReader
-from opentelemetry.sdk.trace.export import SpanExporter
+from typing import TYPE_CHECKING
 
 from trading_telemetry import _exporter_logs, _fork
 from trading_telemetry._recorder import PlaneMetrics
-from trading_telemetry._sdk import build_sdk
 from trading_telemetry.catalog import Plane, freeze, load_file
 from trading_telemetry.config import TelemetryConfig
 from trading_telemetry.errors import TradingTelemetryError
+
+if TYPE_CHECKING:  # the SDK is imported when the first plane is set up, not with the package
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 logger = logging.getLogger("trading_telemetry")
 _lock = threading.Lock()
@@ -59,6 +60,8 @@ def init_metrics_exporter(
         >>> metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
         >>> reset()
     """
+    from trading_telemetry._sdk import build_sdk
+
     p = Plane.parse(plane)
     cfg = config or current_config()
     with _lock:

@@ -44,17 +44,14 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from prometheus_client.exposition import choose_encoder, gzip_accepted
-from waitress import wasyncore
-from waitress.adjustments import Adjustments
-from waitress.channel import HTTPChannel
-
-from trading_telemetry._exposition import PlaneExposition
-from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
-from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.errors import ServerAddressError, TradingTelemetryError
+
+if TYPE_CHECKING:  # waitress and prometheus_client are imported when a server starts
+    from trading_telemetry._exposition import PlaneExposition
+    from trading_telemetry._listener import ListenerServer
+    from trading_telemetry._recorder import PlaneMetrics
 
 DEFAULT_PORTS = {"data_plane": 8000, "order_plane": 8001, "strategy_plane": 8002}
 HTTP_THREADS = 16
@@ -184,6 +181,12 @@ class MetricsServer:
 
     def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
         """Listen on ``address:port`` (waitress's server, not yet running)."""
+        from prometheus_client.exposition import choose_encoder, gzip_accepted
+        from waitress.adjustments import Adjustments
+
+        from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
+
+        self._choose_encoder, self._gzip_accepted = choose_encoder, gzip_accepted
         config = metrics.sdk.config
         adjustments = Adjustments(
             host=address,
@@ -204,7 +207,7 @@ class MetricsServer:
         dispatcher = Dispatcher(ListenerStats())
         dispatcher.set_thread_count(HTTP_THREADS)
         try:
-            self._server = ListenerServer(
+            self._server: ListenerServer = ListenerServer(
                 self._app,
                 self._map,
                 adjustments,
@@ -234,9 +237,9 @@ class MetricsServer:
                     start_response, "404 Not Found", b"the prometheus exporter is off (OTEL_METRICS_EXPORTER)\n"
                 )
             gone = environ.get("waitress.client_disconnected") or (lambda: False)
-            _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            _, content_type = self._choose_encoder(environ.get("HTTP_ACCEPT", ""))
             openmetrics = content_type.startswith("application/openmetrics-text")
-            gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            gzipped = self._gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
             rendered = self.exposition.body(openmetrics, arrived, gone, gzipped)
             if rendered == "gone":  # nobody to send it to
                 return _reply(start_response, "499 Client Closed Request", b"")
@@ -359,7 +362,12 @@ def forget_inherited_servers() -> set[str]:
     their sockets here (the port stays the parent's alone), so that a parent that stops
     or restarts its server frees its port. Nothing takes a lock a parent's thread may
     have held at the fork. Returns the planes they served."""
-    served = set()
+    served: set[str] = set()
+    if not _RUNNING:
+        return served
+    from waitress import wasyncore
+    from waitress.channel import HTTPChannel
+
     for server in list(_RUNNING):
         served.add(server.metrics.plane.value)
         server._closed = True  # close() here would wait for the parent's threads
@@ -377,6 +385,8 @@ def forget_inherited_servers() -> set[str]:
 def _close_all(channels: dict[int, Any]) -> None:
     """Close the listener and every connection; a connection's response buffers too
     (``handle_close``: they may be temporary files)."""
+    from waitress.channel import HTTPChannel
+
     for channel in list(channels.values()):
         with contextlib.suppress(Exception):
             if isinstance(channel, HTTPChannel):

@@ -48,3 +48,12 @@ def test_multiprocess_benchmark_prints_its_ratios() -> None:
                  "ours (running) / prometheus_client's"):  # fmt: skip
         (line,) = [line for line in done.stdout.splitlines() if what in line]
         assert "ratio" in line or line.rstrip()[-1].isdigit(), line
+
+
+def test_import_benchmark_prints_both_ratios_and_the_heaviest_modules() -> None:
+    done = quick_run("bench_import.py")
+    for what in ("import trading_telemetry / import opentelemetry.sdk.metrics:",
+                 "quick start's import line / import opentelemetry.sdk.metrics:"):  # fmt: skip
+        (line,) = [line for line in done.stdout.splitlines() if what in line]
+        assert "x  (min " in line, line
+    assert "trading_telemetry" in done.stdout.split("heaviest modules", 1)[1]
