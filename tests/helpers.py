@@ -24,8 +24,8 @@ LABEL_VALUES = {
     "check_type": "max_position", "from_regime": "Calm", "to_regime": "Normal", "switch_type": "pnl",
 }  # fmt: skip
 
-# The metric names of the seed README, with their kinds: the specification.
-SEED_METRICS = {
+# The metric names of the original monitoring specification, with their kinds: the specification.
+SPEC_METRICS = {
     "data_ticks_received_total": "counter", "data_bars_received_total": "counter",
     "data_ofi_events_generated_total": "counter", "data_freshness_seconds": "histogram",
     "data_completeness_score": "gauge", "data_validation_errors_total": "counter",
@@ -64,7 +64,7 @@ def sample_value(spec: MetricSpec) -> float:
 
 
 def record_everything(planes: Mapping[Plane, PlaneMetrics], times: int = 3) -> None:
-    """Record every catalog metric ``times`` times through the seed's API."""
+    """Record every catalog metric ``times`` times through the specification's API."""
     for spec in CATALOG:
         metrics = planes[spec.plane]
         method = getattr(metrics, spec.kind.method)

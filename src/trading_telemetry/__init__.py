@@ -1,6 +1,6 @@
 """OpenTelemetry metrics for a three-plane algorithmic trading system.
 
-The seed README's API, from the package root::
+The original monitoring specification's API, from the package root::
 
     from trading_telemetry import init_metrics_exporter, start_metrics_server
 

@@ -11,7 +11,7 @@ families, samples, label sets and values, ``target_info`` included):
 
 The ``otel_scope_name``, ``otel_scope_version`` and ``otel_scope_schema_url`` labels the
 exporter adds by default are left out: every series of a plane has the same three (one
-meter, ``trading_telemetry``), the seed's names have none, and they tripled the labels of
+meter, ``trading_telemetry``), the specification's names have none, and they tripled the labels of
 every sample (1.64x the bytes of prometheus_client's output at 20k series).
 
 A render proceeds in chunks of CHUNK_SERIES series, each encoded on its own, with a

@@ -101,7 +101,7 @@ def _exemplar_path(histogram: Histogram) -> Exemplars:
 
 
 class PlaneMetrics:
-    """The metrics of one plane, as the seed README's API records them.
+    """The metrics of one plane, as the original monitoring specification's API records them.
 
     Create it with :func:`trading_telemetry.init_metrics_exporter`. Every call names a
     catalog key and passes exactly that metric's labels; the ``service`` label is set

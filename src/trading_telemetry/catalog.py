@@ -97,7 +97,7 @@ class Kind(str, enum.Enum):
 SERVICE_LABEL = "service"
 """Set on every series to the plane's name by the SDK itself; callers never pass it."""
 
-# The seed README's label section: which labels each built-in metric may use (a desk's
+# The original monitoring specification's label section: which labels each built-in metric may use (a desk's
 # extensions declare their own).
 LABELS: Mapping[Plane, frozenset[str]] = MappingProxyType(
     {
@@ -166,7 +166,7 @@ class MetricSpec:
 
     @property
     def documented_name(self) -> str:
-        """The seed README's name; differs from :attr:`prometheus_name` only where a
+        """The original monitoring specification's name; differs from :attr:`prometheus_name` only where a
         Prometheus recording rule provides the documented name."""
         return self.documented or self.prometheus_name
 
@@ -238,7 +238,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _c(_O, "orders_filled", "orders_filled", "{order}", "Orders filled",
        "strategy", "symbol", "direction", "status"),
     _c(_O, "orders_rejected", "orders_rejected", "{order}", "Orders rejected", "strategy", "symbol", "reason"),
-    # Order plane: the ends of an order beyond the seed (OrderLifecycle.canceled/expired)
+    # Order plane: the ends of an order beyond the specification (OrderLifecycle.canceled/expired)
     _c(_O, "orders_canceled", "orders_canceled", "{order}", "Orders canceled",
        "strategy", "symbol", "direction", "order_type"),
     _c(_O, "orders_expired", "orders_expired", "{order}", "Orders expired (time in force ran out)",
@@ -585,7 +585,7 @@ def _builtin_taken() -> _Taken:
     return taken
 
 
-# The closed sets of label values the seed documents: a value outside one is bad input
+# The closed sets of label values the specification documents: a value outside one is bad input
 # (``invalid_label_value``), like a typo in a key. Labels not named here (symbol,
 # strategy, source, reason, ...) stay open, under the cardinality limit.
 BUILTIN_LABEL_VALUES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -641,7 +641,7 @@ _extensions: tuple[MetricSpec, ...] = ()
 
 
 def effective_catalog() -> tuple[MetricSpec, ...]:
-    """The built-in metrics (:data:`CATALOG`: the seed's 37 and the two order ends) and the extensions
+    """The built-in metrics (:data:`CATALOG`: the specification's 37 and the two order ends) and the extensions
     (:func:`extend`), in declaration order."""
     return CATALOG + _extensions
 

@@ -420,7 +420,7 @@ def serve_metrics(metrics: PlaneMetrics, port: int = 8000, addr: str | None = No
 
 
 async def start_metrics_server(metrics: PlaneMetrics, port: int = 8000, addr: str | None = None) -> MetricsServer:
-    """The seed README's ``server = await start_metrics_server(metrics, port=8000)``.
+    """The original monitoring specification's ``server = await start_metrics_server(metrics, port=8000)``.
 
     The server runs in its own thread, not on the event loop: scrapes never wait for
     the trading coroutines, nor they for a scrape.

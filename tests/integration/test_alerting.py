@@ -76,7 +76,7 @@ def test_alerts_carry_severity_summary_description_and_runbook() -> None:
 
 
 def test_documented_commission_name_is_a_recording_rule() -> None:
-    """orders_commission_total_usd, the seed's name no counter can carry, is recorded from the counter."""
+    """orders_commission_total_usd, the specification's name no counter can carry, is recorded from the counter."""
     groups = yaml.safe_load((PROMETHEUS_DIR / "rules" / "recording.yml").read_text())["groups"]
     records = {r["record"]: r["expr"] for g in groups for r in g["rules"] if "record" in r}
     assert records["orders_commission_total_usd"] == "orders_commission_usd_total"

@@ -32,7 +32,7 @@ def _moved(servers: list[MetricsServer]) -> dict[str, float]:
 
 
 def test_every_metric_moves_on_all_three_endpoints() -> None:
-    """Within a short session every one of the 37 metrics appears on its plane's endpoint and moves."""
+    """Within a short session every metric of the specification appears on its plane's endpoint and moves."""
     for plane in Plane:
         init_metrics_exporter(plane, config=STRICT_PROMETHEUS)  # strict: the demo must record nothing bad
     stop = threading.Event()

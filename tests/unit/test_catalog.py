@@ -4,21 +4,21 @@ from collections import Counter
 
 import pytest
 
-from helpers import SEED_METRICS
+from helpers import SPEC_METRICS
 from trading_telemetry.catalog import CATALOG, LABELS, Kind, MetricSpec, Plane, _checked, _Taken, plane_specs, spec
 from trading_telemetry.errors import CatalogError, UnknownPlaneError
 
 
-def test_catalog_holds_the_37_seed_metrics_and_the_two_order_ends_per_plane() -> None:
-    """The catalog has 11 Data, 14 Order (the seed's 12, canceled and expired) and 14 Strategy metrics."""
+def test_catalog_holds_the_37_specified_metrics_and_the_two_order_ends_per_plane() -> None:
+    """The catalog has 11 Data, 14 Order (the specification's 12, canceled and expired) and 14 Strategy metrics."""
     assert Counter(s.plane for s in CATALOG) == {Plane.DATA: 11, Plane.ORDER: 14, Plane.STRATEGY: 14}
 
 
-def test_every_seed_name_is_documented_with_its_type() -> None:
-    """Every name of the seed README is a catalog metric's documented name, with its kind;
-    beyond the seed, only the two ends of an order OrderLifecycle records."""
+def test_every_specified_name_is_documented_with_its_type() -> None:
+    """Every name of the original monitoring specification is a catalog metric's documented name, with its kind;
+    beyond the specification, only the two ends of an order OrderLifecycle records."""
     documented = {s.documented_name: s.prometheus_type for s in CATALOG}
-    assert documented == {**SEED_METRICS, "orders_canceled_total": "counter", "orders_expired_total": "counter"}
+    assert documented == {**SPEC_METRICS, "orders_canceled_total": "counter", "orders_expired_total": "counter"}
 
 
 def test_exposed_name_equals_documented_name_except_commission() -> None:
@@ -35,7 +35,7 @@ def test_units_never_change_the_exposed_name() -> None:
             assert s.prometheus_name.removesuffix("_total").endswith("_seconds")
 
 
-def test_labels_come_from_the_seed_label_section() -> None:
+def test_labels_come_from_the_specification_label_section() -> None:
     """Each metric's labels are documented for its plane."""
     for s in CATALOG:
         assert set(s.labels) <= LABELS[s.plane], s.key
@@ -62,8 +62,8 @@ def test_bounded_gauges_have_ranges() -> None:
     assert (kill.min_value, kill.max_value, kill.integral) == (0, 1, True)
 
 
-def test_seed_example_keys() -> None:
-    """The keys of the seed's usage example exist on the Data plane."""
+def test_specification_example_keys() -> None:
+    """The keys of the specification's usage example exist on the Data plane."""
     keys = plane_specs("data_plane")
     assert {"ticks_received", "data_freshness", "completeness_score"} <= set(keys)
 

@@ -32,8 +32,8 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     return out
 
 
-def test_seed_api_records_with_service_label() -> None:
-    """The seed README's three calls record, each series labelled service=<plane>."""
+def test_specification_api_records_with_service_label() -> None:
+    """The original monitoring specification's three calls record, each series labelled service=<plane>."""
     reader = InMemoryMetricReader()
     metrics = init_metrics_exporter("data_plane", config=STRICT_NO_EXPORT, metric_readers=[reader])
     metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
@@ -204,7 +204,7 @@ def test_concurrent_recording_loses_no_increment() -> None:
     assert point.value == 8 * 5000
 
 
-def test_seed_async_usage_runs_in_an_event_loop() -> None:
+def test_specification_async_usage_runs_in_an_event_loop() -> None:
     """`server = await start_metrics_server(metrics, port=...)` works inside asyncio and serves /health."""
     from helpers import http_get
     from trading_telemetry import start_metrics_server
