@@ -668,10 +668,11 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         missing: str | None = None  # why an open position could not be marked or converted
         unrealized: dict[str, float] = {}
         unmarked: dict[str, str] = {}  # strategy -> why its unrealized PnL is unknown
-        # Per venue: the open positions' unrealized PnL (a margin account's value adds it),
+        # Per account: the open positions' unrealized PnL (a margin account's value adds it),
         # and the market value of holdings that are not balances (a cash account's).
-        venue_unrealized: dict[Any, float] = {}
-        venue_holdings: dict[Any, float] = {}
+        account_unrealized: dict[Any, float] = {}
+        account_holdings: dict[Any, float] = {}
+        venues: set[Any] = set()  # where the positions trade: rates for an account's balances
         for position in cache.positions_open():
             iid = position.instrument_id
             strategy = position.strategy_id.value
@@ -691,15 +692,16 @@ class TelemetryActor(Actor):  # type: ignore[misc]
                 continue
             usd = pnl.as_double() * pnl_rate
             unrealized[strategy] = unrealized.get(strategy, 0.0) + usd
-            venue = iid.venue
-            venue_unrealized[venue] = venue_unrealized.get(venue, 0.0) + usd
+            account = position.account_id
+            venues.add(iid.venue)
+            account_unrealized[account] = account_unrealized.get(account, 0.0) + usd
             size = notional.as_double() * notional_rate
             signed = size if position.side == PositionSide.LONG else -size
             gross += size
             net += signed
             instrument = cache.instrument(iid)
             if instrument is not None and instrument.get_base_currency() is None:
-                venue_holdings[venue] = venue_holdings.get(venue, 0.0) + signed
+                account_holdings[account] = account_holdings.get(account, 0.0) + signed
         realized = self.realized_pnl()
         for strategy in self._strategies:
             r = realized.get(strategy, 0.0)
@@ -714,6 +716,10 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             venue = Venue(account.id.get_issuer())
             for currency, money in account.balances_total().items():
                 rate = self._rate(currency, venue)
+                for other in venues if rate is None else ():  # a broker's account, its venues' rates
+                    rate = self._rate(currency, other)
+                    if rate is not None:
+                        break
                 if rate is None or value is None:
                     if rate is None:
                         self._warn("no_rate", currency.code)
@@ -722,7 +728,8 @@ class TelemetryActor(Actor):  # type: ignore[misc]
                     continue
                 value += money.as_double() * rate
             if value is not None:
-                value += venue_holdings.get(venue, 0.0) if account.is_cash_account else venue_unrealized.get(venue, 0.0)
+                held = account_holdings if account.is_cash_account else account_unrealized
+                value += held.get(account.id, 0.0)
         complete = missing is None
         self._set(m, "portfolio_gross_exposure_usd", gross if complete else None, missing or "")
         self._set(m, "portfolio_net_exposure_usd", net if complete else None, missing or "")
