@@ -243,7 +243,11 @@ def test_reset_then_a_second_run(capture: TelemetryCapture) -> None:
         first_books = engine_books(s)
         first = actor_figures(capture, first_books)
         assert_same(first_books, first)
+        instruments = s.engine.cache.instruments()
         s.engine.reset()
+        for instrument in instruments:  # NautilusTrader 1.220's reset empties the cache's instruments; 1.221 keeps them
+            if s.engine.cache.instrument(instrument.id) is None:
+                s.engine.cache.add_instrument(instrument)
         s.run()
         expected = engine_books(s)
         check_reference(s)
