@@ -589,9 +589,11 @@ def fx(symbol: str, start: float, venue: Venue = SIM, **kw: Any) -> Market:
 
 
 def _fx_venue(engine: BacktestEngine, venue: Venue = SIM, oms: OmsType = OmsType.NETTING,
-              balances: tuple[Money, ...] = (Money(10_000_000, USD),), base: Any = USD) -> None:  # fmt: skip
+              balances: tuple[Money, ...] = (Money(10_000_000, USD),), base: Any = USD,
+              **options: Any) -> None:  # fmt: skip
+    """A margin venue at 50x leverage; ``options``: add_venue's (what the venue executes on)."""
     engine.add_venue(venue, oms, AccountType.MARGIN, list(balances), base_currency=base,
-                     default_leverage=Decimal(50))  # fmt: skip
+                     default_leverage=Decimal(50), **options)  # fmt: skip
 
 
 def quotes_only(*, telemetry: bool = True, size: int = 1, seed: int = 1, oms: OmsType = OmsType.NETTING,
@@ -639,8 +641,7 @@ def contingent(*, telemetry: bool = True, seed: int = 1) -> Scenario:
 def trades_only(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scenario:
     """FX trades only (the venue executes on trades): EUR/USD and GBP/USD."""
     engine = new_engine()
-    engine.add_venue(SIM, OmsType.NETTING, AccountType.MARGIN, [Money(10_000_000, USD)], base_currency=USD,
-                     default_leverage=Decimal(50), trade_execution=True)  # fmt: skip
+    _fx_venue(engine, trade_execution=True)
     markets = [fx("EUR/USD", 1.10), fx("GBP/USD", 1.27)]
     data: list[Any] = []
     for i, m in enumerate(markets):
@@ -654,8 +655,7 @@ def trades_only(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scen
 def bars_only(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scenario:
     """FX on 1-minute BID and ASK external bars only (the venue executes on bars)."""
     engine = new_engine()
-    engine.add_venue(SIM, OmsType.NETTING, AccountType.MARGIN, [Money(10_000_000, USD)], base_currency=USD,
-                     default_leverage=Decimal(50), bar_execution=True)  # fmt: skip
+    _fx_venue(engine, bar_execution=True)
     markets = [fx("EUR/USD", 1.10, vol=3e-4), fx("GBP/USD", 1.27, vol=3e-4)]
     data: list[Any] = []
     for i, m in enumerate(markets):
@@ -669,8 +669,7 @@ def bars_only(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scenar
 def book_only(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scenario:
     """FX on L2 order book deltas only (``book_type`` L2_MBP on the venue)."""
     engine = new_engine()
-    engine.add_venue(SIM, OmsType.NETTING, AccountType.MARGIN, [Money(10_000_000, USD)], base_currency=USD,
-                     default_leverage=Decimal(50), book_type=BookType.L2_MBP)  # fmt: skip
+    _fx_venue(engine, book_type=BookType.L2_MBP)
     markets = [fx("EUR/USD", 1.10), fx("GBP/USD", 1.27)]
     data: list[Any] = []
     for i, m in enumerate(markets):
@@ -684,8 +683,7 @@ def book_only(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scenar
 def mixed(*, telemetry: bool = True, size: int = 1, seed: int = 1) -> Scenario:
     """FX quotes, trades and 1-minute BID/ASK bars together; the strategies act on quotes and trades."""
     engine = new_engine()
-    engine.add_venue(SIM, OmsType.NETTING, AccountType.MARGIN, [Money(10_000_000, USD)], base_currency=USD,
-                     default_leverage=Decimal(50), trade_execution=True)  # fmt: skip
+    _fx_venue(engine, trade_execution=True)
     markets = [fx("EUR/USD", 1.10), fx("GBP/USD", 1.27)]
     data: list[Any] = []
     for i, m in enumerate(markets):

@@ -368,12 +368,13 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             handler = self._order_handlers.get(cls)
             if handler is None:
                 return
-            extra = None
+            extra: Any = None
             if cls is OrderInitialized:
                 extra = self._arrival_price(event.instrument_id)
             elif cls is OrderFilled:
-                currency = event.commission.currency
-                extra = 1.0 if currency == USD else self._rate(currency, event.instrument_id.venue)
+                commission = event.commission
+                currency = commission.currency
+                extra = (commission, 1.0 if currency == USD else self._rate(currency, event.instrument_id.venue))
             pending = self._pending
             pending.append((handler, event, extra))
             if self._immediate:
@@ -394,7 +395,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
                 currency = pnl.currency
                 rate = 1.0 if currency == USD else self._rate(currency, event.instrument_id.venue)
             pending = self._pending
-            pending.append((self._position, event, rate))
+            pending.append((self._position, event, (pnl, rate)))
             if self._immediate:
                 self.record_portfolio()
             elif len(pending) >= BATCH:
@@ -565,9 +566,10 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         order.rejected(rejected_code(e), at=e.ts_event)
         self._retire(e.client_order_id, order)
 
-    def _filled(self, e: Any, rate: float | None) -> None:
+    def _filled(self, e: Any, read: tuple[Any, float | None]) -> None:
+        """``read``: the commission and its USD rate, read as the fill came."""
+        commission, rate = read
         order = self._lifecycle(e)
-        commission = e.commission
         usd: float | None = None
         if rate is not None:
             usd = commission.as_double() * rate
@@ -601,12 +603,12 @@ class TelemetryActor(Actor):  # type: ignore[misc]
 
     # -- Strategy plane: PnL and portfolio ---------------------------------------------
 
-    def _position(self, event: Any, rate: float | None) -> None:
+    def _position(self, event: Any, read: tuple[Any, float | None]) -> None:
         """Books the change of a position cycle's realized PnL (net of commissions, what
         moves a margin account's balance) in USD at the rate when it came; an amount with
         no rate then is kept in its currency and converted when the gauges are set."""
         try:
-            pnl = event.realized_pnl
+            pnl, rate = read  # the realized PnL and its USD rate, read as the event came
             position_id = event.position_id
             amount = pnl.as_double() if pnl is not None else 0.0
             previous = 0.0 if event.__class__ is PositionOpened else self._cycle_realized.get(position_id, 0.0)
