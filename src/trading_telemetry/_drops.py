@@ -88,10 +88,7 @@ class DropPolicy:
         counted = (error.metric if known else UNKNOWN_METRIC, reason)
         now = self._clock()
         with self._lock:
-            self.dropped += 1
-            total = self._counts[counted] = self._counts.get(counted, 0) + 1
-            if self.sink is not None:
-                self.sink(counted, total)
+            self._tally(counted)
             logged, key = (self._last_logged, counted) if known else self._unknown_slot(str(error.metric), reason)
             last = logged.get(key)
             if last is not None and now - last < LOG_INTERVAL_S:
@@ -124,12 +121,15 @@ class DropPolicy:
     def count(self, metric: str, reason: str) -> None:
         """Count one drop the caller logs itself: a figure that cannot be computed from what
         its source gives (no exchange rate, no price), not bad input; never raised."""
-        key = (metric if metric in self._keys else UNKNOWN_METRIC, reason)
         with self._lock:
-            self.dropped += 1
-            total = self._counts[key] = self._counts.get(key, 0) + 1
-            if self.sink is not None:
-                self.sink(key, total)
+            self._tally((metric if metric in self._keys else UNKNOWN_METRIC, reason))
+
+    def _tally(self, key: tuple[str, str]) -> None:
+        """One drop more under ``key`` (the lock held), in the sink too."""
+        self.dropped += 1
+        total = self._counts[key] = self._counts.get(key, 0) + 1
+        if self.sink is not None:
+            self.sink(key, total)
 
     def after_fork(self) -> None:
         """In a forked child: no drop counted in this process yet, a new lock."""
