@@ -21,8 +21,10 @@ task, request parser and task dispatcher, each overriding one documented step:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 
-__all__ = ["Dispatcher", "ListenerServer", "ListenerStats"]
+__all__ = ["Dispatcher", "ListenerServer", "ListenerStats", "close_all"]
 
 QUEUE_LOG_INTERVAL_S = 60.0
 """A deep handler queue is logged at most once in this many seconds (always counted)."""
@@ -194,7 +196,32 @@ class ListenerServer(TcpWSGIServer):
         self.stats: ListenerStats = dispatcher.stats
         self.socket_map = socket_map  # the listener, waitress's trigger and the connections
         self._next_maintenance = 0.0
+        self._pull_lock = threading.Lock()  # a pull and the closing of the trigger's pipe never overlap
+        self._pipe_closed = False
         super().__init__(application, map=socket_map, adj=adj, dispatcher=dispatcher)
+
+    def pull_trigger(self) -> None:
+        """Wake the event loop (a handler does, when its answer is ready), never once the
+        trigger's pipe is closed: a handler that finishes while the server stops would
+        write to a closed descriptor, or to whatever file has since been given its number."""
+        with self._pull_lock:
+            if not self._pipe_closed:
+                cast(Any, self.trigger).pull_trigger()
+
+    def stop(self) -> None:
+        """From any thread: close the listener, every connection and the trigger, in the
+        event loop's own thread (a socket is never touched by two threads); the loop then
+        ends, having nothing left to poll."""
+
+        def close_everything() -> None:
+            with self._pull_lock:
+                self._pipe_closed = True
+                close_all(self.socket_map)
+
+        trigger = cast(Any, self.trigger)
+        with trigger.lock:
+            trigger.thunks.append(close_everything)
+        self.pull_trigger()
 
     def channels(self) -> list[_Channel]:
         return list(cast("dict[int, _Channel]", self.active_channels).values())
@@ -264,3 +291,15 @@ class ListenerServer(TcpWSGIServer):
                 channel.handle_close()
                 self.stats.header_timeouts += 1
         super().maintenance(now)
+
+
+def close_all(channels: dict[int, Any]) -> None:
+    """Close the listener and every connection; a connection's response buffers too
+    (``handle_close``: they may be temporary files)."""
+    for channel in list(channels.values()):
+        with contextlib.suppress(Exception):
+            if isinstance(channel, HTTPChannel):
+                channel.handle_close()
+            else:
+                channel.close()
+    channels.clear()

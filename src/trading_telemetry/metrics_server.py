@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from trading_telemetry.errors import ServerAddressError, TradingTelemetryError
 
@@ -184,7 +184,7 @@ class MetricsServer:
         from prometheus_client.exposition import choose_encoder, gzip_accepted
         from waitress.adjustments import Adjustments
 
-        from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
+        from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats, close_all
 
         self._choose_encoder, self._gzip_accepted = choose_encoder, gzip_accepted
         config = metrics.sdk.config
@@ -216,7 +216,7 @@ class MetricsServer:
                 send_timeout=config.http_idle_timeout_ms / 1000,
             )
         except BaseException:
-            _close_all(self._map)  # what waitress opened before it failed: its trigger pipe, the socket
+            close_all(self._map)  # what waitress opened before it failed: its trigger pipe, the socket
             dispatcher.shutdown(timeout=1)
             raise
 
@@ -285,12 +285,7 @@ class MetricsServer:
         self._closed = True
         _RUNNING.discard(self)
         deadline = time.monotonic() + timeout
-        # Closed from the server's own loop thread: its sockets are never touched by two threads.
-        # waitress queues the thunk before it writes to its trigger pipe, so a loop woken by a
-        # handler's own pull may run it, closing the pipe, before that write: then the write
-        # fails with EBADF, and the work is already done.
-        with contextlib.suppress(OSError):
-            cast(Any, self._server.trigger).pull_trigger(lambda: _close_all(self._map))
+        self._server.stop()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self._server.task_dispatcher.shutdown(timeout=max(0, math.ceil(deadline - time.monotonic())))
 
@@ -380,20 +375,6 @@ def forget_inherited_servers() -> set[str]:
         server._map.clear()
     _RUNNING.clear()
     return served
-
-
-def _close_all(channels: dict[int, Any]) -> None:
-    """Close the listener and every connection; a connection's response buffers too
-    (``handle_close``: they may be temporary files)."""
-    from waitress.channel import HTTPChannel
-
-    for channel in list(channels.values()):
-        with contextlib.suppress(Exception):
-            if isinstance(channel, HTTPChannel):
-                channel.handle_close()
-            else:
-                channel.close()
-    channels.clear()
 
 
 def _reply(

@@ -286,3 +286,38 @@ def test_health_goes_first_and_a_deep_queue_is_counted_and_logged_once(caplog: p
     assert dispatcher.queue[0].requests[0].path == "/health"
     assert (dispatcher.stats.queued, dispatcher.stats.queue_depth_max) == (101, 101)
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["Task queue depth is 1"]
+
+
+def test_a_wake_up_after_the_listener_stopped_writes_nowhere() -> None:
+    """A handler that finishes after the server stopped (close() gave up waiting for it) wakes the
+    event loop: that wake-up is skipped, never a write to the closed trigger pipe (EBADF and a traceback)
+    or to whatever file has since been given the pipe's descriptor number."""
+    import threading
+
+    from waitress.adjustments import Adjustments
+
+    from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
+
+    socket_map: dict[int, object] = {}
+    dispatcher = Dispatcher(ListenerStats())
+    server = ListenerServer(
+        lambda environ, start_response: [], socket_map, Adjustments(host="127.0.0.1", port=0), dispatcher, 5.0, 5.0
+    )
+    loop = threading.Thread(target=server.run)
+    loop.start()
+    server.stop()
+    loop.join(5)
+    assert not loop.is_alive()
+    assert not socket_map
+    pipes = [os.pipe() for _ in range(4)]  # the lowest free numbers: the trigger's among them
+    try:
+        server.pull_trigger()  # raised OSError (EBADF), or wrote into a reused descriptor
+        for read_end, _ in pipes:
+            os.set_blocking(read_end, False)
+            with pytest.raises(BlockingIOError):
+                os.read(read_end, 1)
+    finally:
+        for read_end, write_end in pipes:
+            os.close(read_end)
+            os.close(write_end)
+        dispatcher.shutdown(timeout=1)
