@@ -16,6 +16,7 @@ from trading_telemetry import (
     TradingTelemetryError,
     get_metrics,
     init_metrics_exporter,
+    reset,
 )
 from trading_telemetry._sdk import METER_NAME
 from trading_telemetry.catalog import CATALOG, Plane, spec
@@ -224,15 +225,19 @@ def test_specification_async_usage_runs_in_an_event_loop() -> None:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_otlp_exporters_build_for_both_signals(protocol: str) -> None:
-    """OTEL_TRACES_EXPORTER=otlp and OTEL_METRICS_EXPORTER=otlp build a tracer and a push exporter per protocol."""
+    """OTEL_TRACES_EXPORTER=otlp and OTEL_METRICS_EXPORTER=otlp build a tracer and a push exporter per protocol.
+    The last export at reset(), to a Collector that is not there, ends within its short timeout: none of its
+    retry lines reach the next test."""
     cfg = TelemetryConfig.from_env({
         "OTEL_METRICS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "300",
     })  # fmt: skip
     metrics = init_metrics_exporter("order_plane", config=cfg)
     assert metrics.tracer is not None
     assert metrics.health()["exporters"]["otlp"]["state"] == "pending"
     expected = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/metrics"
     assert metrics.health()["exporters"]["otlp"]["target"] == expected
+    assert reset(timeout=10)
 
 
 def test_concurrent_observations_keep_exact_histogram_counts() -> None:
