@@ -1103,7 +1103,7 @@ def drops() -> dict[tuple[str, str], int]:
     """The drop self-metric's counts of every plane: (metric, reason) -> n."""
     out: Counter[tuple[str, str]] = Counter()
     for plane in Plane:
-        for key, n in _state.get_metrics(plane)._policy.counts().items():
+        for key, n in _state.get_metrics(plane).policy.counts().items():
             out[key] += n
     return dict(out)
 

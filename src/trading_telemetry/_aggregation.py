@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
@@ -62,6 +62,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
 from opentelemetry.util.types import Attributes
+
+if TYPE_CHECKING:
+    from trading_telemetry._series import SeriesReader
 
 
 class HistogramCell(Protocol):
@@ -131,11 +134,10 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
     """The view aggregation: label sets with a handle read the handle; others fall back
     to the SDK's explicit-bucket aggregation with the same boundaries."""
 
-    def __init__(
-        self, boundaries: Sequence[float], cells: Mapping[tuple[str, ...], HistogramCell], labels: Sequence[str]
-    ) -> None:
+    def __init__(self, boundaries: Sequence[float], store: SeriesReader, key: str, labels: Sequence[str]) -> None:
         super().__init__(boundaries=boundaries)
-        self._cells = cells
+        self._store = store
+        self._key = key
         self._labels = tuple(labels)
 
     def _create_aggregation(
@@ -145,8 +147,7 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
         reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
         start_time_unix_nano: int,
     ) -> _Aggregation[Any]:
-        # attributes None: the SDK's probe of the aggregation's type, never a series.
-        cell = self._cells.get(tuple([attributes.get(name) for name in self._labels])) if attributes else None  # type: ignore[misc]
+        cell = _cell(self._store, self._key, self._labels, attributes)
         if cell is None:
             return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
         return _CellHistogramAggregation(
@@ -164,12 +165,12 @@ class ValueCell(Protocol):
     value: Any
 
 
-def _cell(cells: Mapping[tuple[str, ...], Any], labels: tuple[str, ...], attributes: Attributes) -> Any:
-    """The handle of ``attributes``; None for the SDK's type probe (attributes None) or a
-    label set recorded on the raw instrument."""
+def _cell(store: SeriesReader, key: str, labels: tuple[str, ...], attributes: Attributes) -> Any:
+    """The handle of ``attributes`` in ``key``'s series; None for the SDK's type probe
+    (attributes None) or a label set recorded on the raw instrument."""
     if not attributes:
         return None
-    return cells.get(tuple([attributes.get(name) for name in labels]))  # type: ignore[misc]
+    return store.series(key).get(tuple([attributes.get(name) for name in labels]))  # type: ignore[misc]
 
 
 class _CellSumAggregation(_SumAggregation):
@@ -205,8 +206,9 @@ class _ReadsHandles:
     """A view aggregation whose label sets with a handle read it; others (and the SDK's
     type probe) get the SDK's own aggregation."""
 
-    def __init__(self, cells: Mapping[tuple[str, ...], Any], labels: Sequence[str]) -> None:
-        self._cells = cells
+    def __init__(self, store: SeriesReader, key: str, labels: Sequence[str]) -> None:
+        self._store = store
+        self._key = key
         self._labels = tuple(labels)
 
     def _for_cell(
@@ -221,7 +223,7 @@ class _ReadsHandles:
         reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
         start_time_unix_nano: int,
     ) -> _Aggregation[Any]:
-        cell = _cell(self._cells, self._labels, attributes)
+        cell = _cell(self._store, self._key, self._labels, attributes)
         if cell is None:
             return super()._create_aggregation(  # type: ignore[misc, no-any-return]
                 instrument, attributes, reservoir_factory, start_time_unix_nano

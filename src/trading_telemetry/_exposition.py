@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.exposition import generate_latest as text_latest
@@ -38,7 +38,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.utils import floatToGoString
 
 from trading_telemetry._safe import safe_str, type_name
-from trading_telemetry.catalog import Kind, MetricSpec
+from trading_telemetry._self_metrics import SelfMetric, Values
+from trading_telemetry._series import SeriesReader
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec
 
 __all__ = ["CHUNK_SERIES", "PlaneExposition"]
 
@@ -84,6 +86,21 @@ def _headers(family: Metric) -> tuple[str, str]:
     return text, om
 
 
+def _self_family(s: MetricSpec) -> Metric:
+    """A self-metric's family, without a UNIT line (its name says it)."""
+    if s.kind is Kind.COUNTER:
+        return CounterMetricFamily(s.prometheus_name, s.description, labels=[])
+    return GaugeMetricFamily(s.prometheus_name, s.description, labels=[])
+
+
+class _NoSeries:
+    def series(self, key: str) -> Mapping[tuple[str, ...], Any]:
+        return {}
+
+
+_NO_SERIES = _NoSeries()
+
+
 def _family(s: MetricSpec) -> Metric:
     unit = "seconds" if s.unit == "s" else ""
     if s.kind is Kind.COUNTER:
@@ -96,51 +113,42 @@ def _family(s: MetricSpec) -> Metric:
 class _Metric:
     """One catalog metric's rendering: headers, names, bucket bounds."""
 
-    __slots__ = ("buckets", "headers", "key", "kind", "name", "series", "sum_and_count")
+    __slots__ = ("buckets", "headers", "key", "kind", "name", "sum_and_count")
 
-    def __init__(self, s: MetricSpec, series: Mapping[Any, Any]) -> None:
+    def __init__(self, s: MetricSpec) -> None:
         self.key = s.key
         self.kind = s.kind
         self.headers = _headers(_family(s))
         self.name = s.prometheus_name
-        self.series = series
         self.sum_and_count = s.has_sum_and_count
         self.buckets = [_go_float(b) for b in s.buckets or ()] + ["+Inf"]
 
 
 class PlaneExposition:
-    """Renders one plane's ``/metrics`` from its handles.
+    """Renders one plane's ``/metrics`` from its series.
 
-    ``specs`` and ``series`` are the plane's catalog and its handles by key; ``resource`` the
-    Resource attributes for ``target_info``; ``dropped`` the self-metric's counts and
-    ``dropped_help`` its description. ``source``, in multiprocess mode, gives at each
-    render the series and drop counts to show instead (every process's, summed).
+    ``specs`` and ``store`` are the plane's catalog and its series (read through
+    ``series(key)``, the protocol of ``_series``); ``resource`` the Resource attributes for
+    ``target_info``; ``self_metrics`` the package's own metrics, rendered after the
+    catalog's. ``source``, in multiprocess mode, gives at each render the series to show
+    instead (every process's, summed) and self-metric values by key that replace those
+    read here.
     """
 
     def __init__(
         self,
         specs: Mapping[str, MetricSpec],
-        series: Mapping[str, Mapping[Any, Any]],
+        store: SeriesReader,
         resource: Mapping[str, Any],
-        dropped: Callable[[], Mapping[tuple[str, str], int]],
-        dropped_name: str,
-        dropped_help: str,
+        self_metrics: Sequence[SelfMetric],
         service: str,
-        uptime: Callable[[], float],
-        uptime_name: str,
-        uptime_help: str,
-        source: Callable[[], tuple[Mapping[str, Mapping[Any, Any]], Mapping[tuple[str, str], float]]] | None = None,
+        source: Callable[[], tuple[SeriesReader, Mapping[str, Values]]] | None = None,
     ) -> None:
-        self._metrics = [_Metric(s, series[s.key]) for s in specs.values()]
+        self._metrics = [_Metric(s) for s in specs.values()]
+        self._store = store
         self._source = source
         self._service = service
-        self._dropped = dropped
-        self._dropped_name = dropped_name + "_total"
-        self._dropped_headers = _headers(CounterMetricFamily(dropped_name, dropped_help, labels=[]))
-        self._uptime = uptime
-        self._uptime_headers = _headers(GaugeMetricFamily(uptime_name, uptime_help, labels=[]))
-        self._uptime_line = f'{uptime_name}{{service="{escape_label_value(service)}"}} '
-        self._uptime_name = uptime_name
+        self._self_metrics = [(m, _headers(_self_family(m.spec))) for m in self_metrics]
         info = InfoMetricFamily("target", "Target metadata", labels=[])
         target = {label_name(k): str(v) for k, v in resource.items()}
         self._target = (
@@ -169,16 +177,16 @@ class PlaneExposition:
         out whole and counted in ``failures``, and the rest is served; so is ``target_info``."""
         form = 1 if openmetrics else 0
         chunks: list[bytes] = []
-        series: Mapping[str, Mapping[Any, Any]] | None = None
-        dropped: Mapping[tuple[str, str], float] | None = None
+        reader: SeriesReader = self._store
+        replaced: Mapping[str, Values] = {}
         if self._source is not None:
             try:
-                series, dropped = self._source()
+                reader, replaced = self._source()
             except Exception as error:  # noqa: BLE001 - no part-sum (a counter going down): families left out
                 self._failed("multiprocess files", error)
-                series, dropped = {}, {}
+                reader, replaced = _NO_SERIES, {m.spec.key: {} for m, _ in self._self_metrics}
         for metric in self._metrics:
-            handles = list((metric.series if series is None else series.get(metric.key, {})).values())
+            handles = list(reader.series(metric.key).values())
             if not handles:
                 continue
             mark = len(chunks)
@@ -187,14 +195,13 @@ class PlaneExposition:
             except Exception as error:  # noqa: BLE001 - leave the family out, serve the rest
                 self._failed(metric.name, error)
                 del chunks[mark:]
-        try:
-            chunks.append("".join(self._render_dropped(form, dropped)).encode())
-        except Exception as error:  # noqa: BLE001
-            self._failed(self._dropped_name, error)
-        try:  # the liveness gauge: always there, so target_info always is too
-            chunks.append(f"{self._uptime_headers[form]}{self._uptime_line}{number(self._uptime())}\n".encode())
-        except Exception as error:  # noqa: BLE001
-            self._failed(self._uptime_name, error)
+        for self_metric, headers in self._self_metrics:
+            spec = self_metric.spec
+            try:
+                values = replaced.get(spec.key)
+                chunks.append(self._render_self(spec, headers[form], self_metric.read() if values is None else values))
+            except Exception as error:  # noqa: BLE001
+                self._failed(spec.prometheus_name, error)
         try:  # the Resource's values are checked where they enter; this guard is for what slips past
             head = (self._target[0][form] + self._target[1]).encode()
         except Exception as error:  # noqa: BLE001
@@ -208,13 +215,11 @@ class PlaneExposition:
         name = metric.name
         rendered = pending = 0
         for handle in handles:
-            text = handle._text
             if metric.kind is Kind.HISTOGRAM:
                 counts, total, _, _ = handle.snapshot()
                 if not any(counts):  # no observation yet: no point, as in the SDK
                     continue
-                if text is None:
-                    text = handle._text = self._split(handle.label_items())
+                text = handle.label_text(self._split)
                 count = 0
                 for le, n in zip(metric.buckets, counts, strict=True):
                     count += n
@@ -226,8 +231,7 @@ class PlaneExposition:
                 value = handle.value
                 if value is None:  # a gauge never set
                     continue
-                if text is None:
-                    text = handle._text = self._labels(handle.label_items())
+                text = handle.label_text(self._labels)
                 parts.append(f"{name}{{{text}}} {number(value)}\n")
             rendered += 1
             pending += 1
@@ -240,16 +244,15 @@ class PlaneExposition:
             chunks.append("".join(parts).encode())
             time.sleep(0)
 
-    def _render_dropped(self, form: int, counts: Mapping[tuple[str, str], float] | None = None) -> list[str]:
-        if counts is None:
-            counts = self._dropped()
-        if not counts:
-            return []
-        lines = [self._dropped_headers[form]]
-        for (metric, reason), count in sorted(counts.items()):
-            labels = self._labels([("metric", metric), ("reason", reason), ("service", self._service)])
-            lines.append(f"{self._dropped_name}{{{labels}}} {number(count)}\n")
-        return lines
+    def _render_self(self, spec: MetricSpec, headers: str, values: Values) -> bytes:
+        """A self-metric's family: nothing when it has no value yet."""
+        if not values:
+            return b""
+        name, lines = spec.prometheus_name, [headers]
+        for labels, value in sorted(values.items()):
+            items = [*zip(spec.labels, labels, strict=True), (SERVICE_LABEL, self._service)]
+            lines.append(f"{name}{{{self._labels(items)}}} {number(value)}\n")
+        return "".join(lines).encode()
 
     def _failed(self, family: str, error: Exception) -> None:
         self.failures += 1

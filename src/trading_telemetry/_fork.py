@@ -21,16 +21,13 @@ recording forever. So the child, before its own code runs:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from trading_telemetry._handles import CounterHandle, GaugeHandle, HistogramHandle
-
-__all__ = ["after_fork_in_child", "child_process", "reset_handle"]
+__all__ = ["after_fork_in_child", "child_process"]
 
 logger = logging.getLogger("trading_telemetry")
 
@@ -46,21 +43,6 @@ def child_process() -> bool:
     import multiprocessing  # here: most programs never need it
 
     return multiprocessing.parent_process() is not None
-
-
-def reset_handle(handle: Any) -> None:
-    """A series as if nothing had been recorded in this process, with new locks."""
-    if isinstance(handle, CounterHandle):
-        handle._lock = threading.Lock()
-        handle.value = 0
-    elif isinstance(handle, GaugeHandle):
-        handle.value = None
-    elif isinstance(handle, HistogramHandle):
-        handle._lock = threading.Lock()
-        handle._counts = [0] * len(handle._counts)
-        handle._sum = 0.0
-        handle._min = math.inf
-        handle._max = -math.inf
 
 
 LOST = (
@@ -82,8 +64,9 @@ def _new_module_locks() -> None:
         throttle._lock = threading.Lock()
 
 
-def after_fork_in_child(planes: Iterable[Any]) -> None:
-    """The child's side of a fork, for the planes it inherited (PlaneMetrics). Never raises."""
+def after_fork_in_child(planes: Iterable[Any], rebuild: Callable[[Any], None]) -> None:
+    """The child's side of a fork, for the planes it inherited (PlaneMetrics), each set up
+    for this process by ``rebuild``. Never raises."""
     global forked
     forked = True
     _new_module_locks()
@@ -97,7 +80,7 @@ def after_fork_in_child(planes: Iterable[Any]) -> None:
     lost = []
     for metrics in planes:
         try:
-            metrics._after_fork()
+            rebuild(metrics)
         except Exception:
             logger.warning("after fork: %s could not be set up for this process", metrics.plane.value, exc_info=True)
         if metrics.plane.value in served and metrics.multiprocess is None and not metrics.sdk.pushers:

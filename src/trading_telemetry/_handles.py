@@ -2,10 +2,14 @@
 
 Each handle pre-aggregates its own series, as a prometheus_client child does: a counter
 keeps its total, a gauge its last value, a histogram its bucket counts, sum, min and max,
-behind a lock where an update is more than one store. The OTel SDK reads that state when
-it collects (observable instruments for counters and gauges, the view aggregation of
-``_aggregation`` for histograms), so exporters, names, types and buckets are OTel's,
-while recording costs a check, a lock and an add.
+behind a lock where an update is more than one store. Recording costs a check, a lock and
+an add.
+
+What readers may use of a handle (the read protocol of ``_series``): ``value`` (a counter's
+total, a gauge's last value or None), ``snapshot()`` (a histogram's counts, sum, min, max),
+``label_items()``, ``attributes`` and ``label_text(render)``, the series' label string as
+the /metrics renderer writes it, rendered once and kept. The OTel SDK reads the same state
+when it collects, through the view aggregations of ``_aggregation``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.trace import get_current_span
 
@@ -28,6 +32,7 @@ from trading_telemetry.errors import MeasurementError
 __all__ = ["BoundMetric"]
 
 _MAX = sys.float_info.max
+T = TypeVar("T")
 Exemplars = Callable[[float, Mapping[str, str]], None]
 
 
@@ -48,7 +53,7 @@ class BoundMetric:
     # Lean on purpose (a desk has tens of thousands of series): the label values as one
     # tuple, which is also the series' key; the attributes dict only once an SDK reader
     # asks for it.
-    __slots__ = ("_attrs", "_high", "_low", "_policy", "_text", "key", "spec")
+    __slots__ = ("_attrs", "_high", "_label_text", "_low", "_policy", "key", "spec")
 
     def __init__(self, spec: MetricSpec, key: tuple[str, ...], policy: DropPolicy) -> None:
         self.spec = spec
@@ -56,7 +61,7 @@ class BoundMetric:
         """The label values, in the order of ``spec.labels``."""
         self._attrs: dict[str, str] | None = None
         self._policy = policy
-        self._text: Any = None  # the escaped label string, rendered at the first scrape (_exposition)
+        self._label_text: Any = None  # see label_text()
         # The fast path accepts an int or float with low <= value <= high; everything else
         # (NaN, infinities, other number types, integral gauges) takes check_value().
         low = -_MAX if spec.min_value is None else spec.min_value
@@ -71,6 +76,14 @@ class BoundMetric:
     def label_items(self) -> list[tuple[str, str]]:
         """The series' labels, ``service`` included."""
         return [*zip(self.spec.labels, self.key, strict=True), (SERVICE_LABEL, self._policy.service)]
+
+    def label_text(self, render: Callable[[list[tuple[str, str]]], T]) -> T:
+        """The series' labels as ``render`` writes them (the /metrics renderer's escaped
+        label string), rendered at the first call and kept: labels never change."""
+        text = self._label_text
+        if text is None:
+            text = self._label_text = render(self.label_items())
+        return text  # type: ignore[no-any-return]
 
     @property
     def attributes(self) -> Mapping[str, str]:
@@ -92,13 +105,15 @@ class BoundMetric:
         """Record ``value`` in a histogram."""
         self._policy.reject(wrong_kind(self.spec, "observe", self._policy.strict))
 
-    def unchecked(self) -> Callable[[float], None]:
-        """Record without the value check, for values the package produced itself (a
-        duration from the monotonic clock, a count of 1)."""
-        return self._apply
-
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
+        """Record ``value`` without the value check (``inc``, ``set`` or ``observe`` by the
+        metric's kind): for values the package produced itself (a duration from the
+        monotonic clock, a count of 1)."""
         raise NotImplementedError
+
+    def after_fork(self) -> None:
+        """In a forked child: the series as if nothing had been recorded in this process,
+        with new locks."""
 
     def _checked(self, value: object) -> None:
         """The slow path of every value the fast check did not take; never raises in
@@ -110,7 +125,7 @@ class BoundMetric:
         if isinstance(number, MeasurementError):
             self._policy.reject(number)
         else:
-            self._apply(number)
+            self.record_unchecked(number)
 
     def __repr__(self) -> str:
         labels = ", ".join(f"{k}={v!r}" for k, v in self.labels.items())
@@ -141,13 +156,17 @@ class CounterHandle(BoundMetric):
             pass
         self._checked(value)
 
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
         with self._lock:
             total = self.value + value
             if total <= _MAX:
                 self.value = total
                 return
         self._policy.reject(overflow(self.spec, value, "counter's total"))
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
 
 
 class GaugeHandle(BoundMetric):
@@ -166,8 +185,11 @@ class GaugeHandle(BoundMetric):
             pass
         self._checked(value)
 
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
         self.value = value
+
+    def after_fork(self) -> None:
+        self.value = None
 
 
 class HistogramHandle(BoundMetric):
@@ -201,11 +223,11 @@ class HistogramHandle(BoundMetric):
         except Exception:  # noqa: BLE001 - a hostile value: judged by _checked
             fast = False
         if fast:
-            self._apply(value)
+            self.record_unchecked(value)
         else:
             self._checked(value)
 
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
         index = bisect_left(self._bounds, value)  # the bucket (b[i-1], b[i]], as OTel counts
         with self._lock:
             total = self._sum + value
@@ -225,8 +247,21 @@ class HistogramHandle(BoundMetric):
                 self._exemplars(value, self.attributes)
 
     def snapshot(self) -> tuple[list[int], float, float, float]:
+        """(bucket counts, sum, min, max), consistent with each other."""
         with self._lock:
             return list(self._counts), self._sum, self._min, self._max
+
+    def use_exemplars(self, exemplars: Exemplars | None, every: bool) -> None:
+        """Offer observations to ``exemplars`` (the SDK's reservoirs; None: none), all of
+        them when ``every``, else those made inside a recording span."""
+        self._exemplars, self._every = exemplars, every
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = [0] * len(self._counts)
+        self._sum = 0.0
+        self._min = math.inf
+        self._max = -math.inf
 
 
 class RejectedHandle(BoundMetric):
@@ -247,7 +282,7 @@ class RejectedHandle(BoundMetric):
     def inc(self, value: float = 1) -> None:
         self._policy.reject(self._error)
 
-    set = observe = _apply = inc
+    set = observe = record_unchecked = inc
 
     def __repr__(self) -> str:
         return f"<rejected metric: {self._error}>"

@@ -33,10 +33,11 @@ import sys
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from trading_telemetry._checks import overflow
+from trading_telemetry._drops import DROPPED_METRIC
 from trading_telemetry._handles import BoundMetric, CounterHandle, GaugeHandle, HistogramHandle
 from trading_telemetry._mpfile import SUFFIX, FileReader, SlotFile, plane_files
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec
@@ -45,6 +46,7 @@ from trading_telemetry.errors import ConfigError, MeasurementError
 
 __all__ = ["PlaneFiles", "prepare_directory"]
 
+T = TypeVar("T")
 logger = logging.getLogger("trading_telemetry")
 _MAX = sys.float_info.max
 _DROPS = ""
@@ -91,7 +93,6 @@ class _Unattached:
         view = self._view
         if view is None:
             view = self._view = self._files.attach(self._handle)
-            self._handle._mv = view  # type: ignore[attr-defined]
         view[index] = value
 
 
@@ -120,7 +121,7 @@ class FileCounterHandle(CounterHandle):
             pass
         self._checked(value)
 
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
         with self._lock:
             total = self.value + value
             if total <= _MAX:
@@ -146,7 +147,7 @@ class FileGaugeHandle(GaugeHandle):
             pass
         self._checked(value)
 
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
         self.value = value
         view = self._mv
         view[0] = value
@@ -157,7 +158,7 @@ class FileHistogramHandle(HistogramHandle):
     __slots__ = ("_mv",)
     _mv: memoryview[float]
 
-    def _apply(self, value: float) -> None:
+    def record_unchecked(self, value: float) -> None:
         index = bisect_left(self._bounds, value)
         with self._lock:
             total = self._sum + value
@@ -210,14 +211,12 @@ class Merged:
         self.sum = 0.0
         self.stamp = 0.0
 
-    @property
-    def _text(self) -> Any:
-        """The escaped label string (_exposition renders it at the first scrape)."""
-        return self._texts.get(self._id)
-
-    @_text.setter
-    def _text(self, text: Any) -> None:
-        self._texts[self._id] = text
+    def label_text(self, render: Callable[[list[tuple[str, str]]], T]) -> T:
+        """The series' labels as ``render`` writes them, kept across merges (``BoundMetric.label_text``)."""
+        text = self._texts.get(self._id)
+        if text is None:
+            text = self._texts[self._id] = render(self._items)
+        return text
 
     def label_items(self) -> list[tuple[str, str]]:
         return self._items
@@ -233,6 +232,18 @@ class Merged:
 
 Series = dict[str, dict[Any, Merged]]
 Drops = dict[tuple[str, str], float]
+
+
+class MergedSeries:
+    """The summed series, read as the plane's store is (``_series.SeriesReader``)."""
+
+    __slots__ = ("_series",)
+
+    def __init__(self, series: Series) -> None:
+        self._series = series
+
+    def series(self, key: str) -> Mapping[Any, Merged]:
+        return self._series.get(key, {})
 
 
 class PlaneFiles:
@@ -262,8 +273,9 @@ class PlaneFiles:
     # Writing: this process's file.
 
     def attach(self, handle: BoundMetric) -> memoryview[float]:
-        """The record of ``handle`` in this process's file, holding its current state.
-        Never raises: when the file cannot be written, a view in memory (logged once)."""
+        """Give ``handle`` (a handle of this module) its record in this process's file,
+        holding its current state, and return the record. Never raises: when the file
+        cannot be written, a view in memory (logged once)."""
         s = handle.spec
         state: list[float]
         if s.kind is Kind.COUNTER:
@@ -272,14 +284,17 @@ class PlaneFiles:
             value = handle.value  # type: ignore[attr-defined]
             state = [0.0, 0.0] if value is None else [float(value), time.time()]
         else:
-            state = [*map(float, handle._counts), float(handle._sum)]  # type: ignore[attr-defined]
+            counts, total, _, _ = handle.snapshot()  # type: ignore[attr-defined]
+            state = [*map(float, counts), float(total)]
         view = self._record(json.dumps([s.key, list(handle.key)], separators=(",", ":")), len(state))
         for i, number in enumerate(state):
             view[i] = number
+        handle._mv = view  # type: ignore[attr-defined]
         return view
 
-    def unattached(self, handle: BoundMetric) -> Any:
-        return _Unattached(self, handle)
+    def detach(self, handle: BoundMetric) -> None:
+        """In a forked child: ``handle``'s record is made at its first store in this process."""
+        handle._mv = _Unattached(self, handle)  # type: ignore[attr-defined]
 
     def count_drop(self, counted: tuple[str, str], total: int) -> None:
         """The drop self-metric's count ``counted`` is now ``total`` (called under the
@@ -349,8 +364,9 @@ class PlaneFiles:
     # so that a scrape reads the files of running processes only, and descriptors are
     # held for those only.
 
-    def merged(self) -> tuple[Series, Drops]:
-        """Every series summed over the plane's files, and the drop counts."""
+    def merged(self) -> tuple[MergedSeries, Mapping[str, Mapping[Any, float]]]:
+        """Every series summed over the plane's files, and the drop self-metric's counts
+        (by its key, as the exposition takes self-metric values)."""
         with self._read_lock:
             live: list[tuple[FileReader, str]] = []
             for path, reader in self._scan():
@@ -370,7 +386,7 @@ class PlaneFiles:
             for key in self._histograms:  # bucket counts as ints, rendered as a handle's are
                 for cell in totals.series[key].values():
                     cell.counts = list(map(int, cell.counts))
-            return totals.series, totals.drops
+            return MergedSeries(totals.series), {DROPPED_METRIC: totals.drops}
 
     def _absorb(self, path: str, reader: FileReader, pid: str) -> None:
         self._add_file(self._ended, reader, False, pid)

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +47,15 @@ from trading_telemetry._aggregation import (
     exporter_preferences,
 )
 from trading_telemetry._fork import child_process
-from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane, plane_specs
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane
 from trading_telemetry.config import SETTINGS, TelemetryConfig, _warn, unicode_problem
 from trading_telemetry.errors import ConfigError
 
 if TYPE_CHECKING:  # the tracing SDK is imported when a plane first exports spans
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+
+    from trading_telemetry._series import SeriesStore
 
 METER_NAME = "trading_telemetry"
 _EXEMPLAR_FILTERS: dict[str, Callable[[], Any]] = {
@@ -112,19 +114,19 @@ def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = Fa
     return Resource(attributes)
 
 
-def build_views(plane: Plane, series: Mapping[str, Mapping[Any, Any]]) -> list[View]:
+def build_views(store: SeriesStore) -> list[View]:
     """One view per catalog metric: its label allow-list (plus ``service``), for
     histograms its explicit bucket boundaries, and an aggregation that reads the
-    series' handles (``_aggregation``)."""
+    series' handles from ``store`` (``_aggregation``)."""
     views = []
-    for s in plane_specs(plane).values():
+    for s in store.specs.values():
         aggregation: Aggregation
         if s.kind is Kind.COUNTER:
-            aggregation = CellSumAggregation(series[s.key], s.labels)
+            aggregation = CellSumAggregation(store, s.key, s.labels)
         elif s.kind is Kind.GAUGE:
-            aggregation = CellLastValueAggregation(series[s.key], s.labels)
+            aggregation = CellLastValueAggregation(store, s.key, s.labels)
         else:
-            aggregation = CellHistogramAggregation(s.buckets or (), series[s.key], s.labels)
+            aggregation = CellHistogramAggregation(s.buckets or (), store, s.key, s.labels)
         views.append(
             View(
                 instrument_name=s.name,
@@ -302,8 +304,6 @@ class PlaneSDK:
     resource: Resource | None = None
     pushers: list[TrackedExporter] = field(default_factory=list)
     tracer_provider: TracerProvider | None = None
-    # key -> {label values in the spec's order: handle}: the series, read at collection.
-    series: dict[str, dict[Any, Any]] = field(default_factory=dict)
     # Whether an SDK reader exists (push exporters, test readers): then each series is
     # registered with the SDK, and histograms offer exemplars.
     has_readers: bool = False
@@ -358,25 +358,22 @@ class PlaneSDK:
 
 
 def build_sdk(
-    plane: Plane,
+    store: SeriesStore,
     config: TelemetryConfig,
     extra_readers: Sequence[MetricReader] = (),
     span_exporters: Sequence[SpanExporter] = (),
-    series: dict[str, dict[Any, Any]] | None = None,
     instrument_asyncio: bool = True,
 ) -> PlaneSDK:
-    """The plane's MeterProvider with views from the catalog and the readers the
-    configuration asks for, and its TracerProvider; ``extra_readers`` and
-    ``span_exporters`` (tests: in-memory ones) are added. ``series`` are the plane's
-    handles when the SDK is built again for them (in a forked child).
+    """The plane's MeterProvider with a view per catalog metric reading ``store``'s series,
+    and the readers the configuration asks for, and its TracerProvider; ``extra_readers``
+    and ``span_exporters`` (tests: in-memory ones) are added.
 
     The resource's ``service.instance.id`` ends with the pid in a worker process (forked,
     or started by multiprocessing) and in multiprocess mode: each process pushes as an
     instance of its own."""
-    if series is None:
-        series = {key: {} for key in plane_specs(plane)}
+    plane = store.plane
     if config.sdk_disabled:
-        return PlaneSDK(plane, config, NoOpMeterProvider(), series=series)
+        return PlaneSDK(plane, config, NoOpMeterProvider())
     require_extras(plane, config)
     pull = False
     pushers: list[TrackedExporter] = []
@@ -406,7 +403,7 @@ def build_sdk(
         exemplar_filter=_EXEMPLAR_FILTERS[config.exemplar_filter](),
         metric_readers=readers,
         resource=resource,
-        views=build_views(plane, series),
+        views=build_views(store),
         shutdown_on_exit=False,
     )
     tracer_provider = build_tracer_provider(config, resource, span_exporters)
@@ -434,7 +431,6 @@ def build_sdk(
         resource,
         pushers,
         tracer_provider,
-        series,
         has_readers,
         asyncio_instrumented=instrumented,
         readers=periodic,

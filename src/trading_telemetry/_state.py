@@ -60,7 +60,7 @@ def init_metrics_exporter(
         >>> metrics.inc("ticks_received", source="ibkr_rt", symbol="SPY")
         >>> reset()
     """
-    from trading_telemetry._sdk import build_sdk
+    from trading_telemetry._plane import build_plane
 
     p = Plane.parse(plane)
     cfg = config or current_config()
@@ -75,7 +75,7 @@ def init_metrics_exporter(
                 load_file(cfg.catalog_path)
             freeze()  # the catalog is fixed while planes exist
             _warn_about_auto_instrumentation(cfg)
-        metrics = PlaneMetrics(build_sdk(p, cfg, metric_readers, span_exporters))
+        metrics = build_plane(p, cfg, metric_readers, span_exporters)
         planes[p] = metrics
         return metrics
 
@@ -168,7 +168,9 @@ def _after_fork_in_child() -> None:
     """A forked child's planes: see ``_fork``."""
     global _lock
     _lock = threading.Lock()
-    _fork.after_fork_in_child(list(planes.values()))
+    from trading_telemetry._plane import rebuild_after_fork
+
+    _fork.after_fork_in_child(list(planes.values()), rebuild_after_fork)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -123,7 +123,7 @@ class _OrderHandles:
 
 def _handles(m: PlaneMetrics, key: tuple[Any, ...], plain: bool) -> _OrderHandles:
     handles = _OrderHandles(m, *key)
-    kept: dict[tuple[Any, ...], Any] = m._order_handles
+    kept: dict[tuple[Any, ...], Any] = m.order_handles
     if plain and len(kept) < HANDLE_SETS_KEPT:
         kept[key] = handles
     return handles
@@ -212,11 +212,11 @@ class OrderLifecycle:
             plain = all(type(v) is str for v in key)
         self._key = key
         try:
-            h = metrics._order_handles.get(key) if plain else None
+            h = metrics.order_handles.get(key) if plain else None
             self._h: _OrderHandles | None = h or _handles(metrics, key, plain)
         except Exception as error:  # noqa: BLE001 - strict mode raises a MeasurementError here
             self._h = None
-            metrics._policy.failed(error, "orders_received")
+            metrics.record_failure(error, "orders_received")
         if quantity is not None:
             if (type(quantity) is int and 0 < quantity < QUANTITY_LIMIT) or (
                 type(quantity) is float and quantity > 0 and quantity - quantity == 0.0
@@ -284,7 +284,7 @@ class OrderLifecycle:
             else:
                 self._ref = read
         except Exception as error:  # noqa: BLE001 - never into the caller (strict: MeasurementError)
-            self.metrics._policy.failed(error, _BAD_ARGUMENT[name][0])
+            self.metrics.record_failure(error, _BAD_ARGUMENT[name][0])
 
     @property
     def state(self) -> str:
@@ -326,7 +326,7 @@ class OrderLifecycle:
     def _bad(self, step: str, name: str, value: object) -> None:
         """Count (production) or raise (strict) the bad argument ``name`` of ``step``."""
         metric, reason, problem = _BAD_ARGUMENT[name]
-        self.metrics._policy.reject(
+        self.metrics.reject(
             InvalidValueError(
                 lambda: f"{metric}: {step}: {name}={safe_repr(value)} {problem}",
                 reason=reason,
@@ -356,7 +356,7 @@ class OrderLifecycle:
         except Exception:  # noqa: BLE001 - a hostile number: judged below
             pass
         metric = _STEP_METRIC[step]
-        self.metrics._policy.reject(
+        self.metrics.reject(
             InvalidValueError(
                 lambda: (
                     f"{metric}: OrderLifecycle.{step}: timestamp at={safe_repr(given)} is not a finite number "
@@ -385,7 +385,7 @@ class OrderLifecycle:
 
     def _clocks_disagree(self, i: int, seconds: float) -> None:
         a, b = _LATENCIES[i]
-        self.metrics._policy.reject(
+        self.metrics.reject(
             InvalidValueError(
                 lambda: (
                     f"OrderLifecycle: {_LATENCY_KEYS[i]}: {b} came {-seconds:.6g} s before {a}: the steps' "
@@ -418,7 +418,7 @@ class OrderLifecycle:
             if times.setdefault(i, cell) is not cell:
                 continue
             if seconds >= 0 and seconds - seconds == 0.0:  # x - x: 0.0 iff finite
-                h.latencies[i]._apply(seconds)
+                h.latencies[i].record_unchecked(seconds)
             elif seconds < 0:  # NaN (a step without a usable time) is neither
                 self._clocks_disagree(i, seconds)
         return h
@@ -433,7 +433,7 @@ class OrderLifecycle:
 
     def _count_filled(self, h: _OrderHandles, status: str, when: float) -> None:
         """The order's fill status, counted once (its end is claimed), and the fill latencies."""
-        h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2])._apply(1)
+        h.outcome(h.filled, "orders_filled", "status", status, direction=self._key[2]).record_unchecked(1)
         self._step("filled", _FILLED, (when,))
 
     def _ended_with_fills(self, h: _OrderHandles) -> None:
@@ -450,9 +450,9 @@ class OrderLifecycle:
             when = at if type(at) is float and at - at == 0.0 else self._time("intent", at)
             h = self._step("intent", _INTENT, (when,))
             if h is not None:
-                h.received._apply(1)  # a count of one needs no check
+                h.received.record_unchecked(1)  # a count of one needs no check
         except Exception as error:  # noqa: BLE001 - never into the broker callback (strict: MeasurementError)
-            self.metrics._policy.failed(error, "orders_received")
+            self.metrics.record_failure(error, "orders_received")
 
     def submitted(self, at: float | None = None) -> None:
         """The order went to the broker."""
@@ -460,9 +460,9 @@ class OrderLifecycle:
             when = at if type(at) is float and at - at == 0.0 else self._time("submitted", at)
             h = self._step("submitted", _SUBMITTED, (when,))
             if h is not None:
-                h.submitted._apply(1)
+                h.submitted.record_unchecked(1)
         except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "orders_submitted")
+            self.metrics.record_failure(error, "orders_submitted")
 
     def acked(self, at: float | None = None) -> None:
         """The broker acknowledged (accepted) the order."""
@@ -470,7 +470,7 @@ class OrderLifecycle:
             when = at if type(at) is float and at - at == 0.0 else self._time("acked", at)
             self._step("acked", _ACKED, (when,))
         except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "submit_to_ack_latency")
+            self.metrics.record_failure(error, "submit_to_ack_latency")
 
     def fill(
         self,
@@ -554,9 +554,9 @@ class OrderLifecycle:
                 return None
             if new:
                 if bps is not None:
-                    h.slippage._apply(bps)
+                    h.slippage.record_unchecked(bps)
                 if commission is not None:
-                    h.commission._apply(commission)
+                    h.commission.record_unchecked(commission)
             # Completion is checked on every report, repeated ones too: the thread that
             # holds a resent report may go on to a cancel before the first one's thread
             # has checked.
@@ -567,7 +567,7 @@ class OrderLifecycle:
                 if times.setdefault("end", cell2) is cell2:
                     self._count_filled(h, "FILLED", latest)
         except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "orders_filled")
+            self.metrics.record_failure(error, "orders_filled")
         return None
 
     def _reached(self, fills: dict[Any, tuple[Number, float]], wanted: Any) -> bool:
@@ -586,7 +586,7 @@ class OrderLifecycle:
         return _numbers.reached(map(_FIRST, tuple(fills.values())), wanted)
 
     def _late_fill_limit(self, quantity: object) -> None:
-        self.metrics._policy.reject(
+        self.metrics.reject(
             InvalidValueError(
                 lambda: (
                     f"orders_filled: OrderLifecycle.fill: quantity={safe_repr(quantity)} came after the order's end "
@@ -632,13 +632,13 @@ class OrderLifecycle:
             if self._times.setdefault("end", cell) is not cell or h is None or counter is None:
                 return None
             if bps is not None:
-                h.slippage._apply(bps)
+                h.slippage.record_unchecked(bps)
             if commission is not None:
-                h.commission._apply(commission)
-            counter._apply(1)
+                h.commission.record_unchecked(commission)
+            counter.record_unchecked(1)
             self._step("filled", _FILLED, cell)
         except Exception as error:  # noqa: BLE001
-            self.metrics._policy.failed(error, "orders_filled")
+            self.metrics.record_failure(error, "orders_filled")
         return None
 
     def _finish(self, step: str, at: object, metric: str, counter: Callable[[_OrderHandles], BoundMetric]) -> None:
@@ -647,10 +647,10 @@ class OrderLifecycle:
         try:
             h = self._end(step, at)
             if h is not None:
-                counter(h)._apply(1)
+                counter(h).record_unchecked(1)
                 self._ended_with_fills(h)
         except Exception as error:  # noqa: BLE001 - never into the broker callback (strict: MeasurementError)
-            self.metrics._policy.failed(error, metric)
+            self.metrics.record_failure(error, metric)
 
     def canceled(self, at: float | None = None) -> None:
         """The order was canceled (by the strategy, or by the venue unsolicited)."""

@@ -83,7 +83,7 @@ class _Bound:
     __slots__ = ("labels", "observe", "outcomes")
 
     def __init__(self, histogram: BoundMetric, labels: dict[str, Any]) -> None:
-        self.observe = histogram.unchecked()
+        self.observe = histogram.record_unchecked
         self.labels = labels
         self.outcomes: dict[str, Callable[[float], None]] = {}
 
@@ -211,7 +211,7 @@ class timed:
         if counter is None:
             assert self._outcome is not None
             labels = {k: v for k, v in bound.labels.items() if k in self._outcome.labels}
-            counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome}).unchecked()
+            counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome}).record_unchecked
             if len(bound.outcomes) < 64 and type(outcome) is str:  # a handful of statuses; never unbounded
                 bound.outcomes[outcome] = counter
         return counter
@@ -224,7 +224,7 @@ class timed:
             if outcome is not None and self._outcome is not None:
                 self._outcome_counter(metrics, bound, outcome)(1)
         except Exception as error:  # noqa: BLE001 - hostile arguments: strict raises, production drops
-            metrics._policy.failed(error, self.spec.key)
+            metrics.record_failure(error, self.spec.key)
 
     def _success_outcome(self, metrics: PlaneMetrics, result: Any) -> Any:
         """``outcome_of(result)``, the outcome label's value (judged when its counter is
@@ -236,7 +236,7 @@ class timed:
         try:
             return self._outcome_of(result)
         except Exception as error:  # noqa: BLE001 - the user's function succeeded: never undo that
-            metrics._policy.failed(error, self._outcome.key)
+            metrics.record_failure(error, self._outcome.key)
             return None
 
     # -- as a decorator ------------------------------------------------------------
@@ -291,7 +291,7 @@ class timed:
                         counter = bound.outcomes.get(outcome) if type(outcome) is str else None
                         (counter or self._outcome_counter(metrics, bound, outcome))(1)
             except Exception as error:  # noqa: BLE001 - strict raises a MeasurementError, production drops
-                metrics._policy.failed(error, self.spec.key)
+                metrics.record_failure(error, self.spec.key)
             return result
 
         return wrapper
@@ -322,5 +322,5 @@ class timed:
                 try:
                     outcome = label_value(self._outcome, self._outcome_label, given)
                 except Exception as error:  # noqa: BLE001 - a hostile outcome: strict raises, production drops
-                    metrics._policy.failed(error, self._outcome.key)
+                    metrics.record_failure(error, self._outcome.key)
         self._finish(metrics, (), timing.start_ns, outcome)

@@ -117,7 +117,7 @@ def test_production_mode_logs_once_per_metric_and_reason_per_minute(caplog: pyte
     """Repeated drops log one warning per (metric, reason) until a minute has passed."""
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
     now = [1000.0]
-    metrics._policy._clock = lambda: now[0]
+    metrics.policy._clock = lambda: now[0]
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         for _ in range(100):
             metrics.inc("ticks_received", -1, **SPY)

@@ -21,7 +21,7 @@ from trading_telemetry import CatalogError, InvalidValueError, TelemetryConfig, 
 from trading_telemetry import catalog as cat
 from trading_telemetry._drops import DROPPED_METRIC
 from trading_telemetry._naming import collector_name, python_exporter_name, reserved_name
-from trading_telemetry._recorder import UPTIME_METRIC
+from trading_telemetry._self_metrics import UPTIME_METRIC
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
 
 STRICT = TelemetryConfig(strict=True, metrics_exporters=("prometheus",))

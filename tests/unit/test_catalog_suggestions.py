@@ -25,7 +25,7 @@ def test_production_computes_no_suggestion_for_a_stream_of_distinct_unknown_keys
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
     for i in range(10_000):
         metrics.inc(f"tick_recieved_{i}", **SPY)
-    assert metrics._policy.dropped == 10_000
+    assert metrics.policy.dropped == 10_000
     assert len(computed) <= UNKNOWN_KEYS_LOGGED + 1, "the drop log reads a message per key logged, a bounded few"
 
 

@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from helpers import LABEL_VALUES
-from trading_telemetry import PlaneMetrics, TelemetryConfig, config, init_metrics_exporter, reset
+from trading_telemetry import PlaneMetrics, TelemetryConfig, _self_metrics, config, init_metrics_exporter, reset
 from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry.catalog import Kind, Plane, plane_specs
 
@@ -122,12 +122,14 @@ def test_an_empty_plane_renders_only_its_liveness() -> None:
     assert ours[UPTIME][2] == {(UPTIME, (("service", "strategy_plane"),), True)}
 
 
+class _NoSeries:
+    def series(self, key: str) -> dict[tuple[str, ...], Any]:
+        return {}
+
+
 def _exposition(plane: Plane, resource: dict[str, Any]) -> PlaneExposition:
-    specs = plane_specs(plane)
-    return PlaneExposition(
-        specs, {key: {} for key in specs}, resource, dropped=dict, dropped_name="dropped", dropped_help="Dropped.",
-        service=plane.value, uptime=lambda: 1.0, uptime_name=UPTIME, uptime_help="Uptime.",
-    )  # fmt: skip
+    self_metrics = [_self_metrics.dropped(plane, dict), _self_metrics.uptime(plane, lambda: 1.0)]
+    return PlaneExposition(plane_specs(plane), _NoSeries(), resource, self_metrics, service=plane.value)
 
 
 def test_a_target_info_that_cannot_be_encoded_is_left_out_and_counted() -> None:

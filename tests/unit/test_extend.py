@@ -176,7 +176,7 @@ def test_a_typo_in_a_closed_label_is_bad_input() -> None:
     reset()
     prod = init_metrics_exporter("order_plane", config=TelemetryConfig(metrics_exporters=()))
     prod.inc("orders_filled", strategy="OFI", symbol="SPY", direction="BUY", status="FILED")
-    assert prod._policy.counts() == {("orders_filled", "invalid_label_value"): 1}
+    assert prod.policy.counts() == {("orders_filled", "invalid_label_value"): 1}
     # Open labels stay open; the QP's status is not a fill status.
     strategy = init_metrics_exporter("strategy_plane", config=TelemetryConfig(strict=True, metrics_exporters=()))
     strategy.inc("qp_solve_status", status="max_iterations")

@@ -53,7 +53,7 @@ from trading_telemetry import (
     traced,
 )
 from trading_telemetry._drops import UNKNOWN_METRIC
-from trading_telemetry._sdk import build_sdk
+from trading_telemetry._plane import build_plane
 from trading_telemetry.catalog import CATALOG, Plane, plane_specs
 
 FUZZ = settings(
@@ -69,7 +69,7 @@ KEYS = [s.key for s in CATALOG]
 
 def _plane(plane: Plane, strict: bool) -> PlaneMetrics:
     config = TelemetryConfig(strict=strict, metrics_exporters=("prometheus",), cardinality_limit=LIMIT)
-    return PlaneMetrics(build_sdk(plane, config))
+    return build_plane(plane, config)
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def assert_renders(metrics: PlaneMetrics) -> None:
     assert metrics.exposition is not None
     body = metrics.exposition.render()
     families = list(text_string_to_metric_families(body.decode()))
-    assert any(f.name == "trading_telemetry_dropped_measurements" for f in families) or not metrics._policy.dropped
+    assert any(f.name == "trading_telemetry_dropped_measurements" for f in families) or not metrics.policy.dropped
     done = subprocess.run([require_binary("promtool"), "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
 
@@ -153,7 +153,7 @@ def test_recording_api_production_never_raises_and_strict_raises_exactly_what_pr
     def run(calls: list[Call]) -> None:
         for call in calls:
             production, strict = pairs[call.plane]
-            before = production._policy.counts()
+            before = production.policy.counts()
             try:
                 call(production)
             except BaseException as error:  # noqa: BLE001 - the property: nothing escapes
@@ -163,7 +163,7 @@ def test_recording_api_production_never_raises_and_strict_raises_exactly_what_pr
                 call(strict)
             except MeasurementError as error:
                 raised = error
-            after = production._policy.counts()
+            after = production.policy.counts()
             grew = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
             if raised is None:
                 assert grew == {}, (call, grew)
@@ -504,7 +504,7 @@ def _exercise_accepted_catalog(strict: bool) -> None:
     config = TelemetryConfig(strict=strict, metrics_exporters=("prometheus",), cardinality_limit=LIMIT)
     for plane in {s.plane for s in added} or {Plane.DATA}:
         reader = InMemoryMetricReader()
-        metrics = PlaneMetrics(build_sdk(plane, config, extra_readers=[reader]))
+        metrics = build_plane(plane, config, [reader])
         recorded: set[str] = set()
         try:
             for s in (s for s in added if s.plane is plane):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig
-from trading_telemetry._sdk import build_sdk
+from trading_telemetry._plane import build_plane
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import InvalidValueError
 from trading_telemetry.testing import TelemetryCapture
@@ -26,7 +26,7 @@ def order(capture: TelemetryCapture, **kw: object) -> OrderLifecycle:
 
 def production_plane() -> PlaneMetrics:
     """An Order plane in production mode (bad input counted, not raised), shut down after the test."""
-    plane = PlaneMetrics(build_sdk(Plane.ORDER, TelemetryConfig(strict=False, metrics_exporters=())))
+    plane = build_plane(Plane.ORDER, TelemetryConfig(strict=False, metrics_exporters=()))
     _production.append(plane)
     return plane
 
@@ -125,7 +125,7 @@ def test_negative_latency_is_never_recorded_and_is_reported(captelemetry: Teleme
     p = OrderLifecycle(**ORDER, metrics=production)
     p.submitted(at=5.0)
     p.acked(at=4.9)
-    assert production._policy.counts() == {("submit_to_ack_latency", "invalid_timestamp"): 1}
+    assert production.policy.counts() == {("submit_to_ack_latency", "invalid_timestamp"): 1}
 
 
 def test_a_filled_order_cannot_be_rejected_nor_the_reverse(captelemetry: TelemetryCapture) -> None:

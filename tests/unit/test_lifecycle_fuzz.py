@@ -31,8 +31,8 @@ from nautilus_trader.model.objects import Money, Price, Quantity
 
 from hostile import FakesItsClass, HostileFloat, HostileStr, RaisesOnCompare, RaisesOnHash, RaisesOnRepr
 from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig
+from trading_telemetry._plane import build_plane
 from trading_telemetry._safe import safe_repr
-from trading_telemetry._sdk import build_sdk
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import InvalidValueError
 
@@ -265,7 +265,7 @@ def _grew(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int])
 @pytest.fixture(params=[False, True], ids=["production", "strict"])
 def plane(request: pytest.FixtureRequest) -> Iterator[PlaneMetrics]:
     """An Order plane in one regime, for every example of the property."""
-    made = PlaneMetrics(build_sdk(Plane.ORDER, TelemetryConfig(strict=request.param, metrics_exporters=())))
+    made = build_plane(Plane.ORDER, TelemetryConfig(strict=request.param, metrics_exporters=()))
     yield made
     made.shutdown()
 
@@ -305,7 +305,7 @@ def test_fills_of_every_type_are_whole_exact_and_counted(plane: PlaneMetrics) ->
             init_bad.add(("orders_filled", "invalid_quantity"))
         if reference is not None and reference.exact is None:
             init_bad.add(("slippage_bps", "invalid_price"))
-        before = plane._policy.counts()
+        before = plane.policy.counts()
         refused: InvalidValueError | None = None
         try:
             order = OrderLifecycle(**ORDER, quantity=None if wanted is None else wanted.value,
@@ -318,7 +318,7 @@ def test_fills_of_every_type_are_whole_exact_and_counted(plane: PlaneMetrics) ->
             assert (refused.metric, refused.reason) in init_bad
             stats["refused orders"] += 1
             return
-        assert _grew(before, plane._policy.counts()) == ({} if strict else Counter(init_bad))
+        assert _grew(before, plane.policy.counts()) == ({} if strict else Counter(init_bad))
         model = Model(wanted if wanted is not None and wanted.exact is not None else None)
         slipped = reference is not None and reference.exact is not None
         commission, observations = _commission(plane), _slippages(plane)
@@ -327,7 +327,7 @@ def test_fills_of_every_type_are_whole_exact_and_counted(plane: PlaneMetrics) ->
             if k == cancel_at:
                 order.canceled()
             bad = fill.bad()
-            before = plane._policy.counts()
+            before = plane.policy.counts()
             raised: InvalidValueError | None = None
             try:
                 fill(order)
@@ -339,7 +339,7 @@ def test_fills_of_every_type_are_whole_exact_and_counted(plane: PlaneMetrics) ->
                 assert raised.metric in str(raised)
             else:
                 assert not (strict and bad), bad
-                grew = _grew(before, plane._policy.counts())
+                grew = _grew(before, plane.policy.counts())
                 assert sum(grew.values()) == (1 if bad else 0), (grew, bad)
                 assert set(grew) <= bad
             if bad:

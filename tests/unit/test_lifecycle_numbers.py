@@ -16,7 +16,7 @@ from nautilus_trader.model.objects import Money, Price, Quantity
 
 from hostile import Alias
 from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig
-from trading_telemetry._sdk import build_sdk
+from trading_telemetry._plane import build_plane
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import InvalidValueError, LabelError
 from trading_telemetry.lifecycle import LATE_FILLS_KEPT
@@ -29,7 +29,7 @@ _planes: list[PlaneMetrics] = []
 
 def plane(strict: bool) -> PlaneMetrics:
     """An Order plane in the given mode, shut down after the test."""
-    made = PlaneMetrics(build_sdk(Plane.ORDER, TelemetryConfig(strict=strict, metrics_exporters=())))
+    made = build_plane(Plane.ORDER, TelemetryConfig(strict=strict, metrics_exporters=()))
     _planes.append(made)
     return made
 
@@ -112,7 +112,7 @@ def test_fractions_and_mixes_complete_when_the_fills_reach_the_quantity(wanted: 
         assert o.state == "partially_filled"
     o.fill(fills[-1])
     assert o.state == "filled"
-    assert m._policy.counts() == {}
+    assert m.policy.counts() == {}
 
 
 def test_ints_and_decimals_are_exact_where_a_float_tolerance_would_not_be() -> None:
@@ -180,7 +180,7 @@ def test_a_bad_part_drops_the_whole_fill(part: str, bad: Any) -> None:
             assert f"{'timestamp at' if part == 'at' else part}=" in text
         else:
             call()
-            assert m._policy.counts() == {(metric, reason): 1}
+            assert m.policy.counts() == {(metric, reason): 1}
         assert (o.state, o.filled_quantity, commission(m), slippage_count(m)) == ("new", 0, 0, 0)
         o.fill(10, 100.5, 2.0, fill_id="T-1", commission_usd=0.5)  # resent, readable: counted in full
         assert (o.state, o.filled_quantity, commission(m), slippage_count(m)) == ("filled", 10, 0.5, 1)
@@ -193,7 +193,7 @@ def test_an_unreadable_price_no_longer_loses_the_commission() -> None:
     o = order(m, quantity=100, reference_price=50.0)
     o.fill(100, price="n/a", commission_usd=0.5, fill_id="T-1")
     assert (o.state, o.filled_quantity, commission(m)) == ("new", 0, 0)
-    assert m._policy.counts() == {("slippage_bps", "invalid_price"): 1}
+    assert m.policy.counts() == {("slippage_bps", "invalid_price"): 1}
     o.fill(100, price=50.01, commission_usd=0.5, fill_id="T-1")
     assert (o.state, commission(m), filled_count(m)) == ("filled", 0.5, 1)
 
@@ -203,7 +203,7 @@ def test_an_unhashable_fill_id_drops_the_fill() -> None:
     m = plane(strict=False)
     o = order(m, quantity=10)
     o.fill(5, fill_id=["T-1"])
-    assert m._policy.counts() == {("orders_filled", "invalid_fill_id"): 1}
+    assert m.policy.counts() == {("orders_filled", "invalid_fill_id"): 1}
 
     class TradeId(str):
         def __hash__(self) -> int:
@@ -225,7 +225,7 @@ def test_bad_order_quantity_and_reference_price(bad: Any) -> None:
     m = plane(strict=False)
     o = order(m, quantity=bad, reference_price=bad)
     assert (o.quantity, o.reference_price) == (None, None)
-    assert m._policy.counts() == {("orders_filled", "invalid_quantity"): 1, ("slippage_bps", "invalid_price"): 1}
+    assert m.policy.counts() == {("orders_filled", "invalid_quantity"): 1, ("slippage_bps", "invalid_price"): 1}
     o.quantity = 10
     o.quantity = bad
     assert o.quantity == 10
@@ -239,7 +239,7 @@ def test_filled_checks_its_costs_before_ending_the_order() -> None:
     o = order(m)
     o.filled(commission_usd=-0.35)
     assert not o.ended
-    assert m._policy.counts() == {("commission_usd", "invalid_commission"): 1}
+    assert m.policy.counts() == {("commission_usd", "invalid_commission"): 1}
     o.filled(commission_usd=Decimal("0.35"), slippage_bps=Decimal("-0.5"))
     assert (o.state, commission(m), slippage_count(m)) == ("filled", 0.35, 1)
 
@@ -265,7 +265,7 @@ def test_fills_after_the_end_count_once_and_are_bounded() -> None:
     for k in range(LATE_FILLS_KEPT + 9):  # T-2 was the first late fill: 10 too many
         o.fill(1, fill_id=f"L-{k}", commission_usd=1.0)
     assert len(o._times["fills"]) == 1 + LATE_FILLS_KEPT
-    assert m._policy.counts() == {("orders_filled", "late_fill_limit"): 10}
+    assert m.policy.counts() == {("orders_filled", "late_fill_limit"): 10}
     assert math.isclose(commission(m), 1.0 + LATE_FILLS_KEPT - 1)
 
 
@@ -308,7 +308,7 @@ def test_an_object_passing_for_a_cached_label_is_refused() -> None:
     o = OrderLifecycle(**{**ORDER, "symbol": Alias("SPY")}, metrics=production)
     o.intent()
     order(production).rejected(Alias("post_only"))  # type: ignore[arg-type]
-    counts = production._policy.counts()
+    counts = production.policy.counts()
     assert counts[("orders_received", "invalid_label_value")] == 1
     assert counts[("orders_rejected", "invalid_label_value")] == 1
     assert production.bind("orders_rejected", **BASE, reason="post_only").value == 1  # type: ignore[attr-defined]

@@ -188,7 +188,7 @@ def test_a_lock_held_at_the_fork_does_not_block_the_childs_recording(directory: 
     config = multiprocess(directory, metrics_exporters=("prometheus", "console"))  # a push reader to build again
     metrics = init_metrics_exporter("data_plane", config=config)
     handle = metrics.bind("ticks_received", **TICK_LABELS)
-    locks = [metrics._lock, metrics._policy._lock, handle._lock, _checks._suggestions_lock]  # type: ignore[attr-defined]
+    locks = [metrics.store._lock, metrics.policy._lock, handle._lock, _checks._suggestions_lock]  # type: ignore[attr-defined]
     locks.append(MeterProvider._all_metric_readers_lock)  # the SDK's, taken by every provider's construction
     for lock in locks:
         lock.acquire()

@@ -69,7 +69,7 @@ def record(metrics: PlaneMetrics, ops: list[Op]) -> None:
         elif how == "bound":
             getattr(metrics.bind(key, **labels), method)(value)
         else:
-            metrics.bind(key, **labels).unchecked()(value)
+            metrics.bind(key, **labels).record_unchecked(value)
 
 
 def families(metrics: PlaneMetrics) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def session() -> Session:
         return Session(
             theirs=books(engine),
             mine=ours(capture, actor),
-            drops={p: _state.get_metrics(p)._policy.counts() for p in Plane},
+            drops={p: _state.get_metrics(p).policy.counts() for p in Plane},
             reasons={dict(k)["reason"] for k in order["orders_rejected"]},
             check_types={dict(k)["check_type"] for k in order["orders_risk_rejections"]},
             gauges={k: capture.gauge(k) for k in portfolio},
@@ -117,7 +117,7 @@ def test_fills_resent_after_their_orders_ended_count_once(monkeypatch: pytest.Mo
         assert ours(capture, actor) == figures
         assert set(actor._ended) == kept
         assert set(actor._orders) == {o.client_order_id for o in engine.cache.orders_open()}
-        assert _state.get_metrics(Plane.ORDER)._policy.counts() == {}
+        assert _state.get_metrics(Plane.ORDER).policy.counts() == {}
         # A fill of an order ended long before (no longer kept): counted again, and kept with
         # the ended orders (the engine has closed it), never among the open ones.
         evicted = next(e for key, events in fills.items() if key not in kept for e in events)
@@ -165,7 +165,7 @@ def test_a_backtest_records_into_the_backtest_namespace(caplog: pytest.LogCaptur
     reset()
     try:
         prepare(backtest=True)
-        resource = _state.get_metrics(Plane.ORDER)._sdk.resource
+        resource = _state.get_metrics(Plane.ORDER).sdk.resource
         assert resource is not None
         assert resource.attributes["service.namespace"] == BACKTEST_NAMESPACE
     finally:

@@ -365,4 +365,4 @@ def test_production_drops_an_object_passing_for_a_cached_label() -> None:
     for _ in range(3):
         metrics.inc("ticks_received", source="ibkr_rt", symbol=Alias("SPY"))
     assert _ticks(metrics, "SPY") == 1
-    assert metrics._policy.counts() == {("ticks_received", "invalid_label_value"): 3}
+    assert metrics.policy.counts() == {("ticks_received", "invalid_label_value"): 3}

@@ -17,7 +17,7 @@ from helpers import http_get
 from trading_telemetry import ConfigError, TelemetryConfig, init_metrics_exporter, reset, serve_metrics, timed
 from trading_telemetry._checks import _SUGGESTIONS_KEPT, _suggestions, did_you_mean
 from trading_telemetry._drops import UNKNOWN_KEYS_LOGGED, UNKNOWN_METRIC
-from trading_telemetry._recorder import REJECTED_KEPT
+from trading_telemetry._series import REJECTED_KEPT
 from trading_telemetry.timing import HANDLES_KEPT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def test_a_lone_surrogate_is_refused_and_the_plane_keeps_rendering() -> None:
     metrics.inc("ticks_received", **SPY)
     (family,) = [f for f in text_string_to_metric_families(scrape(metrics)) if f.name == "data_ticks_received"]
     assert [(s.labels["symbol"], s.value) for s in family.samples] == [("SPY", 1.0)]
-    assert metrics._policy.counts() == {("ticks_received", "invalid_label_value"): 1}
+    assert metrics.policy.counts() == {("ticks_received", "invalid_label_value"): 1}
 
 
 def test_counter_increments_that_would_overflow_are_dropped_as_overflow() -> None:
@@ -56,7 +56,7 @@ def test_counter_increments_that_would_overflow_are_dropped_as_overflow() -> Non
     assert ticks.value == 10**308
     (bars,) = got["data_bars_received"]
     assert bars.value == 1e308
-    assert metrics._policy.counts() == {("ticks_received", "overflow"): 2, ("bars_received", "overflow"): 1}
+    assert metrics.policy.counts() == {("ticks_received", "overflow"): 2, ("bars_received", "overflow"): 1}
 
 
 def test_a_histogram_sum_stays_finite() -> None:
@@ -70,7 +70,7 @@ def test_a_histogram_sum_stays_finite() -> None:
     assert sum(counts) == 2
     assert math.isfinite(total)
     assert total == 0.0
-    assert metrics._policy.counts() == {("slippage_bps", "overflow"): 1}
+    assert metrics.policy.counts() == {("slippage_bps", "overflow"): 1}
 
 
 def test_bad_keys_share_one_self_metric_series_and_the_caches_stay_bounded() -> None:
@@ -80,11 +80,11 @@ def test_bad_keys_share_one_self_metric_series_and_the_caches_stay_bounded() -> 
     for i in range(100_000):
         metrics.inc(f"no_such_metric_{i}", **SPY)
     metrics.inc("x" * (1 << 20), **SPY)
-    assert metrics._policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 100_001}
-    assert len(metrics._policy._unknown_logged) == UNKNOWN_KEYS_LOGGED
-    assert len(metrics._policy._last_logged) == 1
+    assert metrics.policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 100_001}
+    assert len(metrics.policy._unknown_logged) == UNKNOWN_KEYS_LOGGED
+    assert len(metrics.policy._last_logged) == 1
     assert metrics._rejected_kept == REJECTED_KEPT
-    assert len(metrics._cache) == REJECTED_KEPT
+    assert len(metrics.store.calls) == REJECTED_KEPT
     assert len(_suggestions) <= _SUGGESTIONS_KEPT
     assert did_you_mean("x" * (1 << 20), ["ticks_received"]) == ""
     families = {f.name: f for f in text_string_to_metric_families(scrape(metrics))}
@@ -97,8 +97,8 @@ def test_new_label_sets_past_the_cardinality_limit_grow_nothing() -> None:
     for i in range(20_000):
         metrics.inc("ticks_received", source="ibkr_rt", symbol=f"S{i}")
     assert metrics.series_count("ticks_received") == 10
-    assert len(metrics._cache) <= 10 + REJECTED_KEPT
-    assert metrics._policy.counts() == {("ticks_received", "cardinality_limit"): 19_990}
+    assert len(metrics.store.calls) <= 10 + REJECTED_KEPT
+    assert metrics.policy.counts() == {("ticks_received", "cardinality_limit"): 19_990}
 
 
 def test_timed_caches_at_most_handles_kept_argument_tuples() -> None:

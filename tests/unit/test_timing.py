@@ -172,4 +172,4 @@ def test_production_timed_drops_an_argument_passing_for_a_cached_one() -> None:
         broker.send("OFI", Alias("SPY"))  # type: ignore[arg-type]
     counts, _, _, _ = metrics.bind("submit_to_ack_latency", **LATENCY, order_type="LIMIT").snapshot()
     assert sum(counts) == 1
-    assert metrics._policy.counts() == {("submit_to_ack_latency", "invalid_label_value"): 3}
+    assert metrics.policy.counts() == {("submit_to_ack_latency", "invalid_label_value"): 3}

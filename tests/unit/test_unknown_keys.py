@@ -35,7 +35,7 @@ def test_the_drop_log_names_the_owning_plane(caplog: pytest.LogCaptureFixture) -
         metrics.set("pnl_total_usd", 1.0, strategy="OFI")
     (message,) = [r.getMessage() for r in caplog.records]
     assert "pnl_total_usd is a strategy_plane metric: record it on get_metrics('strategy_plane')" in message
-    assert metrics._policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 1}
+    assert metrics.policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 1}
 
 
 @settings(max_examples=300, deadline=None)
@@ -63,7 +63,7 @@ def test_each_distinct_unknown_key_is_logged_once_a_minute(caplog: pytest.LogCap
     """A second, different unknown key within the minute gets its own log line; repeats of either get none."""
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
     now = [1000.0]
-    metrics._policy._clock = lambda: now[0]
+    metrics.policy._clock = lambda: now[0]
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         for _ in range(10):
             metrics.inc("tick_recieved", **SPY)
@@ -75,14 +75,14 @@ def test_each_distinct_unknown_key_is_logged_once_a_minute(caplog: pytest.LogCap
     assert "'tick_recieved'; did you mean 'ticks_received'" in messages[0]
     assert "'bar_recieved'; did you mean 'bars_received'" in messages[1]
     assert "'tick_recieved'" in messages[2]
-    assert metrics._policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 21}
+    assert metrics.policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 21}
 
 
 def test_past_the_bound_further_unknown_keys_share_one_summary_line(caplog: pytest.LogCaptureFixture) -> None:
     """Distinct unknown keys past UNKNOWN_KEYS_LOGGED log one summary line a minute, and all share one series."""
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
     now = [1000.0]
-    metrics._policy._clock = lambda: now[0]
+    metrics.policy._clock = lambda: now[0]
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         for i in range(UNKNOWN_KEYS_LOGGED + 500):
             metrics.inc(f"made_up_{i}", **SPY)
@@ -96,13 +96,13 @@ def test_past_the_bound_further_unknown_keys_share_one_summary_line(caplog: pyte
         assert f"more than {UNKNOWN_KEYS_LOGGED} distinct keys outside the catalog" in summary
         assert f'{DROPPED_METRIC}_total{{metric="{UNKNOWN_METRIC}"}}' in summary
     assert f"'made_up_{UNKNOWN_KEYS_LOGGED}'" in messages[UNKNOWN_KEYS_LOGGED]
-    assert len(metrics._policy._unknown_logged) == UNKNOWN_KEYS_LOGGED
-    assert metrics._policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): UNKNOWN_KEYS_LOGGED + 502}
+    assert len(metrics.policy._unknown_logged) == UNKNOWN_KEYS_LOGGED
+    assert metrics.policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): UNKNOWN_KEYS_LOGGED + 502}
 
 
 def test_a_megabyte_unknown_key_is_remembered_by_its_first_characters() -> None:
     """The log throttle keeps a bounded prefix of a key, never the whole of a huge one."""
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()))
-    metrics._policy.reject(InvalidInputError("an argument broke recording", metric="x" * (1 << 20)))
-    assert [len(metric) for metric, _ in metrics._policy._unknown_logged] == [100]
-    assert metrics._policy.counts() == {(UNKNOWN_METRIC, "invalid_input"): 1}
+    metrics.policy.reject(InvalidInputError("an argument broke recording", metric="x" * (1 << 20)))
+    assert [len(metric) for metric, _ in metrics.policy._unknown_logged] == [100]
+    assert metrics.policy.counts() == {(UNKNOWN_METRIC, "invalid_input"): 1}

@@ -201,7 +201,7 @@ def prepare(*, backtest: bool) -> None:
         if existing is None:
             _state.init_metrics_exporter(plane, config=config)
         elif backtest:
-            resource = existing._sdk.resource
+            resource = existing.sdk.resource
             namespace = resource.attributes.get("service.namespace") if resource is not None else None
             if namespace == DEFAULT_NAMESPACE:
                 logger.warning(
@@ -438,7 +438,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             handles = self._data_handles.get(tick.instrument_id)
             if handles is None:
                 handles = self._bind_data(tick.instrument_id)
-            handles[0]._apply(1)
+            handles[0].record_unchecked(1)
             handles[1].observe((tick.ts_init - tick.ts_event) / 1e9)
         except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
             self._failed(self._data, error, "ticks_received")
@@ -457,7 +457,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             if handle is None:
                 handle = self._bind_bar(bar_type)
             if handle is not False:
-                handle._apply(1)
+                handle.record_unchecked(1)
         except Exception as error:  # noqa: BLE001
             self._failed(self._data, error, "bars_received")
 
@@ -812,4 +812,4 @@ class TelemetryActor(Actor):  # type: ignore[misc]
     @staticmethod
     def _failed(metrics: PlaneMetrics | None, error: BaseException, metric: str) -> None:
         if metrics is not None:
-            metrics._policy.failed(error, metric)
+            metrics.record_failure(error, metric)

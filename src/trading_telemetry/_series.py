@@ -1,0 +1,244 @@
+"""A plane's series, and the one store that owns them.
+
+``SeriesStore.bind`` turns a call's key and labels into the series' handle: it checks them
+(``_checks``), holds the cardinality limit, makes the handle (``_handles``; in multiprocess
+mode those of ``_multiprocess``, with a record in the process's file), registers the new
+series with the SDK's readers, and caches the call, a rejected one too (at most
+REJECTED_KEPT of those), so that the next identical call is one dict lookup
+(``PlaneMetrics`` reads ``calls`` directly on its hot path).
+
+Readers use one protocol, ``series(key)``: the label values in the spec's order -> the
+handle. The /metrics renderer walks it (``_exposition``); the SDK's view aggregations look
+a label set up in it when the SDK first meets the series (``_aggregation``). Of a handle
+they read ``value``, ``snapshot()``, ``label_items()``, ``attributes`` and
+``label_text(render)``, nothing else.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
+from trading_telemetry._drops import DropPolicy
+from trading_telemetry._handles import (
+    BoundMetric,
+    CounterHandle,
+    Exemplars,
+    GaugeHandle,
+    HistogramHandle,
+    RejectedHandle,
+)
+from trading_telemetry._safe import safe_repr, safe_str, type_name
+from trading_telemetry.catalog import Kind, MetricSpec, Plane
+from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
+
+if TYPE_CHECKING:
+    from trading_telemetry._multiprocess import PlaneFiles
+
+__all__ = ["REJECTED_KEPT", "SeriesReader", "SeriesStore", "plain_call"]
+
+REJECTED_KEPT = 1024
+"""Most rejected calls a plane caches (a repeated bad call then costs a lookup)."""
+
+HANDLES: dict[Kind, Any] = {Kind.COUNTER: CounterHandle, Kind.GAUGE: GaugeHandle, Kind.HISTOGRAM: HistogramHandle}
+
+_NONE = type(None)
+
+
+class SeriesReader(Protocol):
+    """What the /metrics renderer and the SDK's views read: a metric's series by label values."""
+
+    def series(self, key: str) -> Mapping[tuple[str, ...], Any]:
+        """``key``'s series: label values in the spec's order -> its handle (or merged cell)."""
+        ...
+
+
+def _builtin(kind: type) -> bool:
+    """Whether ``kind`` is int, float, bool or NoneType: by identity, as a class's metaclass
+    could make it compare equal to one."""
+    return kind is int or kind is float or kind is bool or kind is _NONE
+
+
+def _cacheable(value: object) -> bool:
+    """Whether a rejected label value may key the call cache: a short str, or a number,
+    bool or None, whose hash and equality are the built-in ones."""
+    kind = type(value)
+    return (kind is str and len(value) <= MAX_LABEL_VALUE_LENGTH) or _builtin(kind)  # type: ignore[arg-type]
+
+
+def plain_call(call: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A call's cache key with each str subclass replaced by its characters (whatever its
+    ``__eq__``, ``__hash__`` or ``__str__`` say); ``()``, which keys nothing, if a part is
+    neither a string nor a built-in int, float, bool or None."""
+    parts = []
+    for part in call:
+        kind = type(part)
+        if kind is not str and not _builtin(kind):
+            try:
+                part = str.__str__(part)  # TypeError unless a str, whatever its __class__ claims
+            except TypeError:
+                return ()
+        parts.append(part)
+    return tuple(parts)
+
+
+def _input_error(key: object, error: BaseException) -> InvalidInputError:
+    metric = key if type(key) is str else safe_repr(key, 40)
+    return InvalidInputError(
+        lambda: f"{safe_repr(key)}: an argument broke recording: {type_name(error)}: {safe_str(error)}",
+        metric=metric,
+    )
+
+
+def _exemplar_path(histogram: Any) -> Exemplars:
+    def offer(value: float, attributes: Mapping[str, str]) -> None:
+        if value >= 0:  # the SDK's Histogram.record takes no negative value
+            histogram.record(value, attributes)
+
+    return offer
+
+
+class SeriesStore:
+    """The series of one plane: every handle, the call cache, and their SDK registration."""
+
+    def __init__(
+        self,
+        plane: Plane,
+        specs: Mapping[str, MetricSpec],
+        policy: DropPolicy,
+        limit: int,
+        files: PlaneFiles | None = None,
+    ) -> None:
+        self.plane = plane
+        self.specs = specs
+        self._policy = policy
+        self._limit = limit
+        self._files = files
+        self._handle_types: Mapping[Kind, Any] = HANDLES
+        if files is not None:
+            from trading_telemetry._multiprocess import HANDLES as FILE_HANDLES
+
+            self._handle_types = FILE_HANDLES
+        # key -> {label values in the spec's order: handle}
+        self._series: dict[str, dict[tuple[str, ...], BoundMetric]] = {key: {} for key in specs}
+        self.calls: dict[tuple[Any, ...], BoundMetric] = {}
+        """(key, *label names, *label values) of each call -> its handle, rejected calls
+        included: the recording API's fast path."""
+        self._rejected_kept = 0
+        self._lock = threading.Lock()
+        self._instruments: Mapping[str, Any] = {}
+        self._register: Callable[[Any, Mapping[str, str]], None] | None = None
+        self._exemplar_filter = "always_off"
+
+    def connect(
+        self,
+        instruments: Mapping[str, Any],
+        register: Callable[[Any, Mapping[str, str]], None] | None,
+        exemplar_filter: str,
+    ) -> None:
+        """Record through the SDK's ``instruments`` (one per key): each series, those that
+        exist included, is handed to ``register`` when the SDK has readers (None: it has
+        none), and histograms offer exemplars unless ``exemplar_filter`` is always_off."""
+        with self._lock:
+            self._instruments, self._register, self._exemplar_filter = instruments, register, exemplar_filter
+            for key, series in self._series.items():
+                for handle in series.values():
+                    self._introduce(key, handle)
+
+    def _introduce(self, key: str, handle: BoundMetric) -> None:
+        """Tell the SDK about a series (the lock held)."""
+        if self._register is not None:
+            self._register(self._instruments[key], handle.attributes)
+        if isinstance(handle, HistogramHandle):
+            handle.use_exemplars(*self._exemplar_settings(key))
+
+    def _exemplar_settings(self, key: str) -> tuple[Exemplars | None, bool]:
+        """A histogram's path to the exemplar reservoirs, and whether every observation
+        takes it (OTEL_METRICS_EXEMPLAR_FILTER=always_on). The pull path carries none."""
+        offer = self._register is not None and self._exemplar_filter != "always_off"
+        exemplars = _exemplar_path(self._instruments[key]) if offer else None
+        return exemplars, offer and self._exemplar_filter == "always_on"
+
+    def series(self, key: str) -> Mapping[tuple[str, ...], BoundMetric]:
+        """``key``'s series (read only): label values in the spec's order -> handle."""
+        return self._series[key]
+
+    def count(self, key: str) -> int:
+        """How many label sets ``key`` has (what the cardinality limit counts)."""
+        return len(self._series[key])
+
+    def bind(self, key: str, labels: dict[str, Any]) -> BoundMetric:
+        """The handle of ``key`` and ``labels``, checked; in production mode a
+        RejectedHandle for bad input (strict mode raises). Never raises anything but a
+        MeasurementError, whatever the arguments."""
+        try:
+            s = find_spec(self.plane, self.specs, key)
+            clean = check_labels(s, labels)
+            values = tuple([clean[name] for name in s.labels])  # the series' key
+            with self._lock:
+                series = self._series[s.key]
+                handle = series.get(values)
+                if handle is None:
+                    if len(series) >= self._limit:
+                        raise self._over_limit(s, clean)
+                    handle = self._new_handle(s, values)
+                    series[values] = handle
+                    self._introduce(s.key, handle)
+                call = plain_call((key, *labels, *labels.values()))
+                if call and all(type(part) is str for part in call):  # plain strings: safe to hash
+                    self.calls[call] = handle
+            return handle
+        except Exception as error:  # noqa: BLE001 - hostile arguments included
+            measurement_error = error if isinstance(error, MeasurementError) else _input_error(key, error)
+            if self._policy.strict:
+                raise measurement_error from (None if error is measurement_error else error)
+            rejected = RejectedHandle(measurement_error, self._policy)
+            self._keep_rejected(key, labels, rejected)
+            return rejected
+
+    def _new_handle(self, s: MetricSpec, key: tuple[str, ...]) -> BoundMetric:
+        kind = self._handle_types[s.kind]
+        handle: BoundMetric = (
+            kind(s, key, self._policy, None) if s.kind is Kind.HISTOGRAM else kind(s, key, self._policy)
+        )
+        if self._files is not None:
+            self._files.attach(handle)
+        return handle
+
+    def _over_limit(self, s: MetricSpec, labels: dict[str, str]) -> CardinalityLimitError:
+        limit = self._limit
+        return CardinalityLimitError(
+            lambda: (
+                f"{s.key}: label set {safe_repr(labels, 200)} would exceed the cardinality limit of {limit} "
+                "(TRADING_TELEMETRY_CARDINALITY_LIMIT)"
+            ),
+            metric=s.key,
+            value=labels,
+        )
+
+    def _keep_rejected(self, key: object, labels: dict[str, Any], rejected: RejectedHandle) -> None:
+        """Cache a rejected call, so that repeating it costs a lookup and a count; only
+        plain-string keys and labels (safe to hash), and at most REJECTED_KEPT of them."""
+        if self._rejected_kept >= REJECTED_KEPT or type(key) is not str:
+            return
+        try:
+            if all(type(k) is str and _cacheable(v) for k, v in labels.items()):
+                with self._lock:
+                    self.calls[(key, *labels, *labels.values())] = rejected
+                    self._rejected_kept += 1
+        except Exception:  # noqa: BLE001 - not cached, still rejected
+            pass
+
+    def after_fork(self) -> None:
+        """In a forked child: every series starts from zero in this process, with new locks
+        (in multiprocess mode, its record is made at its first store); the SDK's
+        instruments are the parent's until ``connect`` is called again."""
+        self._lock = threading.Lock()
+        self._register = None
+        for series in self._series.values():
+            for handle in series.values():
+                handle.after_fork()
+                if self._files is not None:
+                    self._files.detach(handle)
