@@ -684,7 +684,8 @@ def _extend(metrics: object, label_values: object, *, where: str, field_names: M
             f"{where}: too late: a plane is already initialised, and the catalog is fixed while planes exist. Extend "
             "it before the first init_metrics_exporter() (the first call of a timed function initialises its plane "
             "too): call extend() when your module is imported, or name the catalog file in TRADING_TELEMETRY_CATALOG, "
-            "which is loaded as the first plane is initialised; in tests, call reset() first",
+            "which is loaded as the first plane is initialised; in tests, call reset() first (it returns the catalog "
+            "to the built-in one: extend it again after)",
             source=where,
         )
     taken = (_BUILTIN_TAKEN if STATE.catalog_taken is None else STATE.catalog_taken).copy()
