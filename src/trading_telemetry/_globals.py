@@ -15,6 +15,7 @@ import cycle.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import weakref
@@ -96,20 +97,29 @@ STATE = State()
 """The package's state: the one instance, never replaced (modules keep a reference to it)."""
 
 
-def reset_state() -> None:
+def reset_state() -> State:
     """Every field of :data:`STATE` back to its value at import, except the locks and the
-    running servers. Containers are emptied and refilled in place, so a reference a
-    module keeps to one (``planes``) stays the live one."""
-    fresh = State()
-    for f in dataclasses.fields(State):
-        if f.metadata:
-            continue
-        value, initial = getattr(STATE, f.name), getattr(fresh, f.name)
-        if type(value) in (dict, set):
-            value.clear()
-            value.update(initial)
-        else:
-            setattr(STATE, f.name, initial)
+    running servers, all at once under every lock (taken in field order, the order the
+    package nests them in); returns a State holding what the fields held. Containers are
+    emptied and refilled in place, so a reference a module keeps to one (``planes``)
+    stays the live one."""
+    fresh, previous = State(), State()
+    with contextlib.ExitStack() as held:
+        for f in dataclasses.fields(State):
+            if f.metadata.get("lock"):
+                held.enter_context(getattr(STATE, f.name))
+        for f in dataclasses.fields(State):
+            if f.metadata:
+                continue
+            value, initial = getattr(STATE, f.name), getattr(fresh, f.name)
+            if type(value) in (dict, set):
+                setattr(previous, f.name, value.copy())
+                value.clear()
+                value.update(initial)
+            else:
+                setattr(previous, f.name, value)
+                setattr(STATE, f.name, initial)
+    return previous
 
 
 def renew_locks() -> None:

@@ -126,22 +126,23 @@ def get_metrics(plane: str | Plane) -> PlaneMetrics:
 
 
 def reset(timeout: float | None = None) -> bool:
-    """Shut every plane down, then return the package to its state at import.
+    """Return the package to its state at import, and shut down the planes it had.
 
-    The planes' last exports are attempted once, all at the same time, and waited for
-    at most ``timeout`` seconds (default: TRADING_TELEMETRY_SHUTDOWN_TIMEOUT, 5 s), even
-    when a Collector accepts and never answers; what did not finish is abandoned (its
-    thread dies with the interpreter); the exporter-log filter, which held back their
-    retry lines, is taken off after them. Every other piece of module state
-    (``_globals.STATE``) is put back as it was at import, at once: the configuration is
-    read from the environment again at next use, the catalog is the built-in one again
-    (the desk's extensions and catalog files forgotten, extend() allowed), the
-    once-only warnings are logged again, and the caches are empty. Only the running
-    /metrics servers stay: each is its owner's until its ``close()``. Returns whether
+    At once, every piece of module state (``_globals.STATE``) is put back as it was at
+    import: no plane (one set up from now on is a new one), the configuration read from
+    the environment again at next use, the built-in catalog (the desk's extensions and
+    catalog files forgotten, extend() allowed again), the once-only warnings logged
+    again, the caches empty. Only the running /metrics servers stay: each is its
+    owner's until its ``close()``.
+
+    Then the planes' last exports are attempted once, all at the same time, and waited
+    for at most ``timeout`` seconds (default: TRADING_TELEMETRY_SHUTDOWN_TIMEOUT, 5 s),
+    even when a Collector accepts and never answers; what did not finish is abandoned
+    (its thread dies with the interpreter). The exporter-log filter, which held back
+    those exports' retry lines, is taken off the loggers after them. Returns whether
     the last exports finished within the bound."""
-    with STATE.lock:
-        stopping, config, throttle = list(planes.values()), STATE.config, STATE.exporter_log_filter
-        reset_state()  # a plane set up from now on is a new one, with a filter of its own
+    previous = reset_state()
+    stopping, config = list(previous.planes.values()), previous.config
     if timeout is None:
         configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]
         timeout = max(c.shutdown_timeout_ms for c in configs) / 1000
@@ -153,7 +154,7 @@ def reset(timeout: float | None = None) -> bool:
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     finished = not any(t.is_alive() for t in threads)
-    _exporter_logs.unthrottle(throttle)
+    _exporter_logs.unthrottle(previous.exporter_log_filter)
     if not finished:
         logger.warning("shutdown: the last export did not finish within %.1f s; abandoned", timeout)
     return finished
