@@ -10,22 +10,11 @@ from trading_telemetry import reset
 
 @pytest.fixture(autouse=True)
 def _fresh_state() -> Iterator[None]:
-    """Every test starts with no plane initialised and no configuration read."""
+    """Every test starts and ends with the package as at import: no plane, no configuration read, the built-in
+    catalog, nothing warned about or cached."""
     reset()
     yield
     reset()
-
-
-@pytest.fixture
-def built_in_catalog() -> Iterator[None]:
-    """The test starts and ends with the built-in catalog: no desk extension left over."""
-    from trading_telemetry import catalog
-
-    reset()
-    catalog._forget_extensions()
-    yield
-    reset()
-    catalog._forget_extensions()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

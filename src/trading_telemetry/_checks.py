@@ -12,9 +12,9 @@ import heapq
 import math
 import numbers
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 
+from trading_telemetry._globals import STATE
 from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import MAX_LABEL_VALUE_LENGTH as MAX_LABEL_VALUE_LENGTH
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, allowed_values, lookup
@@ -24,15 +24,13 @@ _MAX = sys.float_info.max
 _INF = math.inf
 _SUGGESTION_KEY_LIMIT = 100  # keys longer than this get no suggestion
 _SUGGESTIONS_KEPT = 256
-_suggestions: dict[tuple[tuple[str, ...], str], str] = {}
-_suggestions_lock = threading.Lock()
 
 
 def did_you_mean(key: object, keys: Iterable[str]) -> str:
     """``"; did you mean 'a', 'b'?"`` with the keys closest to ``key``, or ``""``.
 
     Computed at most once per distinct (key, keys) among the last _SUGGESTIONS_KEPT (a
-    bounded cache, oldest out first), and never for a key that is not a short string.
+    bounded cache, ``STATE.suggestions``, oldest out first), and never for a key that is not a short string.
     Recording calls it only when an error's message is read (strict mode, or the drop
     log at most once a minute), so a stream of distinct unknown keys in production never
     pays for it."""
@@ -40,14 +38,15 @@ def did_you_mean(key: object, keys: Iterable[str]) -> str:
         return ""
     candidates = tuple(keys)
     cache_key = (candidates, key)
-    hint = _suggestions.get(cache_key)
+    suggestions = STATE.suggestions
+    hint = suggestions.get(cache_key)
     if hint is None:
         close = _closest(key, candidates)
         hint = f"; did you mean {', '.join(repr(k) for k in close)}?" if close else ""
-        with _suggestions_lock:
-            while len(_suggestions) >= _SUGGESTIONS_KEPT:
-                del _suggestions[next(iter(_suggestions))]
-            _suggestions[cache_key] = hint
+        with STATE.suggestions_lock:
+            while len(suggestions) >= _SUGGESTIONS_KEPT:
+                del suggestions[next(iter(suggestions))]
+            suggestions[cache_key] = hint
     return hint
 
 
@@ -205,13 +204,11 @@ def _invalid(s: MetricSpec, value: object, reason: str, problem: str) -> Invalid
     )
 
 
-_wrong_kinds: dict[tuple[str, str], InvalidValueError] = {}
-
-
 def wrong_kind(s: MetricSpec, method: str, strict: bool) -> InvalidValueError:
     """The error of recording ``s`` with the wrong method. Production mode reuses one
-    per (metric, method), a bounded set, so a repeated mistake costs a lookup."""
-    error = _wrong_kinds.get((s.key, method)) if not strict else None
+    per (metric, method) (``STATE.wrong_kinds``, a bounded set), so a repeated mistake
+    costs a lookup."""
+    error = STATE.wrong_kinds.get((s.key, method)) if not strict else None
     if error is None:
         error = InvalidValueError(
             lambda: f"{s.key}: is a {s.kind.value}; record it with {s.kind.method}(), not {method}()",
@@ -220,7 +217,7 @@ def wrong_kind(s: MetricSpec, method: str, strict: bool) -> InvalidValueError:
             value=None,
         )
         if not strict:
-            _wrong_kinds[(s.key, method)] = error
+            STATE.wrong_kinds[(s.key, method)] = error
     return error
 
 

@@ -17,7 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["EXPORTER_LOGGERS", "INTERVAL_S", "ThrottleFilter", "current", "throttle", "unthrottle"]
+from trading_telemetry._globals import STATE
+
+__all__ = ["EXPORTER_LOGGERS", "INTERVAL_S", "ThrottleFilter", "throttle", "unthrottle"]
 
 EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",  # OTLP/HTTP metrics (1.45: its client logs here)
@@ -74,30 +76,21 @@ class ThrottleFilter(logging.Filter):
         return True
 
 
-_filter: ThrottleFilter | None = None
-_lock = threading.Lock()
-
-
 def throttle() -> None:
-    """Put the filter on the exporters' loggers (once; a fresh one after :func:`unthrottle`)."""
-    global _filter
-    with _lock:
-        if _filter is None:
-            _filter = ThrottleFilter()
+    """Put the filter on the exporters' loggers (once; a fresh one after ``reset()``).
+    The filter in place is ``STATE.exporter_log_filter``."""
+    with STATE.exporter_log_lock:
+        if STATE.exporter_log_filter is None:
+            STATE.exporter_log_filter = ThrottleFilter()
             for name in EXPORTER_LOGGERS:
-                logging.getLogger(name).addFilter(_filter)
+                logging.getLogger(name).addFilter(STATE.exporter_log_filter)
 
 
-def unthrottle() -> None:
-    """Take the filter off again (``reset()``)."""
-    global _filter
-    with _lock:
-        if _filter is not None:
-            for name in EXPORTER_LOGGERS:
-                logging.getLogger(name).removeFilter(_filter)
-            _filter = None
-
-
-def current() -> ThrottleFilter | None:
-    """The filter in place, if any (tests, /health)."""
-    return _filter
+def unthrottle(throttle: ThrottleFilter | None) -> None:
+    """Take ``throttle`` off the exporters' loggers again (``reset()``, which has already
+    forgotten it: a plane set up since has a filter of its own)."""
+    if throttle is None:
+        return
+    with STATE.exporter_log_lock:
+        for name in EXPORTER_LOGGERS:
+            logging.getLogger(name).removeFilter(throttle)

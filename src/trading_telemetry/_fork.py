@@ -1,8 +1,8 @@
 """What a forked child does with the planes it inherits (``os.register_at_fork``).
 
 A child forked after a plane started holds a copy of the parent's counts, locks that
-another of the parent's threads may have held at the fork (the package's module-level
-ones too, renewed first), the parent's exporters (their
+another of the parent's threads may have held at the fork (the package's module-state
+ones too, ``_globals.renew_locks()``, renewed first by ``_state``), the parent's exporters (their
 connections shared with the parent) and the parent's /metrics server. Counted again by
 the child, the copy would be counted twice; a held lock would block the child's first
 recording forever. So the child, before its own code runs:
@@ -27,18 +27,20 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from trading_telemetry._globals import STATE
+
 __all__ = ["after_fork_in_child", "child_process"]
 
 logger = logging.getLogger("trading_telemetry")
 
-forked = False
-"""Whether this process was forked from one that had imported the package."""
+_IMPORT_PID = os.getpid()
+"""The process that imported the package: a forked child's pid differs."""
 
 
 def child_process() -> bool:
     """Whether this process is a worker of another: forked from a process that had
     imported the package, or started by multiprocessing (spawn, forkserver)."""
-    if forked:
+    if os.getpid() != _IMPORT_PID:  # forked from a process that had imported the package
         return True
     import multiprocessing  # here: most programs never need it
 
@@ -53,23 +55,18 @@ LOST = (
 )
 
 
-def _new_module_locks() -> None:
-    """The package's module-level locks, which a parent's thread may have held at the fork."""
-    from trading_telemetry import _checks, _exporter_logs
-
-    _checks._suggestions_lock = threading.Lock()
-    _exporter_logs._lock = threading.Lock()
-    throttle = _exporter_logs._filter
+def _new_filter_lock() -> None:
+    """The exporter-log filter's lock, which a parent's thread may have held at the fork."""
+    throttle = STATE.exporter_log_filter
     if throttle is not None:
         throttle._lock = threading.Lock()
 
 
 def after_fork_in_child(planes: Iterable[Any], rebuild: Callable[[Any], None]) -> None:
-    """The child's side of a fork, for the planes it inherited (PlaneMetrics), each set up
-    for this process by ``rebuild``. Never raises."""
-    global forked
-    forked = True
-    _new_module_locks()
+    """The child's side of a fork, for the planes it inherited (PlaneMetrics), once
+    ``_state`` renewed the module state's locks; each plane is set up for this process by
+    ``rebuild``. Never raises."""
+    _new_filter_lock()
     served: set[str] = set()
     server_module = sys.modules.get("trading_telemetry.metrics_server")
     if server_module is not None:

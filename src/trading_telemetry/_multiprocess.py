@@ -104,6 +104,10 @@ class FileCounterHandle(CounterHandle):
     __slots__ = ("_mv",)
     _mv: memoryview[float]
 
+    def record_state(self) -> list[float]:
+        """The handle's record: its total (read unlocked: called with the lock held)."""
+        return [float(self.value)]
+
     def inc(self, value: float = 1) -> None:
         try:
             if (value.__class__ is int or value.__class__ is float) and 0 <= value <= _MAX:
@@ -135,6 +139,11 @@ class FileGaugeHandle(GaugeHandle):
     __slots__ = ("_mv",)
     _mv: memoryview[float]
 
+    def record_state(self) -> list[float]:
+        """The handle's record: its value and when it was set (0, 0: never)."""
+        value = self.value
+        return [0.0, 0.0] if value is None else [float(value), time.time()]
+
     def set(self, value: float) -> None:
         try:
             if (value.__class__ is float or value.__class__ is int) and self._low <= value <= self._high:
@@ -157,6 +166,11 @@ class FileGaugeHandle(GaugeHandle):
 class FileHistogramHandle(HistogramHandle):
     __slots__ = ("_mv",)
     _mv: memoryview[float]
+
+    def record_state(self) -> list[float]:
+        """The handle's record: its bucket counts and sum (read unlocked: the first store
+        makes the record with the handle's lock held)."""
+        return [*map(float, self._counts), float(self._sum)]
 
     def record_unchecked(self, value: float) -> None:
         index = bisect_left(self._bounds, value)
@@ -277,15 +291,7 @@ class PlaneFiles:
         holding its current state, and return the record. Never raises: when the file
         cannot be written, a view in memory (logged once)."""
         s = handle.spec
-        state: list[float]
-        if s.kind is Kind.COUNTER:
-            state = [float(handle.value)]  # type: ignore[attr-defined]
-        elif s.kind is Kind.GAUGE:
-            value = handle.value  # type: ignore[attr-defined]
-            state = [0.0, 0.0] if value is None else [float(value), time.time()]
-        else:
-            counts, total, _, _ = handle.snapshot()  # type: ignore[attr-defined]
-            state = [*map(float, counts), float(total)]
+        state = handle.record_state()  # type: ignore[attr-defined]
         view = self._record(json.dumps([s.key, list(handle.key)], separators=(",", ":")), len(state))
         for i, number in enumerate(state):
             view[i] = number

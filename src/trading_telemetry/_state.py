@@ -1,6 +1,9 @@
-"""The package's global state: the configuration read from the environment and the
-metrics object of each initialised plane. Tests and embedders can pass their own
-configuration and readers, and :func:`reset` returns everything to the start."""
+"""The planes and the configuration, and :func:`reset`.
+
+The configuration is read from the environment on first use; tests and embedders can
+pass their own configuration and readers instead. Every piece of the package's module
+state is a field of ``_globals.STATE``; :func:`reset` shuts the planes down and puts
+all of it back as it was at import (its docstring names the one exception)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,12 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from trading_telemetry import _exporter_logs, _fork
+from trading_telemetry._globals import STATE, renew_locks, reset_state
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.catalog import Plane, freeze, load_file
 from trading_telemetry.config import TelemetryConfig
@@ -25,19 +28,16 @@ if TYPE_CHECKING:  # the SDK is imported when the first plane is set up, not wit
     from opentelemetry.sdk.trace.export import SpanExporter
 
 logger = logging.getLogger("trading_telemetry")
-_lock = threading.Lock()
-_config: TelemetryConfig | None = None
-planes: dict[Plane, PlaneMetrics] = {}
-"""The initialised planes; cleared (never replaced) by reset(), so callers may keep it."""
+planes: dict[Plane, PlaneMetrics] = STATE.planes
+"""The initialised planes (``STATE.planes``); cleared, never replaced, so callers may keep it."""
 
 
 def current_config() -> TelemetryConfig:
     """The configuration from the environment, read on first use and then kept."""
-    global _config
-    with _lock:
-        if _config is None:
-            _config = TelemetryConfig.from_env()
-        return _config
+    with STATE.lock:
+        if STATE.config is None:
+            STATE.config = TelemetryConfig.from_env()
+        return STATE.config
 
 
 def init_metrics_exporter(
@@ -64,7 +64,7 @@ def init_metrics_exporter(
 
     p = Plane.parse(plane)
     cfg = config or current_config()
-    with _lock:
+    with STATE.lock:
         existing = planes.get(p)
         if existing is not None:
             if config is not None or metric_readers or span_exporters:
@@ -84,7 +84,7 @@ def load_configured_catalog() -> None:
     """Add the desk's catalog file (TRADING_TELEMETRY_CATALOG) now, if one is set and no
     plane exists yet: for ``timed`` decorators that name a desk's metric at import time."""
     path = current_config().catalog_path
-    with _lock:
+    with STATE.lock:
         if path and not planes:
             load_file(path)
 
@@ -118,7 +118,7 @@ def initialised_planes() -> list[PlaneMetrics]:
 def get_metrics(plane: str | Plane) -> PlaneMetrics:
     """The plane's metrics object; raises if :func:`init_metrics_exporter` was not called."""
     p = Plane.parse(plane)
-    with _lock:
+    with STATE.lock:
         try:
             return planes[p]
         except KeyError:
@@ -126,18 +126,23 @@ def get_metrics(plane: str | Plane) -> PlaneMetrics:
 
 
 def reset(timeout: float | None = None) -> bool:
-    """Shut every plane down and forget the configuration (tests, clean exits).
+    """Return the package to its state at import, and shut down the planes it had.
 
-    The planes' last exports are attempted once, all at the same time, and waited for
-    at most ``timeout`` seconds (default: TRADING_TELEMETRY_SHUTDOWN_TIMEOUT, 5 s), even
-    when a Collector accepts and never answers. Returns whether everything finished
-    within the bound; what did not is abandoned (its thread dies with the interpreter)."""
-    global _config
-    with _lock:
-        stopping = list(planes.values())
-        planes.clear()
-        config, _config = _config, None
-        freeze(False)
+    At once, every piece of module state (``_globals.STATE``) is put back as it was at
+    import: no plane (one set up from now on is a new one), the configuration read from
+    the environment again at next use, the built-in catalog (the desk's extensions and
+    catalog files forgotten, extend() allowed again), the once-only warnings logged
+    again, the caches empty. Only the running /metrics servers stay: each is its
+    owner's until its ``close()``.
+
+    Then the planes' last exports are attempted once, all at the same time, and waited
+    for at most ``timeout`` seconds (default: TRADING_TELEMETRY_SHUTDOWN_TIMEOUT, 5 s),
+    even when a Collector accepts and never answers; what did not finish is abandoned
+    (its thread dies with the interpreter). The exporter-log filter, which held back
+    those exports' retry lines, is taken off the loggers after them. Returns whether
+    the last exports finished within the bound."""
+    previous = reset_state()
+    stopping, config = list(previous.planes.values()), previous.config
     if timeout is None:
         configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]
         timeout = max(c.shutdown_timeout_ms for c in configs) / 1000
@@ -149,7 +154,7 @@ def reset(timeout: float | None = None) -> bool:
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     finished = not any(t.is_alive() for t in threads)
-    _exporter_logs.unthrottle()
+    _exporter_logs.unthrottle(previous.exporter_log_filter)
     if not finished:
         logger.warning("shutdown: the last export did not finish within %.1f s; abandoned", timeout)
     return finished
@@ -165,9 +170,8 @@ atexit.register(_at_exit)
 
 
 def _after_fork_in_child() -> None:
-    """A forked child's planes: see ``_fork``."""
-    global _lock
-    _lock = threading.Lock()
+    """A forked child's locks and planes: see ``_fork``."""
+    renew_locks()
     from trading_telemetry._plane import rebuild_after_fork
 
     _fork.after_fork_in_child(list(planes.values()), rebuild_after_fork)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from trading_telemetry._globals import STATE
 from trading_telemetry._naming import (
     LABEL_NAME,
     MAX_NAME_LENGTH,
@@ -604,22 +605,27 @@ BUILTIN_METRIC_LABEL_VALUES: Mapping[tuple[str, str], tuple[str, ...]] = Mapping
     {("orders_filled", "status"): ("FILLED", "PARTIAL_FILL", "REJECTED")}
 )
 
-_taken = _builtin_taken()
-_BY_PLANE = _index(CATALOG)
-_label_values: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()}
-_metric_label_values: dict[tuple[str, str], frozenset[str]] = {
-    k: frozenset(v) for k, v in BUILTIN_METRIC_LABEL_VALUES.items()
-}
+# The built-in catalog's derived tables. The desk's additions are module state
+# (``STATE.catalog_*``, see ``_globals``); ``reset()`` forgets them.
+_BUILTIN_TAKEN = _builtin_taken()  # only ever copied
+_BUILTIN_INDEX = _index(CATALOG)
+_BUILTIN_VALUES = MappingProxyType({k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()})
+_METRIC_VALUES = MappingProxyType({k: frozenset(v) for k, v in BUILTIN_METRIC_LABEL_VALUES.items()})
+
+
+def _by_plane() -> Mapping[Plane, Mapping[str, MetricSpec]]:
+    index = STATE.catalog_index
+    return _BUILTIN_INDEX if index is None else index
 
 
 def plane_specs(plane: str | Plane) -> Mapping[str, MetricSpec]:
     """The plane's metrics by key: the built-in ones and any added by :func:`extend`."""
-    return _BY_PLANE[Plane.parse(plane)]
+    return _by_plane()[Plane.parse(plane)]
 
 
 def lookup(key: str) -> MetricSpec | None:
     """The metric ``key`` of whichever plane has it (keys are unique across planes)."""
-    for specs in _BY_PLANE.values():
+    for specs in _by_plane().values():
         found = specs.get(key)
         if found is not None:
             return found
@@ -628,27 +634,21 @@ def lookup(key: str) -> MetricSpec | None:
 
 def spec(plane: str | Plane, key: str) -> MetricSpec:
     """The metric ``key`` of ``plane``; ``KeyError`` if there is none."""
-    return _BY_PLANE[Plane.parse(plane)][key]
+    return _by_plane()[Plane.parse(plane)][key]
 
 
 def allowed_values(s: MetricSpec, label: str) -> frozenset[str] | None:
     """The closed set of values ``label`` may take on ``s``; None if it is open."""
-    found = _metric_label_values.get((s.key, label))
-    return found if found is not None else _label_values.get(label)
-
-
-_extensions: tuple[MetricSpec, ...] = ()
+    found = _METRIC_VALUES.get((s.key, label))
+    if found is None:
+        found = STATE.catalog_label_values.get(label)
+    return found if found is not None else _BUILTIN_VALUES.get(label)
 
 
 def effective_catalog() -> tuple[MetricSpec, ...]:
     """The built-in metrics (:data:`CATALOG`: the specification's 37 and the two order ends) and the extensions
     (:func:`extend`), in declaration order."""
-    return CATALOG + _extensions
-
-
-def effective_label_values() -> Mapping[str, frozenset[str]]:
-    """Every closed label value set: by label, and ``metric:label`` for one metric's."""
-    return {**_label_values, **{f"{k}:{label}": v for (k, label), v in _metric_label_values.items()}}
+    return CATALOG + STATE.catalog_extensions
 
 
 def extend(
@@ -679,23 +679,25 @@ def extend(
 
 
 def _extend(metrics: object, label_values: object, *, where: str, field_names: Mapping[str, str] | None = None) -> None:
-    global _extensions, _BY_PLANE, _taken
-    if _frozen:
+    if STATE.catalog_frozen:
         raise CatalogError(
             f"{where}: too late: a plane is already initialised, and the catalog is fixed while planes exist. Extend "
             "it before the first init_metrics_exporter() (the first call of a timed function initialises its plane "
             "too): call extend() when your module is imported, or name the catalog file in TRADING_TELEMETRY_CATALOG, "
-            "which is loaded as the first plane is initialised; in tests, call reset() first",
+            "which is loaded as the first plane is initialised; in tests, call reset() first (it returns the catalog "
+            "to the built-in one: extend it again after)",
             source=where,
         )
-    taken = _taken.copy()
+    taken = (_BUILTIN_TAKEN if STATE.catalog_taken is None else STATE.catalog_taken).copy()
     added = _checked(_elements(metrics, where, "metrics"), taken, where=where, field_names=field_names)
-    if len(_extensions) + len(added) > MAX_EXTENSION_METRICS:
+    extensions = STATE.catalog_extensions + added
+    if len(extensions) > MAX_EXTENSION_METRICS:
         raise refusal(where, None, "metrics", f"more than {MAX_EXTENSION_METRICS} metrics added to the catalog")
     values = _checked_label_values(label_values, where)
-    _extensions, _BY_PLANE, _taken = _extensions + added, _index(CATALOG + _extensions + added), taken
+    STATE.catalog_extensions, STATE.catalog_index, STATE.catalog_taken = extensions, _index(CATALOG + extensions), taken
+    closed = STATE.catalog_label_values
     for label, texts in values.items():
-        _label_values[label] = _label_values.get(label, frozenset()) | texts
+        closed[label] = closed.get(label, _BUILTIN_VALUES.get(label, frozenset())) | texts
 
 
 def _elements(value: object, where: str, field_name: str) -> list[object]:
@@ -740,26 +742,10 @@ def _checked_label_values(label_values: object, where: str) -> dict[str, frozens
     return checked
 
 
-_frozen = False
-
-
-def freeze(frozen: bool = True) -> None:
+def freeze() -> None:
     """The catalog is fixed while a plane is initialised (``_state`` freezes it at the
-    first plane and thaws it at ``reset()``)."""
-    global _frozen
-    _frozen = frozen
-
-
-def _forget_extensions() -> None:
-    """Back to the built-in catalog (tests)."""
-    global _extensions, _BY_PLANE, _taken
-    _extensions, _BY_PLANE, _taken = (), _index(CATALOG), _builtin_taken()
-    _loaded.clear()
-    _label_values.clear()
-    _label_values.update({k: frozenset(v) for k, v in BUILTIN_LABEL_VALUES.items()})
-
-
-_loaded: set[str] = set()
+    first plane; ``reset()`` thaws it)."""
+    STATE.catalog_frozen = True
 
 
 def load_file(path: str) -> None:
@@ -785,10 +771,10 @@ def load_file(path: str) -> None:
     The file is bounded (size, YAML nodes, nesting; no anchors or aliases: see
     :mod:`trading_telemetry._catalog_file`). Raises :class:`CatalogError` naming the
     file, the entry, the field and the value."""
-    if path in _loaded:
+    if path in STATE.catalog_files_loaded:
         return
     from trading_telemetry._catalog_file import read_catalog_file  # only a desk with a file needs YAML
 
     specs, label_values = read_catalog_file(path)
     _extend(specs, label_values, where=path, field_names={"min_value": "min", "max_value": "max"})
-    _loaded.add(path)
+    STATE.catalog_files_loaded.add(path)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from trading_telemetry._globals import STATE
 from trading_telemetry.errors import ConfigError
 
 __all__ = ["SETTINGS", "Setting", "TelemetryConfig"]
@@ -105,14 +106,14 @@ TRADING_TELEMETRY_SHUTDOWN_TIMEOUT whatever the export timeout."""
 LOG_LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
 
 logger = logging.getLogger("trading_telemetry")
-_warned: set[tuple[str, str]] = set()
 
 
 def _warn(variable: str, raw: str, problem: str, *, secret: bool = False) -> None:
     """Log a problem with an OTEL_* value once per (variable, value), secrets redacted."""
-    if (variable, raw) in _warned or len(_warned) >= 256:
+    warned = STATE.config_warned
+    if (variable, raw) in warned or len(warned) >= 256:
         return
-    _warned.add((variable, raw))
+    warned.add((variable, raw))
     shown = "<redacted>" if secret else repr(raw[:200])
     logger.warning("%s=%s %s", variable, shown, problem)
 

@@ -40,12 +40,12 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from trading_telemetry._globals import STATE
 from trading_telemetry.errors import ServerAddressError, TradingTelemetryError
 
 if TYPE_CHECKING:  # waitress and prometheus_client are imported when a server starts
@@ -177,7 +177,7 @@ class MetricsServer:
         )
         self._thread.start()
         self._closed = False
-        _RUNNING.add(self)
+        STATE.servers.add(self)
 
     def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
         """Listen on ``address:port`` (waitress's server, not yet running)."""
@@ -283,7 +283,7 @@ class MetricsServer:
         if self._closed:
             return
         self._closed = True
-        _RUNNING.discard(self)
+        STATE.servers.discard(self)
         deadline = time.monotonic() + timeout
         self._server.stop()
         self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -348,22 +348,19 @@ def _address_error(plane: str, host: str, port: int, error: BaseException, *, gi
     )
 
 
-_RUNNING: weakref.WeakSet[MetricsServer] = weakref.WeakSet()
-"""The servers this process runs (a forked child: the ones it inherited)."""
-
-
 def forget_inherited_servers() -> set[str]:
     """In a forked child: the parent's servers, whose threads did not follow, let go of
     their sockets here (the port stays the parent's alone), so that a parent that stops
     or restarts its server frees its port. Nothing takes a lock a parent's thread may
     have held at the fork. Returns the planes they served."""
     served: set[str] = set()
-    if not _RUNNING:
+    running = STATE.servers
+    if not running:
         return served
     from waitress import wasyncore
     from waitress.channel import HTTPChannel
 
-    for server in list(_RUNNING):
+    for server in list(running):
         served.add(server.metrics.plane.value)
         server._closed = True  # close() here would wait for the parent's threads
         for dispatcher in list(server._map.values()):
@@ -373,7 +370,7 @@ def forget_inherited_servers() -> set[str]:
                 else:
                     dispatcher.close()
         server._map.clear()
-    _RUNNING.clear()
+    running.clear()
     return served
 
 

@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from trading_telemetry import _state
 from trading_telemetry._checks import did_you_mean, label_value
+from trading_telemetry._globals import STATE
 from trading_telemetry._recorder import BoundMetric, PlaneMetrics
 from trading_telemetry._wrapping import argument_extractor, check_function
 from trading_telemetry.catalog import Kind, MetricSpec, effective_catalog, lookup
@@ -53,16 +54,13 @@ def _spec(key: str, kind: Kind, role: str) -> MetricSpec:
     return found
 
 
-_warned_lifecycle_keys: set[str] = set()
-
-
 def _warn_if_lifecycle_records(key: str) -> None:
     """Warn, once per key, that OrderLifecycle records this latency as well: with both,
     each order is observed twice."""
     steps = LATENCY_STEPS.get(key)
-    if steps is None or key in _warned_lifecycle_keys:
+    if steps is None or key in STATE.lifecycle_keys_warned:
         return
-    _warned_lifecycle_keys.add(key)
+    STATE.lifecycle_keys_warned.add(key)
     start, end = (f"{step}()" if step != "filled" else "the fill that completes the order" for step in steps)
     logger.warning(
         "timed(%r): OrderLifecycle records %s too, from %s to %s, so a program that times it here and also "

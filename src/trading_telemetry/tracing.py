@@ -30,6 +30,7 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from trading_telemetry import _state
+from trading_telemetry._globals import STATE
 from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry._version import __version__
 from trading_telemetry._wrapping import argument_extractor, check_function
@@ -42,13 +43,12 @@ logger = logging.getLogger("trading_telemetry")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_propagator_cache: dict[tuple[str, ...], TextMapPropagator] = {}
-
 
 def _propagator() -> TextMapPropagator:
-    """The propagators OTEL_PROPAGATORS names (default tracecontext and baggage), built once."""
+    """The propagators OTEL_PROPAGATORS names (default tracecontext and baggage), built
+    once (``STATE.propagators``)."""
     names = _state.current_config().propagators
-    found = _propagator_cache.get(names)
+    found = STATE.propagators.get(names)
     if found is None:
         from importlib.metadata import entry_points
 
@@ -57,7 +57,7 @@ def _propagator() -> TextMapPropagator:
             for entry in entry_points(group="opentelemetry_propagator", name=name):
                 loaded.append(entry.load()())
                 break
-        found = _propagator_cache[names] = CompositePropagator(loaded)
+        found = STATE.propagators[names] = CompositePropagator(loaded)
     return found
 
 
@@ -97,15 +97,13 @@ def extract_trace_context(carrier: Mapping[str, Any]) -> otel_context.Context:
         return otel_context.Context()
 
 
-_logged_failures: set[str] = set()
-
-
 def _carrier_failed(helper: str, carrier: object, error: Exception) -> None:
     """Log a carrier the helpers could not use, once per helper and type (bounded)."""
     kind = f"{helper}:{type_name(carrier)}"
-    if kind in _logged_failures or len(_logged_failures) >= 64:
+    logged = STATE.carrier_failures_logged
+    if kind in logged or len(logged) >= 64:
         return
-    _logged_failures.add(kind)
+    logged.add(kind)
     with contextlib.suppress(Exception):
         logger.warning(
             "%s: cannot use a carrier of type %s (%s: %s); no trace context carried",

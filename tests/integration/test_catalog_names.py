@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import http_get, wait_for
 from servers import Collector
-from trading_telemetry import CatalogError
+from trading_telemetry import CatalogError, reset
 from trading_telemetry import catalog as cat
 from trading_telemetry._naming import collector_name
 from trading_telemetry.catalog import Kind, MetricSpec, Plane
@@ -43,13 +43,13 @@ CASES = [
 def _catalog_accepts(name: str, unit: str, kind: Kind) -> bool:
     buckets = (0.1, 1.0) if kind is Kind.HISTOGRAM else None
     spec = MetricSpec(Plane.DATA, "probe", name, kind, unit, "Probe", (), buckets, min_value=0.0)
-    cat._forget_extensions()
+    reset()
     try:
         cat.extend([spec])
     except CatalogError:
         return False
     finally:
-        cat._forget_extensions()
+        reset()
     return True
 
 

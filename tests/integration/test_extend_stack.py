@@ -31,7 +31,6 @@ def desk_stack(
     collector_factory: Callable[[], Collector], prometheus_factory: Callable[..., Prometheus]
 ) -> Iterator[Prometheus]:
     reset()
-    cat._forget_extensions()
     cat.load_file(str(DESK))
     collector = collector_factory()
     config = push_config(collector, pull=True)
@@ -51,7 +50,6 @@ def desk_stack(
     for server in servers:
         server.close()
     reset()
-    cat._forget_extensions()
 
 
 @pytest.mark.parametrize("name", sorted(DECLARED))

@@ -20,9 +20,6 @@ from trading_telemetry import catalog as cat
 LOADERS = {"libyaml": cf.LOADER, "python": cf.loader(cf._PythonParser)}
 
 
-pytestmark = pytest.mark.usefixtures("built_in_catalog")
-
-
 @pytest.fixture(params=sorted(LOADERS))
 def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test of this module runs with libyaml's parser and with PyYAML's own."""
@@ -230,5 +227,7 @@ def test_a_file_at_the_limits_is_accepted(tmp_path: Path, yaml_parser: str) -> N
     assert m.exposition is not None
     assert 'data_k999{service="data_plane"} 3.0' in m.exposition.render().decode()
     reset()
+    assert cat.effective_catalog() == cat.CATALOG, "reset() forgets the file"
+    cat.load_file(str(path))
     with pytest.raises(CatalogError, match=f"more than {cat.MAX_EXTENSION_METRICS} metrics"):
         cat.extend([cat.MetricSpec(cat.Plane.DATA, "one_more", "data_one_more", cat.Kind.GAUGE, "", "One more")])

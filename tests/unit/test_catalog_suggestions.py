@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from trading_telemetry import TelemetryConfig, UnknownMetricError, _checks, init_metrics_exporter
-from trading_telemetry._checks import _SUGGESTIONS_KEPT, _suggestions, did_you_mean
+from trading_telemetry._checks import _SUGGESTIONS_KEPT, did_you_mean
 from trading_telemetry._drops import UNKNOWN_KEYS_LOGGED
+from trading_telemetry._globals import STATE
 from trading_telemetry.catalog import CATALOG
 
 SPY = {"source": "ibkr_rt", "symbol": "SPY"}
@@ -66,6 +67,6 @@ def test_the_cache_keeps_the_latest_distinct_keys_only() -> None:
     """Past _SUGGESTIONS_KEPT distinct keys the oldest are forgotten: the cache stays bounded and keeps working."""
     for i in range(3 * _SUGGESTIONS_KEPT):
         did_you_mean(f"tick_received_{i}", KEYS)
-    assert len(_suggestions) == _SUGGESTIONS_KEPT
-    assert ((KEYS, f"tick_received_{3 * _SUGGESTIONS_KEPT - 1}")) in _suggestions
-    assert ((KEYS, "tick_received_0")) not in _suggestions
+    assert len(STATE.suggestions) == _SUGGESTIONS_KEPT
+    assert ((KEYS, f"tick_received_{3 * _SUGGESTIONS_KEPT - 1}")) in STATE.suggestions
+    assert ((KEYS, "tick_received_0")) not in STATE.suggestions

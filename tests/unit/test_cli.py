@@ -14,12 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trading_telemetry import __version__, cli
+from trading_telemetry import __version__, cli, reset
 from trading_telemetry import catalog as cat
 from trading_telemetry._docs import catalog_table
 from trading_telemetry.catalog import MAX_LABEL_VALUE_LENGTH, Kind, MetricSpec, Plane
-
-pytestmark = pytest.mark.usefixtures("built_in_catalog")
 
 DESK = {
     "metrics": [
@@ -87,7 +85,7 @@ def _cells(row: str) -> list[str]:
 def test_any_label_values_keep_one_row_per_metric(values: list[str]) -> None:
     """Whatever label values a desk declares (separators, pipes, newlines, quotes), each metric stays one row of
     eight cells, and a plain value shows as written."""
-    cat._forget_extensions()
+    reset()
     desk = MetricSpec(Plane.DATA, "desk_depth", "data_desk_depth", Kind.GAUGE, "", "Desk | depth", ("venue",))
     cat.extend([desk], {"venue": values})
     table = catalog_table(cat.effective_catalog(), label_values=True)

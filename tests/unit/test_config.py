@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading_telemetry import config
 from trading_telemetry.config import SETTINGS, Setting, TelemetryConfig
 from trading_telemetry.errors import ConfigError
 
@@ -95,7 +94,6 @@ def test_each_setting_behaves_as_documented(setting: Setting, caplog: pytest.Log
         assert getattr(TelemetryConfig.from_env({variable: bad}), setting.field) == default
         return
     if variable.startswith("OTEL_"):
-        config._warned.clear()
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
             got = TelemetryConfig.from_env({variable: bad})
@@ -175,7 +173,6 @@ def test_resource_values_that_are_not_text_are_warned_about_once_and_ignored(
     """A resource value that is not valid Unicode text (a non-UTF-8 byte, a lone surrogate, percent-encoding that
     is not UTF-8) makes the whole variable ignored, with one warning that names the variable and shows the value
     escaped, as the specification says for a value that fails to decode."""
-    config._warned.clear()
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         first = TelemetryConfig.from_env({variable: raw})
         second = TelemetryConfig.from_env({variable: raw})
@@ -206,7 +203,6 @@ def test_percent_encoded_utf8_and_non_ascii_values_are_kept() -> None:
 
 def test_a_header_that_is_not_text_is_ignored_without_showing_it(caplog: pytest.LogCaptureFixture) -> None:
     """An OTLP header value that is not valid text is ignored like any invalid header list: its text never shown."""
-    config._warned.clear()
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         cfg = TelemetryConfig.from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"authorization=s3cr3t{NOT_TEXT}"})
     assert dict(cfg.otlp_headers) == {}

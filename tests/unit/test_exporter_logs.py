@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from helpers import free_port
 from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset
-from trading_telemetry._exporter_logs import EXPORTER_LOGGERS, ThrottleFilter, current
+from trading_telemetry._exporter_logs import EXPORTER_LOGGERS, ThrottleFilter
+from trading_telemetry._globals import STATE
 
 SPY = {"source": "ibkr_rt", "symbol": "SPY"}
 
@@ -65,7 +66,7 @@ def _export_three_times(config: TelemetryConfig, caplog: pytest.LogCaptureFixtur
             metrics.sdk.meter_provider.force_flush(timeout_millis=10_000)  # type: ignore[attr-defined]
         otlp = metrics.health()["exporters"]["otlp"]
         assert (otlp["state"], otlp["consecutive_failures"]) == ("failing", 3)
-        throttle = current()
+        throttle = STATE.exporter_log_filter
         assert reset(timeout=10), "the last export, against the same failing Collector, finished"
     assert throttle is not None
     assert throttle.held_back == 6, "two lines of each of the four exports, the last one's included, but two"
@@ -111,9 +112,9 @@ def test_reset_takes_the_filter_off_the_exporters_loggers(unavailable: tuple[str
     url, _ = unavailable
     config = TelemetryConfig(metrics_exporters=("otlp",), otlp_endpoint=url, otlp_timeout_ms=300)
     init_metrics_exporter("data_plane", config=config)
-    assert all(current() in logging.getLogger(name).filters for name in EXPORTER_LOGGERS)
+    assert all(STATE.exporter_log_filter in logging.getLogger(name).filters for name in EXPORTER_LOGGERS)
     assert reset(timeout=10)
-    assert current() is None
+    assert STATE.exporter_log_filter is None
     assert not any(isinstance(f, ThrottleFilter) for name in EXPORTER_LOGGERS for f in logging.getLogger(name).filters)
 
 

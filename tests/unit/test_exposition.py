@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from helpers import LABEL_VALUES
-from trading_telemetry import PlaneMetrics, TelemetryConfig, _self_metrics, config, init_metrics_exporter, reset
+from trading_telemetry import PlaneMetrics, TelemetryConfig, _self_metrics, init_metrics_exporter, reset
 from trading_telemetry._exposition import PlaneExposition
 from trading_telemetry.catalog import Kind, Plane, plane_specs
 
@@ -150,7 +150,6 @@ def test_resource_values_given_in_code_that_are_not_text_are_dropped_before_the_
 ) -> None:
     """A TelemetryConfig built in code with a service name or resource attribute that is not valid text: each is
     warned about and left out of the Resource, so target_info renders (service.name is the plane's)."""
-    config._warned.clear()
     cfg = TelemetryConfig(
         metrics_exporters=("prometheus",), service_name="desk\ud800", resource_attributes={"bad": "\udcff", "ok": "1"}
     )

@@ -31,9 +31,6 @@ DESK = Path(__file__).resolve().parents[1] / "data" / "desk-catalog.yaml"
 STRICT = TelemetryConfig(strict=True, metrics_exporters=("prometheus",))
 
 
-pytestmark = pytest.mark.usefixtures("built_in_catalog")
-
-
 def callback_latency() -> MetricSpec:
     return MetricSpec(Plane.STRATEGY, "callback_latency", "strategy_callback_latency_seconds", Kind.HISTOGRAM,
                       "s", "Strategy callback latency", ("strategy", "callback"),

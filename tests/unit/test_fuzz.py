@@ -536,7 +536,7 @@ def _exercise_accepted_catalog(strict: bool) -> None:
 
 def _declared(extend: Callable[[], None], strict: bool, outcomes: dict[str, int]) -> None:
     """``extend`` refuses with a short CatalogError and adds nothing, or the catalog it leaves works."""
-    cat._forget_extensions()
+    reset()
     refused: CatalogError | None = None
     try:
         extend()
@@ -563,10 +563,7 @@ def test_extend_refuses_with_a_catalog_error_or_what_it_accepts_is_exported_whol
     def run(specs: list[MetricSpec], closed: Any) -> None:
         _declared(lambda: cat.extend(specs, closed), strict, outcomes)
 
-    try:
-        run()
-    finally:
-        cat._forget_extensions()
+    run()
     assert outcomes["refused"] >= 30
     assert outcomes["accepted"] >= 20
     assert outcomes["metrics"] >= 20
@@ -666,10 +663,7 @@ def test_catalog_files_are_refused_with_a_catalog_error_or_exported_whole(strict
             path.write_bytes(content)
             _declared(lambda: cat.load_file(str(path)), strict, outcomes)
 
-        try:
-            run()
-        finally:
-            cat._forget_extensions()
+        run()
     assert outcomes["refused"] >= 30
     assert outcomes["accepted"] >= 20
     assert outcomes["metrics"] >= 20

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import http_get, wait_for
 from mp_workers import FRESHNESS, TICK_LABELS, Worker, fork, record_task, wait_exit
-from trading_telemetry import PlaneMetrics, TelemetryConfig, _checks, init_metrics_exporter, reset, serve_metrics
+from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, serve_metrics
+from trading_telemetry._globals import STATE
 from trading_telemetry.errors import ConfigError
 from trading_telemetry.multiprocess import clear_directory
 
@@ -188,7 +189,8 @@ def test_a_lock_held_at_the_fork_does_not_block_the_childs_recording(directory: 
     config = multiprocess(directory, metrics_exporters=("prometheus", "console"))  # a push reader to build again
     metrics = init_metrics_exporter("data_plane", config=config)
     handle = metrics.bind("ticks_received", **TICK_LABELS)
-    locks = [metrics.store._lock, metrics.policy._lock, handle._lock, _checks._suggestions_lock]  # type: ignore[attr-defined]
+    locks = [metrics.store._lock, metrics.policy._lock, handle._lock]  # type: ignore[attr-defined]
+    locks += [STATE.lock, STATE.suggestions_lock, STATE.exporter_log_lock]
     locks.append(MeterProvider._all_metric_readers_lock)  # the SDK's, taken by every provider's construction
     for lock in locks:
         lock.acquire()

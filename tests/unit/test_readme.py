@@ -200,7 +200,6 @@ def test_alert_table_lists_every_alert() -> None:
         assert f"| `{rule['alert']}` | {rule['labels']['severity']} |" in text, rule["alert"]
 
 
-@pytest.mark.usefixtures("built_in_catalog")
 def test_the_catalog_file_example_loads_with_every_field_it_shows(tmp_path: Path) -> None:
     """docs/metrics.md's catalog file example (min, max and integral included) loads and means what its comments
     say."""

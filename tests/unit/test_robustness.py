@@ -15,8 +15,9 @@ from test_recording import points
 
 from helpers import http_get
 from trading_telemetry import ConfigError, TelemetryConfig, init_metrics_exporter, reset, serve_metrics, timed
-from trading_telemetry._checks import _SUGGESTIONS_KEPT, _suggestions, did_you_mean
+from trading_telemetry._checks import _SUGGESTIONS_KEPT, did_you_mean
 from trading_telemetry._drops import UNKNOWN_KEYS_LOGGED, UNKNOWN_METRIC
+from trading_telemetry._globals import STATE
 from trading_telemetry._series import REJECTED_KEPT
 from trading_telemetry.timing import HANDLES_KEPT
 
@@ -83,9 +84,9 @@ def test_bad_keys_share_one_self_metric_series_and_the_caches_stay_bounded() -> 
     assert metrics.policy.counts() == {(UNKNOWN_METRIC, "unknown_metric"): 100_001}
     assert len(metrics.policy._unknown_logged) == UNKNOWN_KEYS_LOGGED
     assert len(metrics.policy._last_logged) == 1
-    assert metrics._rejected_kept == REJECTED_KEPT
+    assert metrics.store._rejected_kept == REJECTED_KEPT
     assert len(metrics.store.calls) == REJECTED_KEPT
-    assert len(_suggestions) <= _SUGGESTIONS_KEPT
+    assert len(STATE.suggestions) <= _SUGGESTIONS_KEPT
     assert did_you_mean("x" * (1 << 20), ["ticks_received"]) == ""
     families = {f.name: f for f in text_string_to_metric_families(scrape(metrics))}
     assert len(families["trading_telemetry_dropped_measurements"].samples) == 1
@@ -155,7 +156,6 @@ def test_a_malformed_header_list_never_echoes_its_values(variable: str, caplog: 
     token, and ignored (the specification's rule for invalid OTEL_* values)."""
     from trading_telemetry import config
 
-    config._warned.clear()
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         cfg = TelemetryConfig.from_env({variable: "authorization=Bearer s3cr3t-token,oops-no-equals-s3cr3t"})
     assert dict(cfg.otlp_headers) == {}

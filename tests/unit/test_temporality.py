@@ -63,7 +63,6 @@ def test_an_invalid_value_is_warned_about_naming_the_choices_and_cumulative_used
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The value `sometimes`: one warning naming the variable and the choices, and cumulative is used."""
-    config_module._warned.clear()
     with caplog.at_level(logging.WARNING, logger="trading_telemetry"):
         cfg = TelemetryConfig.from_env({VARIABLE: "sometimes"})
     assert cfg.otlp_temporality == "cumulative"

@@ -7,16 +7,10 @@ import logging
 
 import pytest
 
-from trading_telemetry import timed, timing
+from trading_telemetry import timed
 from trading_telemetry.lifecycle import LATENCY_STEPS
 
 LATENCY_LABELS = {"strategy": "OFI", "symbol": "SPY", "order_type": "LIMIT"}
-
-
-@pytest.fixture(autouse=True)
-def _no_key_warned_yet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts as a fresh process would: no key warned about."""
-    monkeypatch.setattr(timing, "_warned_lifecycle_keys", set())
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
