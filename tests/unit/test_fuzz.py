@@ -176,8 +176,10 @@ def test_recording_api_production_never_raises_and_strict_raises_exactly_what_pr
 
     run()
     assert escapes == []
-    assert stats["dropped"] >= 1000  # both paths exercised a thousand times at least
-    assert stats["accepted"] >= 1000
+    # Both paths exercised many times, with a margin: the fixed draw gives 3,118 dropped and 1,059 accepted
+    # calls (over six other seeds 2,889 to 3,353 and 849 to 1,164), so each guard is under half its count.
+    assert stats["dropped"] >= 1000
+    assert stats["accepted"] >= 500
     for production, _ in pairs.values():
         assert all(production.series_count(key) <= LIMIT for key in plane_specs(production.plane))
         assert_renders(production)
