@@ -560,6 +560,7 @@ def _declared(extend: Callable[[], None], strict: bool, outcomes: dict[str, int]
     _exercise_accepted_catalog(strict)
 
 
+@pytest.mark.integration  # runs promtool on every accepted catalog: out of `make check`
 @pytest.mark.parametrize("strict", [False, True], ids=["production", "strict"])
 def test_extend_refuses_with_a_catalog_error_or_what_it_accepts_is_exported_whole(strict: bool) -> None:
     """extend() with arbitrary metric declarations and closed label sets: a CatalogError, or planes that record,
@@ -660,6 +661,7 @@ def catalog_files(draw: st.DrawFn) -> bytes:
     return data
 
 
+@pytest.mark.integration  # runs promtool on every accepted catalog: out of `make check`
 @pytest.mark.parametrize("strict", [False, True], ids=["production", "strict"])
 def test_catalog_files_are_refused_with_a_catalog_error_or_exported_whole(strict: bool) -> None:
     """load_file() with arbitrary bytes, text and YAML documents: a CatalogError naming the file, or planes that
