@@ -1,6 +1,8 @@
 # The two commands of the README's quick start:
 #   make demo   - the simulated three-plane trading session, serving :8000-:8002
 #   make test   - lint, type check and every test, installing what they need first
+# and the developer's fast loop:
+#   make check  - lint, type check and the unit tests; no builds, no servers
 PYTHON ?= python3
 VENV := .venv
 LOCK := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.installed-$(LOCK)
 PIP_INSTALL := pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: demo test test-ranges test-pythons lint docs dashboards system-deps collector
+.PHONY: demo test check test-ranges test-pythons lint docs dashboards system-deps collector
 
 # The development venv: the package editable, with every extra the tests use (dev pulls in
 # grpc, asyncio and dashboards) and NautilusTrader, at the locked versions.
@@ -67,6 +69,13 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps collector servers lint
 	$(VENV)/bin/pytest
+
+# The loop while developing: lint, types and tests/unit without the tests marked
+# integration (those start processes or run the benchmark scripts); it builds nothing,
+# installs no system package and starts no server (under a minute on 2 cores with the
+# venv there). `make test` runs everything.
+check: $(STAMP) lint
+	$(VENV)/bin/pytest -q -m "not integration" tests/unit
 
 # The unit tests at both ends of the dependency ranges pyproject.toml declares, the extras'
 # included: the lowest supported versions (.ci/lowest.txt) and the newest that install

@@ -89,10 +89,8 @@ def test_idle_connections_are_closed_after_the_idle_timeout(big_plane: tuple[Pla
     """A connection that sends nothing is closed by the server once TRADING_TELEMETRY_HTTP_IDLE_TIMEOUT passes."""
     _, server = big_plane
     sock = connect(server)
-    sock.settimeout(30)
-    started = time.monotonic()
+    sock.settimeout(30)  # the deadline, far past the idle timeout: recv raises TimeoutError if it stays open
     assert sock.recv(1) == b""  # the server closed it
-    assert time.monotonic() - started < 30
     sock.close()
 
 

@@ -158,22 +158,24 @@ def test_collector_outage_loses_nothing_and_never_blocks(
     collector.stop()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    slowest = 0.0
-    failures_seen = lambda: metrics.health()["exporters"]["otlp"]["consecutive_failures"] >= 5  # noqa: E731
+    failures = lambda: metrics.health()["exporters"]["otlp"]["consecutive_failures"]  # noqa: E731
     deadline = time.monotonic() + 30
-    recorded_during_outage = 0
-    while not failures_seen():
+    batches = 0
+    while failures() < 5:
         assert time.monotonic() < deadline, "the exporter never reported failures"
         for _ in range(500):
-            start = time.perf_counter()
             ticks.inc()
-            slowest = max(slowest, time.perf_counter() - start)
-        recorded_during_outage += 500
+        batches += 1
         time.sleep(0.01)  # pace the loop; the exporter works on its own thread
+    recorded_during_outage = 500 * batches
     growth = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
     assert metrics.health()["status"] == "degraded"
-    assert slowest < 0.05, f"a recording call took {slowest * 1000:.1f} ms while the Collector was down"
+    # Never blocked, counted rather than timed: each failed export is retried up to the 1 s export timeout, 300 ms
+    # apart, and recording that waited for the exporter would let about one batch through per export; the loop ran
+    # 38 to 54 batches per failed export here (2 cores, loaded), so the guard at 15 keeps a margin of 2.5.
+    failed = failures()
+    assert batches >= 15 * failed, f"{batches} batches of 500 calls while {failed} exports failed"
     assert growth < 2_000_000, f"memory grew by {growth} bytes during the outage"
 
     collector.start()

@@ -87,20 +87,21 @@ def test_a_killed_pushing_plane_fires_plane_stopped_and_goes_stale(
             'orders_received_total{service="order_plane"}'
         )
 
-    wait_for("the dead plane's series to go stale", gone, timeout=120, interval=1.0)
+    # The deadlines count from the kill: the series stale within 90 s, the alert firing within 120 s.
+    wait_for("the dead plane's series to go stale within 90 s of the kill", gone,
+             timeout=killed + 90 - time.monotonic(), interval=1.0)  # fmt: skip
     stale_after = time.monotonic() - killed
 
     def firing() -> list[dict[str, Any]]:
         alerts = prom.api("alerts")["alerts"]
         return [a for a in alerts if a["labels"]["alertname"] == "PlaneStopped" and a["state"] == "firing"]
 
-    fired = wait_for("PlaneStopped firing for the three planes", lambda: len(firing()) == 3 and firing(),
-                     timeout=150, interval=1.0)  # fmt: skip
+    fired = wait_for("PlaneStopped firing for the three planes within 120 s of the kill",
+                     lambda: len(firing()) == 3 and firing(),
+                     timeout=killed + 120 - time.monotonic(), interval=1.0)  # fmt: skip
     fired_after = time.monotonic() - killed
-    assert fired_after <= 120, f"PlaneStopped fired {fired_after:.0f}s after the kill"
     assert {a["labels"]["service"] for a in fired} == services
     assert all(a["labels"]["job"].endswith(a["labels"]["service"]) for a in fired)  # trading/<plane>
-    assert stale_after <= 90, f"the dead plane's series stayed {stale_after:.0f}s"
 
     def listed() -> list[dict[str, Any]]:
         return [a for a in alertmanager.alerts() if a["labels"]["alertname"] == "PlaneStopped"]

@@ -253,18 +253,19 @@ def test_our_rules_run_in_thanos_ruler_and_a_dead_plane_fires(stack: Stack) -> N
     def gone() -> bool:
         return not query.query('orders_received_total{job="trading/order_plane"}')
 
-    wait_for("the dead plane's series gone from instant queries", gone, timeout=120, interval=1.0)
+    # The deadlines count from the kill: the series gone within 90 s, the alert firing within 120 s.
+    wait_for("the dead plane's series gone from instant queries within 90 s of the kill", gone,
+             timeout=killed + 90 - time.monotonic(), interval=1.0)  # fmt: skip
     stale_after = time.monotonic() - killed
 
     def three_firing() -> list[dict[str, Any]]:
         found = firing()
         return found if len(found) == 3 else []
 
-    fired = wait_for("PlaneStopped firing in Thanos Ruler", three_firing, timeout=180, interval=2.0)
+    fired = wait_for("PlaneStopped firing in Thanos Ruler within 120 s of the kill", three_firing,
+                     timeout=killed + 120 - time.monotonic(), interval=2.0)  # fmt: skip
     after = time.monotonic() - killed
-    assert stale_after <= 90, f"the dead plane's series stayed {stale_after:.0f}s"
     assert {a["labels"]["service"] for a in fired} == {p.value for p in Plane}
-    assert after <= 120, f"PlaneStopped fired in Thanos Ruler {after:.0f}s after the kill"
 
     def in_alertmanager() -> bool:
         labels = [a["labels"] for a in stack.alertmanager.alerts()]

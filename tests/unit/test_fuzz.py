@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -176,8 +177,10 @@ def test_recording_api_production_never_raises_and_strict_raises_exactly_what_pr
 
     run()
     assert escapes == []
-    assert stats["dropped"] >= 1000  # both paths exercised a thousand times at least
-    assert stats["accepted"] >= 1000
+    # Both paths exercised many times, with a margin: the fixed draw gives 3,118 dropped and 1,059 accepted
+    # calls (over six other seeds 2,889 to 3,353 and 849 to 1,164), so each guard is under half its count.
+    assert stats["dropped"] >= 1000
+    assert stats["accepted"] >= 500
     for production, _ in pairs.values():
         assert all(production.series_count(key) <= LIMIT for key in plane_specs(production.plane))
         assert_renders(production)
@@ -325,11 +328,15 @@ def test_timed_block_is_per_task_when_asyncio_tasks_overlap() -> None:
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(strict=True, metrics_exporters=()))
     block = timed("storage_write_latency", labels={"event_type": "bar"})
 
+    around: dict[float, float] = {}  # each task's block timed from outside it, by the clock timed reads
+
     async def work(hold: float, started: asyncio.Event, other: asyncio.Event) -> None:
+        before = time.perf_counter_ns()
         with block:
             started.set()
             await other.wait()
             await asyncio.sleep(hold)
+        around[hold] = (time.perf_counter_ns() - before) / 1e9
 
     async def main() -> None:
         a, b = asyncio.Event(), asyncio.Event()
@@ -339,10 +346,11 @@ def test_timed_block_is_per_task_when_asyncio_tasks_overlap() -> None:
     handle = metrics.bind("storage_write_latency", event_type="bar")
     counts, _, low, high = handle.snapshot()  # type: ignore[attr-defined]
     assert sum(counts) == 2
-    # Each block's own duration, not the other's. asyncio may end a sleep slightly early
-    # by the monotonic clock (0.29998 s for a 0.30 s sleep was seen): 1 ms of slack.
-    assert 0.05 - 0.001 <= low < 0.2, low
-    assert 0.3 - 0.001 <= high < 0.5, high
+    # Each block's own duration, not the other's: at least its own sleep (asyncio may end a sleep slightly early
+    # by the monotonic clock, 0.29998 s for a 0.30 s sleep was seen: 1 ms of slack), at most its own block timed
+    # from outside (the short block recording until the long one ended would exceed it), whatever the load.
+    assert 0.05 - 0.001 <= low <= around[0.05] + 1e-6, (low, around)
+    assert 0.3 - 0.001 <= high <= around[0.30] + 1e-6, (high, around)
 
 
 def test_hostile_objects_are_hostile() -> None:
@@ -552,6 +560,7 @@ def _declared(extend: Callable[[], None], strict: bool, outcomes: dict[str, int]
     _exercise_accepted_catalog(strict)
 
 
+@pytest.mark.integration  # runs promtool on every accepted catalog: out of `make check`
 @pytest.mark.parametrize("strict", [False, True], ids=["production", "strict"])
 def test_extend_refuses_with_a_catalog_error_or_what_it_accepts_is_exported_whole(strict: bool) -> None:
     """extend() with arbitrary metric declarations and closed label sets: a CatalogError, or planes that record,
@@ -649,6 +658,7 @@ def catalog_files(draw: st.DrawFn) -> bytes:
     return data
 
 
+@pytest.mark.integration  # runs promtool on every accepted catalog: out of `make check`
 @pytest.mark.parametrize("strict", [False, True], ids=["production", "strict"])
 def test_catalog_files_are_refused_with_a_catalog_error_or_exported_whole(strict: bool) -> None:
     """load_file() with arbitrary bytes, text and YAML documents: a CatalogError naming the file, or planes that

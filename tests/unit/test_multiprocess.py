@@ -94,6 +94,7 @@ def test_what_forked_children_record_is_summed_on_the_parents_metrics(directory:
     assert len(os.listdir(directory)) == 4  # one file per process that recorded
 
 
+@pytest.mark.integration  # starts pools of fresh interpreters (spawn, forkserver): out of `make check`
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_a_pool_s_workers_counts_are_summed_ended_workers_included(
     method: str, directory: str, monkeypatch: pytest.MonkeyPatch
@@ -316,6 +317,7 @@ def _no_plane_left() -> Iterator[None]:
     reset()
 
 
+@pytest.mark.integration  # forks forty workers one after another: out of `make check`
 def test_ended_workers_files_are_read_once_and_closed(directory: str) -> None:
     """Forty short-lived workers: their files are summed once and closed, so a scrape reads (and holds open) the
     files of running processes only, and every later scrape shows the same totals."""

@@ -114,6 +114,7 @@ def test_in_one_process_multiprocess_mode_renders_what_the_default_mode_renders(
 
 @settings(EXAMPLES, max_examples=15)
 @given(workload=workloads(EXACT), cuts=st.tuples(st.floats(0, 1), st.floats(0, 1)))
+@pytest.mark.integration  # a forked child records a long workload: out of `make check`
 def test_work_split_between_a_parent_and_its_forked_child_renders_as_one_process(
     workload: tuple[Plane, list[Op]], cuts: tuple[float, float]
 ) -> None:

@@ -180,6 +180,7 @@ def test_a_backtest_records_into_the_backtest_namespace(caplog: pytest.LogCaptur
         reset()
 
 
+@pytest.mark.integration  # runs the example as a script in a process of its own: out of `make check`
 def test_the_docs_backtest_example_runs(tmp_path: Path) -> None:
     """docs/nautilus.md's backtest example, run as a script, prints what the actor recorded."""
     code = next(c for c in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S) if "engine.run()" in c)

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # each runs a script in a process of its own
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # each runs a script in a process of its own
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -15,6 +19,7 @@ def quick_run(script: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_bad_input_benchmark_prints_a_ratio_for_every_kind_of_rejected_call() -> None:
+    """bench_bad_input.py --quick prints a ratio with its minimum for each kind of rejected call."""
     done = quick_run("bench_bad_input.py")
     for kind in ("unknown key", "label value not a string", "negative increment", "over the cardinality limit",
                  "rejected (past the cardinality limit)"):  # fmt: skip
@@ -24,6 +29,7 @@ def test_bad_input_benchmark_prints_a_ratio_for_every_kind_of_rejected_call() ->
 
 
 def test_export_benchmark_prints_every_ratio() -> None:
+    """bench_export.py --quick prints every ratio it measures and finds that the exports carried all."""
     done = quick_run("bench_export.py")
     for what in ("render /metrics", "OTLP collect + encode", "loop p99.9 scraped/quiet", "loop worst scraped/quiet",
                  "memory per counter", "memory per gauge", "memory per histogram", "OrderLifecycle vs"):  # fmt: skip
@@ -33,6 +39,7 @@ def test_export_benchmark_prints_every_ratio() -> None:
 
 
 def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
+    """bench_nautilus.py --quick prints the backtest's wall time with / without our actor as a ratio."""
     done = quick_run("bench_nautilus.py")
     (line,) = [line for line in done.stdout.splitlines() if "wall time with / without" in line]
     assert "x (min " in line, line
@@ -40,6 +47,7 @@ def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
 
 
 def test_multiprocess_benchmark_prints_its_ratios() -> None:
+    """bench_multiprocess.py --quick prints each bound call's ratios and the scrape figures."""
     done = quick_run("bench_multiprocess.py")
     for what in ("bound inc()", "bound set()", "bound observe()"):
         (line,) = [line for line in done.stdout.splitlines() if line.startswith(what)]
@@ -51,6 +59,7 @@ def test_multiprocess_benchmark_prints_its_ratios() -> None:
 
 
 def test_import_benchmark_prints_both_ratios_and_the_heaviest_modules() -> None:
+    """bench_import.py --quick prints both import-time ratios and names trading_telemetry's heaviest modules."""
     done = quick_run("bench_import.py")
     for what in ("import trading_telemetry / import opentelemetry.sdk.metrics:",
                  "quick start's import line / import opentelemetry.sdk.metrics:"):  # fmt: skip
