@@ -2,7 +2,8 @@
 
 Installed with the package as a pytest plugin. The fixture gives every plane an
 in-memory metric reader and span exporter, in strict mode (bad input raises), and resets
-the package before and after the test::
+the package before and after the test, keeping the desk's catalog (what ``extend()`` and
+catalog files added, typically when the desk's modules were imported)::
 
     def test_fill_is_counted(captelemetry):
         execute(order)  # your code, using init_metrics_exporter / get_metrics / timed / traced
@@ -17,6 +18,7 @@ if none), so a test asserts on what it caused.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from trading_telemetry import _state
+from trading_telemetry._globals import STATE
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, effective_catalog, lookup
 from trading_telemetry.config import TelemetryConfig
@@ -174,13 +177,35 @@ class TelemetryCapture:
         assert got == count, f"{key}{labels}: {got} observations in le={le}, expected {count}; buckets {snap.buckets}"
 
 
-@pytest.fixture
-def captelemetry() -> Iterator[TelemetryCapture]:
-    """Every plane capturing into memory, strict; the package reset around the test."""
+_DESK_CATALOG = ("catalog_extensions", "catalog_index", "catalog_taken", "catalog_label_values",
+                 "catalog_files_loaded")  # fmt: skip
+
+
+def _reset_keeping_the_desk_catalog() -> None:
+    """reset(), with the catalog the desk had extended left as it was."""
+    kept = {name: getattr(STATE, name) for name in _DESK_CATALOG}
+    kept = {name: v.copy() if isinstance(v, dict | set) else v for name, v in kept.items()}  # reset clears those
     _state.reset()
+    for name, value in kept.items():
+        setattr(STATE, name, value)
+
+
+@contextlib.contextmanager
+def capturing() -> Iterator[TelemetryCapture]:
+    """What the fixture does: every plane capturing into memory, strict; the package
+    reset before and after, the desk's catalog kept."""
+    _reset_keeping_the_desk_catalog()
     capture = TelemetryCapture()
     capture.start()
     try:
         yield capture
     finally:
-        _state.reset()
+        _reset_keeping_the_desk_catalog()
+
+
+@pytest.fixture
+def captelemetry() -> Iterator[TelemetryCapture]:
+    """Every plane capturing into memory, strict; the package reset around the test,
+    the desk's catalog kept."""
+    with capturing() as capture:
+        yield capture

@@ -41,3 +41,20 @@ def test_wrong_kind_or_bucket_is_a_clear_assertion(captelemetry: TelemetryCaptur
     with pytest.raises(AssertionError, match=r"no bucket le=0\.03"):
         captelemetry.assert_observed("data_freshness", le=0.03, **SPY)
     assert captelemetry.histogram("data_freshness", **SPY).buckets[math.inf] == 0
+
+
+def test_the_desks_extended_catalog_survives_the_fixtures_reset() -> None:
+    """A metric the desk added with extend() (at its modules' import) is still there inside the fixture, and
+    after it: the fixture's resets keep the desk's catalog; reset() itself returns to the built-in one."""
+    from trading_telemetry import reset
+    from trading_telemetry.catalog import Kind, MetricSpec, Plane, extend, lookup
+    from trading_telemetry.testing import capturing
+
+    extend([MetricSpec(Plane.STRATEGY, "desk_rebalances", "strategy_desk_rebalances", Kind.COUNTER, "{rebalance}",
+                       "Rebalances", ("strategy",))])  # fmt: skip
+    with capturing() as capture:
+        capture.plane("strategy_plane").inc("desk_rebalances", strategy="OFI")
+        assert capture.counter("desk_rebalances", strategy="OFI") == 1
+    assert lookup("desk_rebalances") is not None
+    reset()
+    assert lookup("desk_rebalances") is None
