@@ -45,6 +45,10 @@ class ThrottleFilter(logging.Filter):
         self.held_back = 0
         """Records not let through so far."""
 
+    def renew_lock(self) -> None:
+        """In a forked child: a new lock (a parent's thread may have held this one at the fork)."""
+        self._lock = threading.Lock()
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True

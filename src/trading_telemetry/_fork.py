@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -59,7 +58,7 @@ def _new_filter_lock() -> None:
     """The exporter-log filter's lock, which a parent's thread may have held at the fork."""
     throttle = STATE.exporter_log_filter
     if throttle is not None:
-        throttle._lock = threading.Lock()
+        throttle.renew_lock()
 
 
 def after_fork_in_child(planes: Iterable[Any], rebuild: Callable[[Any], None]) -> None:

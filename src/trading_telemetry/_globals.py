@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from trading_telemetry._exporter_logs import ThrottleFilter
     from trading_telemetry._recorder import PlaneMetrics
-    from trading_telemetry.catalog import MetricSpec, Plane, _Taken
+    from trading_telemetry.catalog import MetricSpec, Plane, TakenNames
     from trading_telemetry.config import TelemetryConfig
     from trading_telemetry.errors import InvalidValueError
     from trading_telemetry.metrics_server import MetricsServer
@@ -57,7 +57,7 @@ class State:
     # catalog: the metrics by plane and key, built-in and extensions (None: the built-in catalog's index).
     catalog_index: Mapping[Plane, Mapping[str, MetricSpec]] | None = None
     # catalog: the names the catalog exposes, checked against each new entry (None: the built-in ones).
-    catalog_taken: _Taken | None = None
+    catalog_taken: TakenNames | None = None
     # catalog: closed label value sets added by extend(), each with its label's built-in values if any.
     catalog_label_values: dict[str, frozenset[str]] = field(default_factory=dict)
     # catalog: whether extend() is refused (freeze(): set at the first plane, cleared by reset()).

@@ -48,7 +48,7 @@ from trading_telemetry._aggregation import (
 )
 from trading_telemetry._fork import child_process
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane
-from trading_telemetry.config import SETTINGS, TelemetryConfig, _warn, unicode_problem
+from trading_telemetry.config import SETTINGS, TelemetryConfig, unicode_problem, warn_once
 from trading_telemetry.errors import ConfigError
 
 if TYPE_CHECKING:  # the tracing SDK is imported when a plane first exports spans
@@ -99,7 +99,7 @@ def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = Fa
     for key, value in config.resource_attributes.items():
         problem = unicode_problem(str(key)) or unicode_problem(str(value))
         if problem:
-            _warn(f"TelemetryConfig.resource_attributes[{key!r}]", str(value), f"is {problem}; attribute ignored")
+            warn_once(f"TelemetryConfig.resource_attributes[{key!r}]", str(value), f"is {problem}; attribute ignored")
         else:
             attributes[key] = value
     if per_process:
@@ -108,7 +108,7 @@ def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = Fa
     if config.service_name:
         problem = unicode_problem(config.service_name)
         if problem:
-            _warn("TelemetryConfig.service_name", config.service_name, f"is {problem}; the plane's name is used")
+            warn_once("TelemetryConfig.service_name", config.service_name, f"is {problem}; the plane's name is used")
         else:
             attributes["service.name"] = config.service_name
     return Resource(attributes)

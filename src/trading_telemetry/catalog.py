@@ -362,7 +362,7 @@ def _member(field_name: str, value: object, enum_type: type[Plane] | type[Kind])
     if type(value) is enum_type:
         return value
     text = _text(value)
-    found = enum_type._value2member_map_.get(text) if text is not None else None
+    found = next((m for m in enum_type if m.value == text), None) if text is not None else None
     if found is None:
         raise _Refusal(field_name, f"expected one of {', '.join(m.value for m in enum_type)}", value)
     return found
@@ -524,15 +524,15 @@ def _check_exposed_name(s: MetricSpec) -> None:
         raise _Refusal("name", f"exposed as {ours!r}: {problem}", s.name)
 
 
-class _Taken:
+class TakenNames:
     """Keys and exposed names in use, and whose they are."""
 
     def __init__(self) -> None:
         self.keys: dict[str, str] = {}
         self.names: dict[str, str] = {}
 
-    def copy(self) -> _Taken:
-        taken = _Taken()
+    def copy(self) -> TakenNames:
+        taken = TakenNames()
         taken.keys, taken.names = dict(self.keys), dict(self.names)
         return taken
 
@@ -549,7 +549,7 @@ class _Taken:
 
 def _checked(
     specs: Iterable[object],
-    taken: _Taken,
+    taken: TakenNames,
     *,
     builtin: bool = False,
     where: str = "extend()",
@@ -577,10 +577,10 @@ def _index(specs: tuple[MetricSpec, ...]) -> Mapping[Plane, Mapping[str, MetricS
     return MappingProxyType({p: MappingProxyType(d) for p, d in by_plane.items()})
 
 
-def _builtin_taken() -> _Taken:
+def _builtin_taken() -> TakenNames:
     """The names the built-in catalog and the self-metrics use; CatalogError if the
     built-in catalog breaks its own rules (a bug in the package, caught at import)."""
-    taken = _Taken()
+    taken = TakenNames()
     if _checked(CATALOG, taken, builtin=True, where="catalog") != CATALOG:
         raise CatalogError("catalog: a built-in entry is not in its plain form")
     return taken

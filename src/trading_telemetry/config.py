@@ -60,7 +60,7 @@ def _otel_bool(variable: str, raw: str) -> bool:
     ``true``/``false`` is false, with a warning."""
     value = raw.strip().lower()
     if value not in ("true", "false"):
-        _warn(variable, raw, "is neither 'true' nor 'false'; taken as false")
+        warn_once(variable, raw, "is neither 'true' nor 'false'; taken as false")
     return value == "true"
 
 
@@ -86,12 +86,12 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str, str], tuple[str, ...]]:
         if bad and not variable.startswith("OTEL_"):
             raise ConfigError(variable, raw, f"expected a comma list of {', '.join(allowed)}")
         if bad:
-            _warn(variable, raw, f"{', '.join(bad)} not supported (supported: {', '.join(allowed)}); ignored")
+            warn_once(variable, raw, f"{', '.join(bad)} not supported (supported: {', '.join(allowed)}); ignored")
             names = tuple(n for n in names if n not in bad)
             if not names:
                 raise ConfigError(variable, raw, "no supported value")
         if "none" in names and len(names) > 1:
-            _warn(variable, raw, "'none' combined with other values; 'none' ignored")
+            warn_once(variable, raw, "'none' combined with other values; 'none' ignored")
             names = tuple(n for n in names if n != "none")
         return () if names == ("none",) else names
 
@@ -108,7 +108,7 @@ LOG_LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "warning": 30, "e
 logger = logging.getLogger("trading_telemetry")
 
 
-def _warn(variable: str, raw: str, problem: str, *, secret: bool = False) -> None:
+def warn_once(variable: str, raw: str, problem: str, *, secret: bool = False) -> None:
     """Log a problem with an OTEL_* value once per (variable, value), secrets redacted."""
     warned = STATE.config_warned
     if (variable, raw) in warned or len(warned) >= 256:
@@ -136,7 +136,7 @@ def _propagators(variable: str, raw: str) -> tuple[str, ...]:
     known = {e.name for e in entry_points(group="opentelemetry_propagator")}
     unknown = [n for n in names if n not in known]
     if unknown:
-        _warn(variable, raw, f"propagator(s) {', '.join(unknown)} not installed; ignored")
+        warn_once(variable, raw, f"propagator(s) {', '.join(unknown)} not installed; ignored")
     chosen = tuple(n for n in names if n in known)
     if not chosen:
         raise ConfigError(variable, raw, "no installed propagator")
@@ -376,7 +376,7 @@ class TelemetryConfig:
                     if not variable.startswith("OTEL_"):
                         raise
                     # The specification: an invalid value is warned about and treated as unset.
-                    _warn(variable, raw, f"is invalid ({error.problem}); ignored", secret=s.parse is _headers)
+                    warn_once(variable, raw, f"is invalid ({error.problem}); ignored", secret=s.parse is _headers)
                     continue
                 break
         config = cls(**values)

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from helpers import SPEC_METRICS
-from trading_telemetry.catalog import CATALOG, LABELS, Kind, MetricSpec, Plane, _checked, _Taken, plane_specs, spec
+from trading_telemetry.catalog import CATALOG, LABELS, Kind, MetricSpec, Plane, TakenNames, _checked, plane_specs, spec
 from trading_telemetry.errors import CatalogError, UnknownPlaneError
 
 
@@ -89,11 +89,11 @@ def test_catalog_inconsistencies_raise(broken: dict[str, object], message: str) 
     base = spec("data_plane", "data_freshness")
     fields = {**base.__dict__, **broken}
     with pytest.raises(CatalogError, match=message):
-        _checked((MetricSpec(**fields),), _Taken(), builtin=True, where="catalog")
+        _checked((MetricSpec(**fields),), TakenNames(), builtin=True, where="catalog")
 
 
 def test_duplicate_keys_raise() -> None:
     """Two entries with one key in one plane are refused."""
     s = spec("data_plane", "ticks_received")
     with pytest.raises(CatalogError, match="duplicate"):
-        _checked((s, s), _Taken(), builtin=True, where="catalog")
+        _checked((s, s), TakenNames(), builtin=True, where="catalog")

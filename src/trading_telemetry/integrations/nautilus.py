@@ -274,6 +274,11 @@ class TelemetryActor(Actor):  # type: ignore[misc]
 
     # -- life cycle --------------------------------------------------------------------
 
+    @property
+    def strategies(self) -> frozenset[str]:
+        """The strategies whose orders, positions or PnL the actor has recorded."""
+        return frozenset(self._strategies)
+
     def on_start(self) -> None:
         self.backtest = isinstance(self.clock, TestClock)
         prepare(backtest=self.backtest)
@@ -638,7 +643,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             rate = self._rate(currency, venue)
             if rate is None:
                 out[strategy] = None
-                self._warn("no_rate", currency.code)
+                self._warn_missing("no_rate", currency.code)
                 continue
             del self._unconverted[(strategy, venue, currency)]
             self._realized_usd[strategy] = self._realized_usd.get(strategy, 0.0) + amount * rate
@@ -682,7 +687,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             price = self._mark(position)
             if price is None:
                 missing = unmarked[strategy] = "no_mark"
-                self._warn("no_mark", iid.value)
+                self._warn_missing("no_mark", iid.value)
                 continue
             pnl = position.unrealized_pnl(price)
             notional = position.notional_value(price)
@@ -690,7 +695,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             notional_rate = self._rate(notional.currency, iid.venue)
             if pnl_rate is None or notional_rate is None:
                 missing = unmarked[strategy] = "no_rate"
-                self._warn("no_rate", (pnl.currency if pnl_rate is None else notional.currency).code)
+                self._warn_missing("no_rate", (pnl.currency if pnl_rate is None else notional.currency).code)
                 continue
             usd = pnl.as_double() * pnl_rate
             unrealized[strategy] = unrealized.get(strategy, 0.0) + usd
@@ -724,7 +729,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
                         break
                 if rate is None or value is None:
                     if rate is None:
-                        self._warn("no_rate", currency.code)
+                        self._warn_missing("no_rate", currency.code)
                     value = None
                     missing = missing or "no_rate"
                     continue
@@ -798,9 +803,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         per (currency or instrument, reason) with what to do."""
         if metrics is not None:
             metrics.count_drop(metric, reason)
-        self._warn(reason, subject)
+        self._warn_missing(reason, subject)
 
-    def _warn(self, reason: str, subject: str) -> None:
+    def _warn_missing(self, reason: str, subject: str) -> None:
         """Log once per (currency or instrument, reason) what cannot be computed and what to do."""
         if (subject, reason) in self._warned:
             return

@@ -177,7 +177,7 @@ def _balance_change(account: Any) -> float:
 
 def ours(capture: Any, actor: TelemetryActor) -> dict[str, float]:
     """The same figures from our metrics (a :class:`~trading_telemetry.testing.TelemetryCapture`)."""
-    strategies = sorted(actor._strategies)
+    strategies = sorted(actor.strategies)
     realized = [capture.gauge("pnl_realized_usd", strategy=s) or 0.0 for s in strategies]
     return {
         "quotes and trades received": int(capture.total("ticks_received")),
