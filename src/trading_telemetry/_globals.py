@@ -8,9 +8,9 @@ constructed :class:`State` is what the package holds at import, so ``STATE == St
 says that nothing is left over. The locks are not state: they are left as they are by
 :func:`reset_state` and not compared; :func:`renew_locks` replaces them in a forked child.
 
-This module imports nothing of the package at run time (the names under
-``TYPE_CHECKING`` are for type hints only), so every module can use it without an
-import cycle.
+This module imports nothing of the package but its errors (for a type hint), so every
+module can use it without an import cycle; a field whose type lives in a module that
+uses ``STATE`` is typed ``Any``, with the type named in its comment.
 """
 
 from __future__ import annotations
@@ -20,19 +20,14 @@ import dataclasses
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from opentelemetry.propagators.textmap import TextMapPropagator
 
-    from trading_telemetry._exporter_logs import ThrottleFilter
-    from trading_telemetry._recorder import PlaneMetrics
-    from trading_telemetry.catalog import MetricSpec, Plane, TakenNames
-    from trading_telemetry.config import TelemetryConfig
     from trading_telemetry.errors import InvalidValueError
-    from trading_telemetry.metrics_server import MetricsServer
 
 __all__ = ["STATE", "State", "renew_locks", "reset_state"]
 
@@ -45,19 +40,19 @@ class State:
     """The package's module state; each field's comment says what it is and who uses it."""
 
     # _state: the configuration read from the environment on first use (None: not read yet).
-    config: TelemetryConfig | None = None
+    config: Any = None  # TelemetryConfig | None
     # _state: the initialised planes' metrics objects; cleared in place, never replaced (timing, tracing and
     # integrations.nautilus keep a reference to this dict).
-    planes: dict[Plane, PlaneMetrics] = field(default_factory=dict)
+    planes: dict[Any, Any] = field(default_factory=dict)  # Plane -> PlaneMetrics
     # _state: guards config, planes and the catalog loads made while setting a plane up.
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False, metadata=_LOCK)
 
     # catalog: the desk's metrics added by extend() and load_file(), in declaration order.
-    catalog_extensions: tuple[MetricSpec, ...] = ()
+    catalog_extensions: tuple[Any, ...] = ()  # MetricSpec
     # catalog: the metrics by plane and key, built-in and extensions (None: the built-in catalog's index).
-    catalog_index: Mapping[Plane, Mapping[str, MetricSpec]] | None = None
+    catalog_index: Mapping[Any, Mapping[str, Any]] | None = None  # Plane -> key -> MetricSpec
     # catalog: the names the catalog exposes, checked against each new entry (None: the built-in ones).
-    catalog_taken: TakenNames | None = None
+    catalog_taken: Any = None  # catalog.TakenNames | None
     # catalog: closed label value sets added by extend(), each with its label's built-in values if any.
     catalog_label_values: dict[str, frozenset[str]] = field(default_factory=dict)
     # catalog: whether extend() is refused (freeze(): set at the first plane, cleared by reset()).
@@ -84,13 +79,13 @@ class State:
     lifecycle_keys_warned: set[str] = field(default_factory=set)
 
     # _exporter_logs: the throttle filter on the OTLP exporters' loggers (None: not put on).
-    exporter_log_filter: ThrottleFilter | None = None
+    exporter_log_filter: Any = None  # _exporter_logs.ThrottleFilter | None
     # _exporter_logs: guards putting the filter on and taking it off.
     exporter_log_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False, metadata=_LOCK)
 
     # metrics_server: the /metrics servers this process runs (in a forked child: the inherited ones, closed
     # there by _fork). Kept by reset_state(): a server is its owner's until its close(), which takes it out.
-    servers: weakref.WeakSet[MetricsServer] = field(default_factory=weakref.WeakSet, metadata=_KEPT)
+    servers: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet, metadata=_KEPT)
 
 
 STATE = State()

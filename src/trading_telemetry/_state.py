@@ -35,9 +35,10 @@ planes: dict[Plane, PlaneMetrics] = STATE.planes
 def current_config() -> TelemetryConfig:
     """The configuration from the environment, read on first use and then kept."""
     with STATE.lock:
-        if STATE.config is None:
-            STATE.config = TelemetryConfig.from_env()
-        return STATE.config
+        config: TelemetryConfig | None = STATE.config
+        if config is None:
+            config = STATE.config = TelemetryConfig.from_env()
+        return config
 
 
 def init_metrics_exporter(
