@@ -1,6 +1,6 @@
 """What exporting costs the trading process, against its baselines, measured in one run.
 
-    .venv/bin/python benchmarks/bench_export.py [--quick] [--sizes 1000,5000,20000]
+    .venv/bin/python benchmarks/bench_export.py [--quick] [--sizes 1000,5000,20000] [--only-loop]
 
 For planes of 1k / 5k / 20k series (counters, gauges and histograms, as a desk has them)
 it prints, each as a ratio to a baseline measured in the same run over interleaved
@@ -27,13 +27,16 @@ collect+encode <= 1.0x; memory per counter/gauge series <= 1.0x; lifecycle <= 1.
 from __future__ import annotations
 
 import argparse
+import bisect
 import gc
+import json
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -64,12 +67,31 @@ def symbols(series: int) -> list[str]:
     return [f"S{i:05d}" for i in range(series // PER_SYMBOL)]
 
 
-def fill_ours(metrics: PlaneMetrics, names: list[str]) -> None:
+def fill_ours(metrics: PlaneMetrics, names: list[str], created: list[int] | None = None) -> None:
+    """Record once on each symbol's four series; ``created`` gets, per symbol, the time
+    (``time.time_ns``, the clock of OTel points) by which its four series existed."""
     for i, sym in enumerate(names):
         metrics.inc("ticks_received", i + 1, source="ibkr_rt", symbol=sym)
         metrics.inc("ofi_events_generated", source="ibkr_rt", symbol=sym)
         metrics.set("completeness_score", 0.5, symbol=sym)
         metrics.observe("data_freshness", 0.01 * (i % 50), source="ibkr_rt", symbol=sym)
+        if created is not None:
+            created.append(time.time_ns())
+
+
+def existing(created: list[int], collection_start: int) -> int:
+    """How many series existed when a collection began at ``collection_start`` (ns)."""
+    return PER_SYMBOL * bisect.bisect_right(created, collection_start)
+
+
+def short_exports(points: dict[int, int], created: list[int]) -> tuple[int, int, int]:
+    """(exports short of the series that existed at their collection's start, exports,
+    exports whose collection began while the series were still being created), from
+    the points each export carried by collection start time (all of an export's points
+    carry its collection's start as their time)."""
+    short = sum(1 for start, n in points.items() if n < existing(created, start))
+    during = sum(1 for start in points if start < created[-1])
+    return short, len(points), during
 
 
 def fill_prometheus_client(names: list[str]) -> CollectorRegistry:
@@ -161,12 +183,13 @@ class CountingExporter(MetricExporter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.points: list[int] = []
+        self.points: dict[int, int] = {}  # collection start (ns) -> data points
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         encode_metrics(metrics_data).SerializeToString()
         metrics = [m for rm in metrics_data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
-        self.points.append(sum(len(m.data.data_points) for m in metrics))
+        for point in (p for m in metrics for p in m.data.data_points):
+            self.points[point.time_unix_nano] = self.points.get(point.time_unix_nano, 0) + 1
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
@@ -184,16 +207,17 @@ def otlp_interval(size: int, seconds: float) -> None:
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=1000, export_timeout_millis=1000)
     ours = init_metrics_exporter("data_plane", config=TelemetryConfig(cardinality_limit=10**7), metric_readers=[reader])
     names = symbols(size)
-    fill_ours(ours, names)
+    created: list[int] = []
+    fill_ours(ours, names, created)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         fill_ours(ours, names[:100])  # the desk keeps trading
-    expected = len(names) * PER_SYMBOL
-    full = sum(1 for n in exporter.points if n >= expected)
-    print(
-        f"  OTLP every 1 s for {seconds:.0f} s: {full} of {len(exporter.points)} exports carried all {expected} series"
-    )
     reset()
+    short, exports, during = short_exports(exporter.points, created)
+    print(
+        f"  OTLP every 1 s for {seconds:.0f} s: {short} of {exports} exports short of the series that existed at "
+        f"their collection's start ({during} began while the {len(names) * PER_SYMBOL} series were being created)"
+    )
 
 
 def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
@@ -204,12 +228,15 @@ def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
     if scrape_url:
         code = (
             "import sys, time, urllib.request\n"
+            "print('ready', flush=True)\n"
             "while True:\n"
             "    time.sleep(1.0)\n"
             f"    request = urllib.request.Request({scrape_url!r}, headers={{'Accept-Encoding': 'gzip'}})\n"
             "    urllib.request.urlopen(request, timeout=60).read()\n"
         )
-        scraper = subprocess.Popen([sys.executable, "-c", code])
+        scraper = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert scraper.stdout is not None
+        scraper.stdout.readline()  # started (its fork and start-up are not the exports' doing)
     times: list[float] = []
     clock = time.perf_counter
     end = clock() + seconds
@@ -244,6 +271,158 @@ def trading_loop(size: int, rounds: int, seconds: float) -> None:
     print(f"  loop p99.9 scraped/quiet {spread(p999)}   last: {last[0] * 1e6:7.1f} vs {last[1] * 1e6:7.1f} us")
     print(f"  loop worst scraped/quiet {spread(worst)}   last: {last[2] * 1e3:7.2f} vs {last[3] * 1e3:7.2f} ms")
     reset()
+
+
+RECEIVER = """
+import gzip, json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse)
+
+points = {}  # collection start (ns) -> data points received
+last = {}  # collection start (ns) -> when its last request arrived (ns)
+requests = [0]
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keeps the connection, as a Collector does
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportMetricsServiceRequest.FromString(body)
+        requests[0] += 1
+        for rm in request.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    for p in getattr(m, m.WhichOneof("data")).data_points:
+                        points[p.time_unix_nano] = points.get(p.time_unix_nano, 0) + 1
+                        last[p.time_unix_nano] = time.time_ns()
+        self._answer(ExportMetricsServiceResponse().SerializeToString(), "application/x-protobuf")
+
+    def do_GET(self):
+        self._answer(json.dumps({"points": points, "last": last, "requests": requests[0]}).encode(), "application/json")
+
+    def _answer(self, body, kind):
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def percentile_999(times: list[float]) -> float:
+    return sorted(times)[int(len(times) * 0.999)]
+
+
+class GCPauses:
+    """The interpreter's garbage collections while active: (generation, seconds) each."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self.active = False
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.active:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+
+def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -> None:
+    """The trading loop while the plane is scraped over HTTP once a second and pushed by
+    OTLP (http/protobuf, through the plane's own exporter) every second, both during the
+    same measured window, against the loop with neither (interleaved rounds). A receiver
+    in another process decodes every request and counts the points of each collection;
+    an export is short if it carried fewer than the series that existed when its
+    collection began.
+
+    With ``freeze`` the plane's set-up objects are moved out of the collector's reach
+    (``gc.freeze()``) after set-up, as a latency-minded process does after start-up: a
+    full collection of the process's objects stops every thread for as long as it takes
+    (tens of milliseconds at 20k series), whatever triggered it. The longest collection
+    in the measured windows is printed either way."""
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None
+    url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+    config = TelemetryConfig(
+        cardinality_limit=10**7,
+        metrics_exporters=("prometheus", "otlp"),
+        otlp_metrics_endpoint=f"{url}/v1/metrics",
+        metric_export_interval_ms=1000,
+        metric_export_timeout_ms=1000,
+    )
+    p999: list[float] = []
+    worst: list[float] = []
+    worst_ms: list[float] = []
+    quiet_ms: list[float] = []
+    planes: list[tuple[int, int, list[int]]] = []  # (set up, shut down, series created), ns
+    gc_pauses = GCPauses()
+    gc.callbacks.append(gc_pauses)
+    try:
+        for _ in range(rounds):
+            reset()
+            quiet = loop_iterations(seconds, None)
+            began = time.time_ns()
+            ours = init_metrics_exporter("data_plane", config=config)
+            created: list[int] = []
+            fill_ours(ours, symbols(size), created)
+            if freeze:
+                gc.freeze()
+            with serve_metrics(ours, port=0) as server:
+                gc_pauses.active = True
+                busy = loop_iterations(seconds, f"{server.url}/metrics")
+                gc_pauses.active = False
+            reset()
+            gc.unfreeze()
+            planes.append((began, time.time_ns(), created))
+            p999.append(percentile_999(busy) / percentile_999(quiet))
+            worst.append(max(busy) / max(quiet))
+            worst_ms.append(max(busy) * 1e3)
+            quiet_ms.append(max(quiet) * 1e3)
+        with urllib.request.urlopen(f"{url}/counts", timeout=10) as answer:
+            received = json.load(answer)
+    finally:
+        gc.callbacks.remove(gc_pauses)
+        receiver.terminate()
+        receiver.wait()
+    took = sorted((int(end) - int(start)) / 1e9 for start, end in received["last"].items())
+    short = exports = during = 0
+    for began, ended, created in planes:
+        points = {int(t): n for t, n in received["points"].items() if began <= int(t) <= ended}
+        s, e, d = short_exports(points, created)
+        short, exports, during = short + s, exports + e, during + d
+    print(f"  loop p99.9 scraped+OTLP/quiet {spread(p999)}")
+    print(f"  loop worst scraped+OTLP/quiet {spread(worst)}")
+    print(
+        f"  loop worst scraped+OTLP  {statistics.median(worst_ms):5.2f} ms (min {min(worst_ms):.2f}, max "
+        f"{max(worst_ms):.2f});  quiet {statistics.median(quiet_ms):5.2f} ms (min {min(quiet_ms):.2f}, max "
+        f"{max(quiet_ms):.2f})"
+    )
+    generation, longest = max(gc_pauses.pauses, key=lambda p: p[1], default=(0, 0.0))
+    print(
+        f"  garbage collections meanwhile ({'gc.freeze() after set-up' if freeze else 'no gc.freeze()'}): "
+        f"{len(gc_pauses.pauses)}, longest {longest * 1e3:.2f} ms (generation {generation})"
+    )
+    print(
+        f"  OTLP every 1 s meanwhile: {short} of {exports} exports short of the series that existed at their "
+        f"collection's start ({during} began while the series were being created; {received['requests']} requests)"
+    )
+    print(
+        f"  an export, from its collection's start to its last request: median {statistics.median(took):.2f} s "
+        f"(max {max(took):.2f} s)"
+    )
 
 
 def memory(size: int) -> None:
@@ -359,7 +538,9 @@ def _callgrind(workload: str, orders: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds: a smoke run")
-    parser.add_argument("--sizes", default="1000,5000,20000", help="series per plane, comma separated")
+    parser.add_argument("--sizes", help="series per plane, comma separated (default 1000,5000,20000; 400 quick)")
+    parser.add_argument("--only-loop", action="store_true", help="only the trading loop under scrape and OTLP")
+    parser.add_argument("--no-gc-freeze", action="store_true", help="no gc.freeze() after the combined load's set-up")
     parser.add_argument("--lifecycle-workload", nargs=2, metavar=("WORKLOAD", "ORDERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lifecycle_workload:  # one side of the instruction count, run under callgrind
@@ -367,12 +548,18 @@ def main() -> None:
         _lifecycle_workloads(init_metrics_exporter("order_plane", config=TelemetryConfig()))[name](int(orders))
         reset()
         return
-    sizes = [400] if args.quick else [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in (args.sizes or ("400" if args.quick else "1000,5000,20000")).split(",")]
     rounds, seconds = (2, 1.5) if args.quick else (5, 3.0)
+    if args.only_loop:
+        for size in sizes:
+            print(f"{size} series (Data plane: {size // PER_SYMBOL} symbols x ticks, OFI, completeness, freshness)")
+            combined_load(size, rounds, seconds, freeze=not args.no_gc_freeze)
+        return
     for size in sizes:
         print(f"{size} series (Data plane: {size // PER_SYMBOL} symbols x ticks, OFI, completeness, freshness)")
         render_and_otlp(size, rounds)
         trading_loop(size, max(1, rounds // 2), seconds)
+        combined_load(size, rounds, seconds, freeze=not args.no_gc_freeze)
         otlp_interval(size, 3 * seconds)
     print(f"memory ({sizes[-1]} series of each kind)")
     memory(sizes[-1])

@@ -35,7 +35,13 @@ def test_export_benchmark_prints_every_ratio() -> None:
                  "memory per counter", "memory per gauge", "memory per histogram", "OrderLifecycle vs"):  # fmt: skip
         (line,) = [line for line in done.stdout.splitlines() if what in line]
         assert "x" in line.split(what)[1], line
-    assert "exports carried all" in done.stdout
+    assert "exports short of the series that existed at their collection's start" in done.stdout
+    for what in ("loop p99.9 scraped+OTLP/quiet", "loop worst scraped+OTLP/quiet"):
+        (line,) = [line for line in done.stdout.splitlines() if what in line]
+        assert "x (min " in line, line
+    (line,) = [line for line in done.stdout.splitlines() if "loop worst scraped+OTLP " in line]
+    assert " ms (min " in line, line
+    assert "quiet" in line, line
 
 
 def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
