@@ -30,10 +30,13 @@ import argparse
 import bisect
 import gc
 import json
+import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import urllib.request
@@ -220,7 +223,7 @@ def otlp_interval(size: int, seconds: float) -> None:
     )
 
 
-def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
+def loop_iterations(seconds: float, scrape_url: str | None, cpus: set[int] | None = None) -> list[float]:
     """Iteration times of a trading loop doing 20 µs of work per iteration, for ``seconds``,
     while another process scrapes ``scrape_url`` once a second, asking for gzip as
     Prometheus does."""
@@ -234,7 +237,12 @@ def loop_iterations(seconds: float, scrape_url: str | None) -> list[float]:
             f"    request = urllib.request.Request({scrape_url!r}, headers={{'Accept-Encoding': 'gzip'}})\n"
             "    urllib.request.urlopen(request, timeout=60).read()\n"
         )
-        scraper = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        scraper = subprocess.Popen(
+            [*NICE, sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+        )
         assert scraper.stdout is not None
         scraper.stdout.readline()  # started (its fork and start-up are not the exports' doing)
     times: list[float] = []
@@ -340,7 +348,50 @@ class GCPauses:
             self.pauses.append((info["generation"], time.perf_counter() - self._started))
 
 
-def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -> None:
+NICE = ("nice", "-n", "10")
+"""The scraper and the OTLP receiver stand for Prometheus and the Collector, which run elsewhere; on this
+machine's cores they run at a lower priority, as the export process is advised to (docs/processes.md)."""
+TRADING_CPU = 0
+"""With an export process, the trading process runs on this CPU and the export process, the scraper and the
+receiver on the others, as a desk pins its trading process to a core of its own (docs/processes.md)."""
+
+
+ALL_CPUS = set(os.sched_getaffinity(0))
+OTHER_CPUS = ALL_CPUS - {TRADING_CPU} or ALL_CPUS
+
+
+def _export_process(directory: str, url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``trading-telemetry serve data_plane`` in a process of its own, serving /metrics from the
+    multiprocess directory and pushing every process's sum (TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum) to
+    ``url`` every second: started, and its /metrics URL once it answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ, "TRADING_TELEMETRY_MULTIPROCESS_DIR": directory, "TRADING_TELEMETRY_MULTIPROCESS_PUSH": "sum",
+        "OTEL_METRICS_EXPORTER": "prometheus,otlp", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{url}/v1/metrics",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_METRIC_EXPORT_TIMEOUT": "1000",
+        "TRADING_TELEMETRY_CARDINALITY_LIMIT": str(10**7),
+    }  # fmt: skip
+    server = subprocess.Popen(
+        [*NICE, sys.executable, "-m", "trading_telemetry.cli", "serve", "data_plane", "--port", str(port)],
+        env=env,
+        preexec_fn=lambda: os.sched_setaffinity(0, OTHER_CPUS),
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server, f"http://127.0.0.1:{port}/metrics"
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise
+            time.sleep(0.05)
+
+
+def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True, process: bool = False) -> None:
     """The trading loop while the plane is scraped over HTTP once a second and pushed by
     OTLP (http/protobuf, through the plane's own exporter) every second, both during the
     same measured window, against the loop with neither (interleaved rounds). A receiver
@@ -352,8 +403,18 @@ def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -
     (``gc.freeze()``) after set-up, as a latency-minded process does after start-up: a
     full collection of the process's objects stops every thread for as long as it takes
     (tens of milliseconds at 20k series), whatever triggered it. The longest collection
-    in the measured windows is printed either way."""
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    in the measured windows is printed either way.
+
+    With ``process`` the trading process only records, into a multiprocess directory
+    (TRADING_TELEMETRY_MULTIPROCESS_DIR, no exporter of its own), and a process of its own
+    (``trading-telemetry serve`` with TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum) is scraped
+    and pushes."""
+    receiver = subprocess.Popen(
+        [*NICE, sys.executable, "-c", RECEIVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, OTHER_CPUS),
+    )
     assert receiver.stdout is not None
     url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
     config = TelemetryConfig(
@@ -363,6 +424,10 @@ def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -
         metric_export_interval_ms=1000,
         metric_export_timeout_ms=1000,
     )
+
+    def recording(directory: str) -> TelemetryConfig:
+        return TelemetryConfig(cardinality_limit=10**7, metrics_exporters=(), multiprocess_dir=directory)
+
     p999: list[float] = []
     worst: list[float] = []
     worst_ms: list[float] = []
@@ -370,21 +435,35 @@ def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -
     planes: list[tuple[int, int, list[int]]] = []  # (set up, shut down, series created), ns
     gc_pauses = GCPauses()
     gc.callbacks.append(gc_pauses)
+    if process:
+        os.sched_setaffinity(0, {TRADING_CPU})
     try:
         for _ in range(rounds):
             reset()
             quiet = loop_iterations(seconds, None)
             began = time.time_ns()
-            ours = init_metrics_exporter("data_plane", config=config)
+            directory = tempfile.mkdtemp(prefix="bench-export-")
+            ours = init_metrics_exporter("data_plane", config=recording(directory) if process else config)
             created: list[int] = []
             fill_ours(ours, symbols(size), created)
             if freeze:
                 gc.freeze()
-            with serve_metrics(ours, port=0) as server:
-                gc_pauses.active = True
-                busy = loop_iterations(seconds, f"{server.url}/metrics")
-                gc_pauses.active = False
+            if process:
+                exporter, scrape_url = _export_process(directory, url)
+                try:
+                    gc_pauses.active = True
+                    busy = loop_iterations(seconds, scrape_url, cpus=OTHER_CPUS)
+                    gc_pauses.active = False
+                finally:
+                    exporter.terminate()
+                    exporter.wait()
+            else:
+                with serve_metrics(ours, port=0) as server:
+                    gc_pauses.active = True
+                    busy = loop_iterations(seconds, f"{server.url}/metrics")
+                    gc_pauses.active = False
             reset()
+            shutil.rmtree(directory, ignore_errors=True)
             gc.unfreeze()
             planes.append((began, time.time_ns(), created))
             p999.append(percentile_999(busy) / percentile_999(quiet))
@@ -394,6 +473,7 @@ def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -
         with urllib.request.urlopen(f"{url}/counts", timeout=10) as answer:
             received = json.load(answer)
     finally:
+        os.sched_setaffinity(0, ALL_CPUS)
         gc.callbacks.remove(gc_pauses)
         receiver.terminate()
         receiver.wait()
@@ -403,6 +483,8 @@ def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True) -
         points = {int(t): n for t, n in received["points"].items() if began <= int(t) <= ended}
         s, e, d = short_exports(points, created)
         short, exports, during = short + s, exports + e, during + d
+    where = "in an export process" if process else "in the trading process"
+    print(f"  scrape and OTLP {where}:")
     print(f"  loop p99.9 scraped+OTLP/quiet {spread(p999)}")
     print(f"  loop worst scraped+OTLP/quiet {spread(worst)}")
     print(
@@ -554,12 +636,14 @@ def main() -> None:
         for size in sizes:
             print(f"{size} series (Data plane: {size // PER_SYMBOL} symbols x ticks, OFI, completeness, freshness)")
             combined_load(size, rounds, seconds, freeze=not args.no_gc_freeze)
+            combined_load(size, rounds, seconds, freeze=not args.no_gc_freeze, process=True)
         return
     for size in sizes:
         print(f"{size} series (Data plane: {size // PER_SYMBOL} symbols x ticks, OFI, completeness, freshness)")
         render_and_otlp(size, rounds)
         trading_loop(size, max(1, rounds // 2), seconds)
         combined_load(size, rounds, seconds, freeze=not args.no_gc_freeze)
+        combined_load(size, rounds, seconds, freeze=not args.no_gc_freeze, process=True)
         otlp_interval(size, 3 * seconds)
     print(f"memory ({sizes[-1]} series of each kind)")
     memory(sizes[-1])

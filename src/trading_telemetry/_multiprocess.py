@@ -260,6 +260,59 @@ class MergedSeries:
         return self._series.get(key, {})
 
 
+class SummedCell:
+    """One series of every process's sum, as the SDK's views read it: the same object from
+    one collection to the next (the views keep it), its numbers replaced at each merge."""
+
+    __slots__ = ("_items", "counts", "sum", "value")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        self.value: float | None = None
+        self.counts: list[int] = []
+        self.sum = 0.0
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return dict(self._items)
+
+    def snapshot(self) -> tuple[list[int], float, float, float]:
+        return list(self.counts), self.sum, math.inf, -math.inf  # no min or max: not kept in the files
+
+
+class SummedSeries:
+    """Every process's sum, for the SDK's views of a process that pushes it
+    (TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum): ``refresh()`` merges the files, and returns
+    the series seen for the first time, to be registered with the SDK's readers."""
+
+    def __init__(self, files: PlaneFiles, specs: Mapping[str, MetricSpec]) -> None:
+        self._files = files
+        self._cells: dict[str, dict[Any, SummedCell]] = {key: {} for key in specs}
+        self._lock = threading.Lock()  # two readers may collect at once
+        self.drops: Mapping[Any, float] = {}
+        """The drop self-metric's counts at the last refresh, every process's."""
+
+    def series(self, key: str) -> Mapping[Any, SummedCell]:
+        return self._cells[key]
+
+    def refresh(self) -> list[tuple[str, SummedCell]]:
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> list[tuple[str, SummedCell]]:
+        merged, self_metrics = self._files.merged()
+        new = []
+        for key, cells in self._cells.items():
+            for labels, summed in merged.series(key).items():
+                cell = cells.get(labels)
+                if cell is None:
+                    cell = cells[labels] = SummedCell(summed.label_items())
+                    new.append((key, cell))
+                cell.value, cell.counts, cell.sum = summed.value, list(summed.counts), summed.sum
+        self.drops = self_metrics.get(DROPPED_METRIC, {})
+        return new
+
+
 class PlaneFiles:
     """A plane's files in the directory: this process's (written), everyone's (read)."""
 

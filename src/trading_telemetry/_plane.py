@@ -24,12 +24,14 @@ from trading_telemetry._series import SeriesStore
 from trading_telemetry._version import __version__
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, plane_specs
 from trading_telemetry.config import TelemetryConfig
+from trading_telemetry.errors import ConfigError
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from trading_telemetry._exposition import PlaneExposition
+    from trading_telemetry._multiprocess import PlaneFiles, SummedSeries
 
 __all__ = ["build_plane", "rebuild_after_fork"]
 
@@ -53,14 +55,31 @@ def build_plane(
         policy.sink = files.count_drop
     store = SeriesStore(plane, specs, policy, config.cardinality_limit, files)
     try:
-        sdk = build_sdk(store, config, metric_readers, span_exporters)
+        summed = _summed(files, config)
+        sdk = build_sdk(store, config, metric_readers, span_exporters, summed=summed)
     except BaseException:
         if files is not None:
             files.close()
         raise
     metrics = PlaneMetrics(sdk, store, policy, files)
-    _join(metrics)
+    _join(metrics, summed)
     return metrics
+
+
+def _summed(files: PlaneFiles | None, config: TelemetryConfig) -> SummedSeries | None:
+    """Every process's sum, for the SDK's views, when this process pushes it
+    (TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum); else None."""
+    if files is None or config.multiprocess_push != "sum":
+        return None
+    if config.multiprocess_gauge == "liveall":
+        raise ConfigError(
+            "TRADING_TELEMETRY_MULTIPROCESS_PUSH", "sum",
+            "pushes one series per label set, and TRADING_TELEMETRY_MULTIPROCESS_GAUGE=liveall keeps one per "
+            "process: choose mostrecent, livesum, livemax or livemin, or push each process's own (own)",
+        )  # fmt: skip
+    from trading_telemetry._multiprocess import SummedSeries
+
+    return SummedSeries(files, plane_specs(files.plane))
 
 
 def rebuild_after_fork(metrics: PlaneMetrics) -> None:
@@ -76,14 +95,16 @@ def rebuild_after_fork(metrics: PlaneMetrics) -> None:
     inherited = metrics.sdk
     inherited.disown()
     renew_provider_lock()
-    metrics.sdk = build_sdk(metrics.store, inherited.config, instrument_asyncio=False)
-    _join(metrics)
+    summed = _summed(metrics.multiprocess, inherited.config)
+    metrics.sdk = build_sdk(metrics.store, inherited.config, instrument_asyncio=False, summed=summed)
+    _join(metrics, summed)
 
 
-def _join(metrics: PlaneMetrics) -> None:
+def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
     """Join the plane's store and self-metrics to its SDK: an instrument per spec, the
-    series registered with the readers, the exposition (when /metrics is served) and the
-    tracer."""
+    series registered with the readers (with ``summed``, those of every process's sum,
+    found at the start of each collection), the exposition (when /metrics is served) and
+    the tracer."""
     from trading_telemetry._aggregation import register_series
 
     sdk, store = metrics.sdk, metrics.store
@@ -93,9 +114,23 @@ def _join(metrics: PlaneMetrics) -> None:
         _self_metrics.uptime(metrics.plane, metrics.uptime),
     ]
     instruments = {s.key: _instrument(meter, s) for s in store.specs.values()}
-    for self_metric in self_metrics:
+    pushed = self_metrics
+    if summed is not None:
+
+        def refresh() -> None:
+            """At the start of a collection (observable callbacks run first): merge the
+            files, and register the series seen for the first time."""
+            for key, cell in summed.refresh():
+                register_series(instruments[key], cell.attributes)
+
+        pushed = [
+            _self_metrics.dropped(metrics.plane, lambda: summed.drops, before=refresh),
+            self_metrics[1],
+        ]
+    for self_metric in pushed:
         _observable(meter, self_metric, metrics.plane.value)
-    store.connect(instruments, register_series if sdk.has_readers else None, sdk.config.exemplar_filter)
+    register = register_series if sdk.has_readers and summed is None else None  # summed: the files' series
+    store.connect(instruments, register, sdk.config.exemplar_filter)
     metrics.exposition = _exposition(metrics, sdk, self_metrics) if sdk.pull else None
     provider = sdk.tracer_provider
     metrics.tracer = provider.get_tracer(METER_NAME, __version__) if provider else None
@@ -117,6 +152,8 @@ def _observable(meter: Meter, self_metric: SelfMetric, service: str) -> None:
     s = self_metric.spec
 
     def observations(options: CallbackOptions) -> list[Observation]:
+        if self_metric.before is not None:
+            self_metric.before()
         return [
             Observation(value, {**dict(zip(s.labels, labels, strict=True)), SERVICE_LABEL: service})
             for labels, value in self_metric.read().items()
@@ -130,6 +167,7 @@ def _observable(meter: Meter, self_metric: SelfMetric, service: str) -> None:
 
 def _exposition(metrics: PlaneMetrics, sdk: PlaneSDK, self_metrics: list[SelfMetric]) -> PlaneExposition:
     from trading_telemetry._exposition import PlaneExposition
+    from trading_telemetry._multiprocess import PlaneFiles, SummedSeries
 
     files = metrics.multiprocess
     resource = sdk.resource

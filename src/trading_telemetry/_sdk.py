@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,7 @@ from trading_telemetry._aggregation import (
     exporter_preferences,
 )
 from trading_telemetry._fork import child_process
-from trading_telemetry.catalog import SERVICE_LABEL, Kind, Plane
+from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane
 from trading_telemetry.config import SETTINGS, TelemetryConfig, unicode_problem, warn_once
 from trading_telemetry.errors import ConfigError
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # the tracing SDK is imported when a plane first exports span
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from trading_telemetry._series import SeriesStore
+    from trading_telemetry._series import SeriesReader, SeriesStore
 
 METER_NAME = "trading_telemetry"
 _EXEMPLAR_FILTERS: dict[str, Callable[[], Any]] = {
@@ -114,12 +114,12 @@ def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = Fa
     return Resource(attributes)
 
 
-def build_views(store: SeriesStore) -> list[View]:
+def build_views(specs: Mapping[str, MetricSpec], store: SeriesReader) -> list[View]:
     """One view per catalog metric: its label allow-list (plus ``service``), for
     histograms its explicit bucket boundaries, and an aggregation that reads the
-    series' handles from ``store`` (``_aggregation``)."""
+    series from ``store`` (``_aggregation``)."""
     views = []
-    for s in store.specs.values():
+    for s in specs.values():
         aggregation: Aggregation
         if s.kind is Kind.COUNTER:
             aggregation = CellSumAggregation(store, s.key, s.labels)
@@ -363,14 +363,16 @@ def build_sdk(
     extra_readers: Sequence[MetricReader] = (),
     span_exporters: Sequence[SpanExporter] = (),
     instrument_asyncio: bool = True,
+    summed: SeriesReader | None = None,
 ) -> PlaneSDK:
-    """The plane's MeterProvider with a view per catalog metric reading ``store``'s series,
-    and the readers the configuration asks for, and its TracerProvider; ``extra_readers``
-    and ``span_exporters`` (tests: in-memory ones) are added.
+    """The plane's MeterProvider with a view per catalog metric reading ``store``'s series
+    (or ``summed``'s: every process's sum, in multiprocess mode when this process pushes
+    it), and the readers the configuration asks for, and its TracerProvider;
+    ``extra_readers`` and ``span_exporters`` (tests: in-memory ones) are added.
 
     The resource's ``service.instance.id`` ends with the pid in a worker process (forked,
     or started by multiprocessing) and in multiprocess mode: each process pushes as an
-    instance of its own."""
+    instance of its own; not in a process that pushes the sum, the plane's one instance."""
     plane = store.plane
     if config.sdk_disabled:
         return PlaneSDK(plane, config, NoOpMeterProvider())
@@ -396,14 +398,15 @@ def build_sdk(
             )
         )
     readers += periodic
-    resource = build_resource(plane, config, per_process=bool(config.multiprocess_dir) or child_process())
+    own = bool(config.multiprocess_dir) and summed is None  # a process pushing the sum is the plane's instance
+    resource = build_resource(plane, config, per_process=own or child_process())
     # No atexit handler of the SDK's own: an unbounded one waits out an unanswering
     # Collector; _state registers one bounded by TRADING_TELEMETRY_SHUTDOWN_TIMEOUT.
     provider = MeterProvider(
         exemplar_filter=_EXEMPLAR_FILTERS[config.exemplar_filter](),
         metric_readers=readers,
         resource=resource,
-        views=build_views(store),
+        views=build_views(store.specs, store if summed is None else summed),
         shutdown_on_exit=False,
     )
     tracer_provider = build_tracer_provider(config, resource, span_exporters)

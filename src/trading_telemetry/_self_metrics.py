@@ -31,13 +31,17 @@ class SelfMetric:
 
     spec: MetricSpec
     read: Callable[[], Values]
+    before: Callable[[], None] | None = None
+    """Called at each collection before ``read`` (what the push path needs done first)."""
 
 
-def dropped(plane: Plane, counts: Callable[[], Mapping[tuple[str, str], int]]) -> SelfMetric:
+def dropped(
+    plane: Plane, counts: Callable[[], Mapping[tuple[str, str], float]], before: Callable[[], None] | None = None
+) -> SelfMetric:
     """``trading_telemetry_dropped_measurements_total{metric, reason}``: what could not be recorded."""
     spec = MetricSpec(plane, DROPPED_METRIC, DROPPED_METRIC, Kind.COUNTER, "{measurement}", DROPPED_HELP,
                       ("metric", "reason"))  # fmt: skip
-    return SelfMetric(spec, counts)  # type: ignore[arg-type]  # (metric, reason) keys: label values
+    return SelfMetric(spec, counts, before)  # type: ignore[arg-type]  # (metric, reason) keys: label values
 
 
 def uptime(plane: Plane, seconds: Callable[[], float]) -> SelfMetric:

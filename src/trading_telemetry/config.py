@@ -34,6 +34,7 @@ TEMPORALITY_PREFERENCES = ("cumulative", "delta", "lowmemory")
 EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 PLANES = ("data_plane", "order_plane", "strategy_plane")
 GAUGE_MODES = ("mostrecent", "livesum", "livemax", "livemin", "liveall")
+PUSH_MODES = ("own", "sum")
 
 
 def _bool(variable: str, raw: str) -> bool:
@@ -316,6 +317,11 @@ SETTINGS: tuple[Setting, ...] = (
             "with a multiprocess directory, a gauge's value on /metrics: `mostrecent` (the last value any process "
             "set, as one process would show), `livesum`, `livemax`, `livemin` (over running processes), `liveall` "
             "(one series per running process, with a `pid` label)"),
+    Setting("multiprocess_push", ("TRADING_TELEMETRY_MULTIPROCESS_PUSH",), _one_of(PUSH_MODES), "own",
+            "with a multiprocess directory, what this process pushes by OTLP: `own` (what it records, as an "
+            "instance of its own: the Collector sums the processes) or `sum` (every process's sum, as the "
+            "plane's one instance: run it in a process of its own, such as `trading-telemetry serve`, and the "
+            "trading process neither renders nor pushes; see [Several processes](processes.md))"),
 )  # fmt: skip
 
 
@@ -355,6 +361,7 @@ class TelemetryConfig:
     asyncio_plane: str = ""
     multiprocess_dir: str = ""
     multiprocess_gauge: str = "mostrecent"
+    multiprocess_push: str = "own"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:

@@ -74,6 +74,7 @@ ROWS: dict[str, tuple[str, object, str]] = {
     "asyncio_plane": ("data_plane", "data_plane", "risk_plane"),
     "multiprocess_dir": ("/dev/shm/desk", "/dev/shm/desk", " "),
     "multiprocess_gauge": ("LiveSum", "livesum", "average"),
+    "multiprocess_push": ("Sum", "sum", "both"),
 }
 
 
