@@ -114,3 +114,41 @@ def test_a_standalone_server_on_the_directory_serves_what_other_processes_record
         reset()
     assert server.returncode == 0, err
     assert f"serving the sum of what every process writing to {directory}" in out
+
+
+def test_an_export_process_pushes_the_sum_of_the_processes_as_the_planes_one_instance(
+    tmp_path: Path, collector_factory: Callable[[], Collector], prometheus_factory: Callable[..., Prometheus]
+) -> None:
+    """`trading-telemetry serve` with TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum pushes by OTLP to our Collector what
+    this process and its forked worker record, neither of which exports: Prometheus, scraping the Collector, holds
+    one series under the plane's instance (no pid), equal to the sum, and follows it as it grows."""
+    collector = collector_factory()
+    prom = prometheus_factory({"collector": [collector.prometheus_target]})
+    directory = str(tmp_path / "mp")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
+    env.update(collector.sdk_env())
+    env.update({
+        "TRADING_TELEMETRY_MULTIPROCESS_DIR": directory, "TRADING_TELEMETRY_MULTIPROCESS_PUSH": "sum",
+        "OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "300",
+    })  # fmt: skip
+    cmd = [sys.executable, "-m", "trading_telemetry.cli", "serve", "data_plane", "--port", str(free_port())]
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(multiprocess_dir=directory,
+                                                                         metrics_exporters=()))  # fmt: skip
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics.inc("ticks_received", 4, **TICK_LABELS)
+        worker = Worker(metrics)
+        worker.ask("ticks 6")
+        query = 'data_ticks_received_total{job="trading/data_plane"}'
+        wait_for("the sum of both processes", lambda: prom.value(f"sum({query})") == 10, timeout=60)
+        instances = {s["metric"]["instance"]: float(s["value"][1]) for s in prom.query(query)}
+        assert instances == {f"{socket.gethostname()}/data_plane": 10}
+        worker.ask("ticks 5")
+        worker.stop()
+        wait_for("the sum after the worker ended", lambda: prom.value(f"sum({query})") == 15, timeout=60)
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=20)
+    finally:
+        server.kill()
+        reset()
+    assert server.returncode == 0, err

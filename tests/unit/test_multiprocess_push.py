@@ -73,5 +73,5 @@ def test_one_series_per_process_cannot_be_pushed_as_the_sum(tmp_path: Path) -> N
         multiprocess_dir=str(tmp_path / "mp"), multiprocess_push="sum", multiprocess_gauge="liveall",
         metrics_exporters=(),
     )  # fmt: skip
-    with pytest.raises(ConfigError, match="MULTIPROCESS_PUSH.*liveall"):
+    with pytest.raises(ConfigError, match=r"MULTIPROCESS_PUSH.*liveall"):
         init_metrics_exporter("data_plane", config=config, metric_readers=[InMemoryMetricReader()])
