@@ -167,7 +167,6 @@ def _observable(meter: Meter, self_metric: SelfMetric, service: str) -> None:
 
 def _exposition(metrics: PlaneMetrics, sdk: PlaneSDK, self_metrics: list[SelfMetric]) -> PlaneExposition:
     from trading_telemetry._exposition import PlaneExposition
-    from trading_telemetry._multiprocess import PlaneFiles, SummedSeries
 
     files = metrics.multiprocess
     resource = sdk.resource
