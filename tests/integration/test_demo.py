@@ -9,12 +9,15 @@ import sys
 import threading
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import STRICT_PROMETHEUS, http_get, wait_for
 from trading_telemetry import MetricsServer, init_metrics_exporter
 from trading_telemetry.catalog import CATALOG, Plane
 from trading_telemetry.demo import Session, run_demo
+
+pytestmark = pytest.mark.integration
 
 
 def _moved(servers: list[MetricsServer]) -> dict[str, float]:
