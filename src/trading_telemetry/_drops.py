@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
-
-from opentelemetry.metrics import CallbackOptions, Observation
+from collections.abc import Callable, Collection
 
 from trading_telemetry._safe import safe_str, type_name
 from trading_telemetry.errors import InvalidInputError, MeasurementError
@@ -141,10 +139,3 @@ class DropPolicy:
         """Drops so far by (metric label, reason)."""
         with self._lock:
             return dict(self._counts)
-
-    def observations(self, options: CallbackOptions) -> Iterable[Observation]:
-        """The self-metric's callback."""
-        return [
-            Observation(count, {"metric": metric, "reason": reason, "service": self.service})
-            for (metric, reason), count in self.counts().items()
-        ]

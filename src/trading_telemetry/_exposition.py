@@ -184,7 +184,9 @@ class PlaneExposition:
                 reader, replaced = self._source()
             except Exception as error:  # noqa: BLE001 - no part-sum (a counter going down): families left out
                 self._failed("multiprocess files", error)
-                reader, replaced = _NO_SERIES, {m.spec.key: {} for m, _ in self._self_metrics}
+                # No counter of this process alone either (a part-sum goes down); the gauges (uptime) stay.
+                reader = _NO_SERIES
+                replaced = {m.spec.key: {} for m, _ in self._self_metrics if m.spec.kind is Kind.COUNTER}
         for metric in self._metrics:
             handles = list(reader.series(metric.key).values())
             if not handles:

@@ -214,9 +214,11 @@ class ListenerServer(TcpWSGIServer):
         ends, having nothing left to poll."""
 
         def close_everything() -> None:
-            with self._pull_lock:
+            with self._pull_lock:  # a pull under way ends first; none starts after
                 self._pipe_closed = True
-                close_all(self.socket_map)
+            # Outside the lock: closing a connection takes its buffer lock, which a handler
+            # may hold while it pulls (waitress's write_soon).
+            close_all(self.socket_map)
 
         trigger = cast(Any, self.trigger)
         with trigger.lock:

@@ -105,7 +105,8 @@ class FileCounterHandle(CounterHandle):
     _mv: memoryview[float]
 
     def record_state(self) -> list[float]:
-        """The handle's record: its total (read unlocked: called with the lock held)."""
+        """The handle's record: its total (read unlocked: at its first store, under the
+        handle's lock, or when the store makes it, before any other thread has it)."""
         return [float(self.value)]
 
     def inc(self, value: float = 1) -> None:
@@ -277,7 +278,7 @@ class SummedCell:
         return dict(self._items)
 
     def snapshot(self) -> tuple[list[int], float, float, float]:
-        return list(self.counts), self.sum, math.inf, -math.inf  # no min or max: not kept in the files
+        return list(self.counts), self.sum, math.inf, -math.inf  # min and max unknown: the files keep neither
 
 
 class SummedSeries:
@@ -288,6 +289,7 @@ class SummedSeries:
     def __init__(self, files: PlaneFiles, specs: Mapping[str, MetricSpec]) -> None:
         self._files = files
         self._cells: dict[str, dict[Any, SummedCell]] = {key: {} for key in specs}
+        self._gauges = [key for key, s in specs.items() if s.kind is Kind.GAUGE]
         self._lock = threading.Lock()  # two readers may collect at once
         self.drops: Mapping[Any, float] = {}
         """The drop self-metric's counts at the last refresh, every process's."""
@@ -301,7 +303,10 @@ class SummedSeries:
 
     def _refresh(self) -> list[tuple[str, SummedCell]]:
         merged, self_metrics = self._files.merged()
-        new = []
+        for key in self._gauges:  # a gauge of processes that all ended (live* modes) is gone: not exported
+            for gone in self._cells[key].values():
+                gone.value = None
+        new: list[tuple[str, SummedCell]] = []
         for key, cells in self._cells.items():
             for labels, summed in merged.series(key).items():
                 cell = cells.get(labels)

@@ -95,9 +95,10 @@ def rebuild_after_fork(metrics: PlaneMetrics) -> None:
     inherited = metrics.sdk
     inherited.disown()
     renew_provider_lock()
-    summed = _summed(metrics.multiprocess, inherited.config)
-    metrics.sdk = build_sdk(metrics.store, inherited.config, instrument_asyncio=False, summed=summed)
-    _join(metrics, summed)
+    # A forked child pushes what it records, as an instance of its own, even where its
+    # parent pushed every process's sum: the parent still does.
+    metrics.sdk = build_sdk(metrics.store, inherited.config, instrument_asyncio=False)
+    _join(metrics)
 
 
 def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:

@@ -305,7 +305,8 @@ class PlaneSDK:
     pushers: list[TrackedExporter] = field(default_factory=list)
     tracer_provider: TracerProvider | None = None
     # Whether an SDK reader exists (push exporters, test readers): then each series is
-    # registered with the SDK, and histograms offer exemplars.
+    # registered with the SDK, and histograms offer exemplars (not where the readers read
+    # every process's sum: TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum).
     has_readers: bool = False
     started: float = field(default_factory=time.monotonic)
     stopped: bool = False

@@ -139,8 +139,9 @@ class SeriesStore:
         exemplar_filter: str,
     ) -> None:
         """Record through the SDK's ``instruments`` (one per key): each series, those that
-        exist included, is handed to ``register`` when the SDK has readers (None: it has
-        none), and histograms offer exemplars unless ``exemplar_filter`` is always_off."""
+        exist included, is handed to ``register``, and histograms offer exemplars unless
+        ``exemplar_filter`` is always_off; ``register`` None (no SDK reader, or one that
+        reads every process's sum instead) registers nothing and offers no exemplar."""
         with self._lock:
             self._instruments, self._register, self._exemplar_filter = instruments, register, exemplar_filter
             for key, series in self._series.items():
@@ -237,8 +238,11 @@ class SeriesStore:
         instruments are the parent's until ``connect`` is called again."""
         self._lock = threading.Lock()
         self._register = None
+        self._instruments = {}
         for series in self._series.values():
             for handle in series.values():
                 handle.after_fork()
+                if isinstance(handle, HistogramHandle):
+                    handle.use_exemplars(None, False)  # not the parent's instruments
                 if self._files is not None:
                     self._files.detach(handle)

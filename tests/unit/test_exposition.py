@@ -132,6 +132,26 @@ def _exposition(plane: Plane, resource: dict[str, Any]) -> PlaneExposition:
     return PlaneExposition(plane_specs(plane), _NoSeries(), resource, self_metrics, service=plane.value)
 
 
+def test_when_the_multiprocess_files_cannot_be_read_the_liveness_gauge_is_still_served() -> None:
+    """A failing read of every process's files leaves the series and the drop counter out (no part-sum of a
+    counter), counts the failure, and still serves the uptime gauge, which PlaneStopped watches."""
+
+    def unreadable() -> Any:
+        raise OSError("the directory went away")
+
+    self_metrics = [_self_metrics.dropped(Plane.DATA, lambda: {("ticks_received", "overflow"): 3}),
+                    _self_metrics.uptime(Plane.DATA, lambda: 1.0)]  # fmt: skip
+    exposition = PlaneExposition(
+        plane_specs(Plane.DATA), _NoSeries(), {"service.name": "data_plane"}, self_metrics, service="data_plane",
+        source=unreadable,
+    )  # fmt: skip
+    families = parsed(exposition.render().decode(), False)
+    assert set(families) == {"target_info", UPTIME}
+    assert exposition.failures == 1
+    assert exposition.last_failure is not None
+    assert "multiprocess files" in exposition.last_failure
+
+
 def test_a_target_info_that_cannot_be_encoded_is_left_out_and_counted() -> None:
     """A Resource value that slipped past the checks and cannot be encoded costs target_info alone: the rest of
     the body is served, and the failure is counted and named."""

@@ -3,6 +3,9 @@ the trading process neither renders nor pushes."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -75,3 +78,59 @@ def test_one_series_per_process_cannot_be_pushed_as_the_sum(tmp_path: Path) -> N
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"MULTIPROCESS_PUSH.*liveall"):
         init_metrics_exporter("data_plane", config=config, metric_readers=[InMemoryMetricReader()])
+
+
+def test_a_live_gauge_of_processes_that_all_ended_is_no_longer_pushed(tmp_path: Path) -> None:
+    """With livesum gauges, a worker's gauge is pushed while it runs, and no longer once it ended (as /metrics
+    drops it), instead of its last value forever."""
+    from mp_workers import Worker
+
+    reader = InMemoryMetricReader()
+    config = TelemetryConfig(
+        multiprocess_dir=str(tmp_path / "mp"), multiprocess_push="sum", multiprocess_gauge="livesum",
+        metrics_exporters=(),
+    )  # fmt: skip
+    metrics = init_metrics_exporter("data_plane", config=config, metric_readers=[reader])
+    worker = Worker(metrics)
+    worker.ask("gauge 0.75")
+    points, _ = _points(reader)
+    spy = (("service", "data_plane"), ("symbol", "SPY"))
+    assert points["data_completeness_score"][spy].value == 0.75
+    worker.stop()
+    points, _ = _points(reader)
+    assert spy not in points.get("data_completeness_score", {})
+
+
+def test_a_forked_child_of_the_pushing_process_pushes_its_own(tmp_path: Path) -> None:
+    """A child forked from the process that pushes the sum pushes only what it records, under an instance of its
+    own (its console export shows its 2 ticks, not the sum of 7): the sum is pushed once, by the parent."""
+    reader = InMemoryMetricReader()
+    config = TelemetryConfig(
+        multiprocess_dir=str(tmp_path / "mp"), multiprocess_push="sum", metrics_exporters=("console",),
+        metric_export_interval_ms=3_600_000,
+    )  # fmt: skip
+    metrics = init_metrics_exporter("data_plane", config=config, metric_readers=[reader])
+    metrics.inc("ticks_received", 5, **TICK_LABELS)
+
+    def child() -> None:
+        metrics.inc("ticks_received", 2, **TICK_LABELS)
+        printed = io.StringIO()
+        (console,) = metrics.sdk.pushers
+        console._inner.out = printed  # type: ignore[attr-defined]  # the SDK's ConsoleMetricExporter, this process's
+        assert metrics.force_flush()
+        text = printed.getvalue()
+        exported = json.loads(text[text.index("{") : text.rindex("}") + 1])
+        (resource_metrics,) = exported["resource_metrics"]
+        assert resource_metrics["resource"]["attributes"]["service.instance.id"].endswith(f"/{os.getpid()}")
+        values = [
+            point["value"]
+            for scope in resource_metrics["scope_metrics"]
+            for metric in scope["metrics"]
+            if metric["name"] == "data_ticks_received"
+            for point in metric["data"]["data_points"]
+        ]
+        assert values == [2]
+
+    assert wait_exit(fork(child)) == 0
+    points, _ = _points(reader)
+    assert points["data_ticks_received"][SPY].value == 7

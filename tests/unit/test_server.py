@@ -323,3 +323,42 @@ def test_a_wake_up_after_the_listener_stopped_writes_nowhere() -> None:
             os.close(read_end)
             os.close(write_end)
         dispatcher.shutdown(timeout=1)
+
+
+def test_stopping_while_a_handler_pulls_with_its_buffer_lock_held_does_not_deadlock() -> None:
+    """A handler that holds a connection's buffer lock (waitress's write_soon) and wakes the loop while the server
+    stops: the stop closes that connection once the handler lets go, and both finish."""
+    import threading
+
+    from waitress.adjustments import Adjustments
+    from waitress.channel import HTTPChannel
+
+    from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
+
+    socket_map: dict[int, object] = {}
+    dispatcher = Dispatcher(ListenerStats())
+    server = ListenerServer(
+        lambda environ, start_response: [], socket_map, Adjustments(host="127.0.0.1", port=0), dispatcher, 5.0, 5.0
+    )
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
+    client = socket.create_connection(("127.0.0.1", int(server.effective_port)), timeout=5)
+    try:
+        channel = wait_for(
+            "the connection to be accepted",
+            lambda: next((c for c in list(socket_map.values()) if isinstance(c, HTTPChannel)), None),
+            timeout=10,
+        )
+        pulled = threading.Event()
+        with channel.outbuf_lock:  # as a handler writing its answer
+            server.stop()
+            wait_for("the stop to begin", lambda: server._pipe_closed, timeout=10)
+            handler = threading.Thread(target=lambda: (server.pull_trigger(), pulled.set()), daemon=True)
+            handler.start()
+            assert pulled.wait(10), "the handler's wake-up waited for the stop, which waits for the handler"
+        loop.join(10)
+        assert not loop.is_alive()
+        assert not socket_map
+    finally:
+        client.close()
+        dispatcher.shutdown(timeout=1)
