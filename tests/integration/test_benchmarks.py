@@ -35,13 +35,20 @@ def test_export_benchmark_prints_every_ratio() -> None:
                  "memory per counter", "memory per gauge", "memory per histogram", "OrderLifecycle vs"):  # fmt: skip
         (line,) = [line for line in done.stdout.splitlines() if what in line]
         assert "x" in line.split(what)[1], line
-    assert "exports short of the series that existed at their collection's start" in done.stdout
+    lines = done.stdout.splitlines()
+    assert [line.strip() for line in lines if line.strip().startswith("scrape and OTLP")] == [
+        "scrape and OTLP in the trading process:", "scrape and OTLP in an export process:",
+    ]  # fmt: skip
+    short = [line for line in lines if "exports short of the series that existed at their collection's start" in line]
+    assert len([line for line in short if "OTLP every 1 s meanwhile" in line]) == 2, short  # both ways
+    assert all(" 0 of " in line for line in short), short  # every export carried every series
     for what in ("loop p99.9 scraped+OTLP/quiet", "loop worst scraped+OTLP/quiet"):
-        (line,) = [line for line in done.stdout.splitlines() if what in line]
-        assert "x (min " in line, line
-    (line,) = [line for line in done.stdout.splitlines() if "loop worst scraped+OTLP " in line]
-    assert " ms (min " in line, line
-    assert "quiet" in line, line
+        found = [line for line in lines if what in line]
+        assert len(found) == 2, found  # the trading process, then the export process
+        assert all("x (min " in line for line in found), found
+    found = [line for line in lines if "loop worst scraped+OTLP " in line]
+    assert len(found) == 2, found
+    assert all(" ms (min " in line and "quiet" in line for line in found), found
 
 
 def test_nautilus_benchmark_prints_the_wall_time_ratio() -> None:
