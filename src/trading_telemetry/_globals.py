@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import threading
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from trading_telemetry.errors import InvalidValueError
 
-__all__ = ["STATE", "State", "renew_locks", "reset_state"]
+__all__ = ["DESK_CATALOG", "STATE", "State", "renew_locks", "reset_state"]
 
 _LOCK = {"lock": True}  # a lock field: not compared, kept by reset_state(), renewed by renew_locks()
 _KEPT = {"kept": True}  # a field reset_state() leaves as it is
@@ -92,19 +93,26 @@ STATE = State()
 """The package's state: the one instance, never replaced (modules keep a reference to it)."""
 
 
-def reset_state() -> State:
-    """Every field of :data:`STATE` back to its value at import, except the locks and the
-    running servers, all at once under every lock (taken in field order, the order the
-    package nests them in); returns a State holding what the fields held. Containers are
-    emptied and refilled in place, so a reference a module keeps to one (``planes``)
-    stays the live one."""
+DESK_CATALOG = frozenset(
+    {"catalog_extensions", "catalog_index", "catalog_taken", "catalog_label_values", "catalog_files_loaded"}
+)
+"""The fields that hold the desk's catalog (what extend() and catalog files added): what the
+pytest fixture keeps across its resets. ``catalog_frozen`` is not one: a reset thaws it."""
+
+
+def reset_state(keep: Collection[str] = ()) -> State:
+    """Every field of :data:`STATE` back to its value at import, except the locks, the
+    running servers and the fields named in ``keep``, all at once under every lock (taken
+    in field order, the order the package nests them in); returns a State holding what
+    the fields held. Containers are emptied and refilled in place, so a reference a
+    module keeps to one (``planes``) stays the live one."""
     fresh, previous = State(), State()
     with contextlib.ExitStack() as held:
         for f in dataclasses.fields(State):
             if f.metadata.get("lock"):
                 held.enter_context(getattr(STATE, f.name))
         for f in dataclasses.fields(State):
-            if f.metadata:
+            if f.metadata or f.name in keep:
                 continue
             value, initial = getattr(STATE, f.name), getattr(fresh, f.name)
             if type(value) in (dict, set):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from trading_telemetry import _exporter_logs, _fork
-from trading_telemetry._globals import STATE, renew_locks, reset_state
+from trading_telemetry._globals import DESK_CATALOG, STATE, State, renew_locks, reset_state
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.catalog import Plane, freeze, load_file
 from trading_telemetry.config import TelemetryConfig
@@ -142,7 +142,18 @@ def reset(timeout: float | None = None) -> bool:
     (its thread dies with the interpreter). The exporter-log filter, which held back
     those exports' retry lines, is taken off the loggers after them. Returns whether
     the last exports finished within the bound."""
-    previous = reset_state()
+    return _stop(reset_state(), timeout)
+
+
+def reset_keeping_the_desk_catalog(timeout: float | None = None) -> bool:
+    """:func:`reset`, with the desk's catalog (what extend() and catalog files added) left
+    as it is: the pytest fixture's reset, for a desk that extends when its modules are
+    imported."""
+    return _stop(reset_state(keep=DESK_CATALOG), timeout)
+
+
+def _stop(previous: State, timeout: float | None) -> bool:
+    """The planes ``previous`` held, shut down within ``timeout`` (see :func:`reset`)."""
     stopping, config = list(previous.planes.values()), previous.config
     if timeout is None:
         configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]

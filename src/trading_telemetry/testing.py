@@ -31,7 +31,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from trading_telemetry import _state
-from trading_telemetry._globals import STATE
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry.catalog import SERVICE_LABEL, Kind, MetricSpec, Plane, effective_catalog, lookup
 from trading_telemetry.config import TelemetryConfig
@@ -177,30 +176,17 @@ class TelemetryCapture:
         assert got == count, f"{key}{labels}: {got} observations in le={le}, expected {count}; buckets {snap.buckets}"
 
 
-_DESK_CATALOG = ("catalog_extensions", "catalog_index", "catalog_taken", "catalog_label_values",
-                 "catalog_files_loaded")  # fmt: skip
-
-
-def _reset_keeping_the_desk_catalog() -> None:
-    """reset(), with the catalog the desk had extended left as it was."""
-    kept = {name: getattr(STATE, name) for name in _DESK_CATALOG}
-    kept = {name: v.copy() if isinstance(v, dict | set) else v for name, v in kept.items()}  # reset clears those
-    _state.reset()
-    for name, value in kept.items():
-        setattr(STATE, name, value)
-
-
 @contextlib.contextmanager
 def capturing() -> Iterator[TelemetryCapture]:
     """What the fixture does: every plane capturing into memory, strict; the package
     reset before and after, the desk's catalog kept."""
-    _reset_keeping_the_desk_catalog()
+    _state.reset_keeping_the_desk_catalog()
     capture = TelemetryCapture()
     capture.start()
     try:
         yield capture
     finally:
-        _reset_keeping_the_desk_catalog()
+        _state.reset_keeping_the_desk_catalog()
 
 
 @pytest.fixture
