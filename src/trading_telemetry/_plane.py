@@ -110,12 +110,8 @@ def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
 
     sdk, store = metrics.sdk, metrics.store
     meter = sdk.meter_provider.get_meter(METER_NAME, __version__)
-    self_metrics = [
-        _self_metrics.dropped(metrics.plane, metrics.policy.counts),
-        _self_metrics.uptime(metrics.plane, metrics.uptime),
-    ]
     instruments = {s.key: _instrument(meter, s) for s in store.specs.values()}
-    pushed = self_metrics
+    dropped = _self_metrics.dropped(metrics.plane, metrics.policy.counts)
     if summed is not None:
 
         def refresh() -> None:
@@ -124,11 +120,9 @@ def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
             for key, cell in summed.refresh():
                 register_series(instruments[key], cell.attributes)
 
-        pushed = [
-            _self_metrics.dropped(metrics.plane, lambda: summed.drops, before=refresh),
-            self_metrics[1],
-        ]
-    for self_metric in pushed:
+        dropped = _self_metrics.dropped(metrics.plane, lambda: summed.drops, before=refresh)
+    self_metrics = [dropped, _self_metrics.uptime(metrics.plane, metrics.uptime)]
+    for self_metric in self_metrics:
         _observable(meter, self_metric, metrics.plane.value)
     register = register_series if sdk.has_readers and summed is None else None  # summed: the files' series
     store.connect(instruments, register, sdk.config.exemplar_filter)
