@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 from trading_telemetry import PlaneMetrics, TelemetryConfig
@@ -70,6 +73,21 @@ def record_everything(planes: Mapping[Plane, PlaneMetrics], times: int = 3) -> N
         method = getattr(metrics, spec.kind.method)
         for _ in range(times):
             method(spec.key, sample_value(spec), **labels_for(spec))
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free loopback port, in a thread, answering with ``handler``: its base URL
+    (``http://127.0.0.1:PORT``); shut down, and its thread joined, after."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import free_port
+from helpers import free_port, serving
 from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset
 from trading_telemetry._exporter_logs import EXPORTER_LOGGERS, ThrottleFilter
 from trading_telemetry._globals import STATE
@@ -42,16 +41,8 @@ class _Unavailable(http.server.BaseHTTPRequestHandler):
 def unavailable() -> Iterator[tuple[str, list[str]]]:
     """An HTTP server on a free loopback port answering 503 to every POST: its URL and the paths posted to."""
     posts: list[str] = []
-    handler = type("Handler", (_Unavailable,), {"posts": posts})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", posts
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(type("Handler", (_Unavailable,), {"posts": posts})) as url:
+        yield url, posts
 
 
 def _exporter_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

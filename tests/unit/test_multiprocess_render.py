@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import serving
 from mp_workers import fork, wait_exit
 from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset
 from trading_telemetry._mpfile import FileReader, SlotFile
@@ -213,15 +213,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[ExportMetricsServiceRequest]]]:
     requests: list[ExportMetricsServiceRequest] = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("R", (_Receiver,), {"requests": requests}))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1/metrics", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(type("R", (_Receiver,), {"requests": requests})) as url:
+        yield f"{url}/v1/metrics", requests
 
 
 def ticks_by_instance(requests: list[ExportMetricsServiceRequest]) -> dict[str, list[float]]:
