@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -290,23 +292,26 @@ def test_health_goes_first_and_a_deep_queue_is_counted_and_logged_once(caplog: p
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["Task queue depth is 1"]
 
 
-def test_a_wake_up_after_the_listener_stopped_writes_nowhere() -> None:
-    """A handler that finishes after the server stopped (close() gave up waiting for it) wakes the
-    event loop: that wake-up is skipped, never a write to the closed trigger pipe (EBADF and a traceback)
-    or to whatever file has since been given the pipe's descriptor number."""
-    import threading
-
+def running_listener() -> tuple[Any, dict[int, object], threading.Thread]:
+    """Our waitress listener on a free loopback port, its event loop running in a thread (a daemon: a failing
+    test cannot hold the run): the server, its socket map and the loop's thread."""
     from waitress.adjustments import Adjustments
 
     from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
 
     socket_map: dict[int, object] = {}
-    dispatcher = Dispatcher(ListenerStats())
-    server = ListenerServer(
-        lambda environ, start_response: [], socket_map, Adjustments(host="127.0.0.1", port=0), dispatcher, 5.0, 5.0
-    )
-    loop = threading.Thread(target=server.run)
+    adjustments = Adjustments(host="127.0.0.1", port=0)
+    server = ListenerServer(lambda environ, start: [], socket_map, adjustments, Dispatcher(ListenerStats()), 5.0, 5.0)
+    loop = threading.Thread(target=server.run, daemon=True)
     loop.start()
+    return server, socket_map, loop
+
+
+def test_a_wake_up_after_the_listener_stopped_writes_nowhere() -> None:
+    """A handler that finishes after the server stopped (close() gave up waiting for it) wakes the
+    event loop: that wake-up is skipped, never a write to the closed trigger pipe (EBADF and a traceback)
+    or to whatever file has since been given the pipe's descriptor number."""
+    server, socket_map, loop = running_listener()
     server.stop()
     loop.join(5)
     assert not loop.is_alive()
@@ -322,26 +327,15 @@ def test_a_wake_up_after_the_listener_stopped_writes_nowhere() -> None:
         for read_end, write_end in pipes:
             os.close(read_end)
             os.close(write_end)
-        dispatcher.shutdown(timeout=1)
+        server.task_dispatcher.shutdown(timeout=1)
 
 
 def test_stopping_while_a_handler_pulls_with_its_buffer_lock_held_does_not_deadlock() -> None:
     """A handler that holds a connection's buffer lock (waitress's write_soon) and wakes the loop while the server
     stops: the stop closes that connection once the handler lets go, and both finish."""
-    import threading
-
-    from waitress.adjustments import Adjustments
     from waitress.channel import HTTPChannel
 
-    from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats
-
-    socket_map: dict[int, object] = {}
-    dispatcher = Dispatcher(ListenerStats())
-    server = ListenerServer(
-        lambda environ, start_response: [], socket_map, Adjustments(host="127.0.0.1", port=0), dispatcher, 5.0, 5.0
-    )
-    loop = threading.Thread(target=server.run, daemon=True)
-    loop.start()
+    server, socket_map, loop = running_listener()
     client = socket.create_connection(("127.0.0.1", int(server.effective_port)), timeout=5)
     try:
         channel = wait_for(
@@ -361,4 +355,4 @@ def test_stopping_while_a_handler_pulls_with_its_buffer_lock_held_does_not_deadl
         assert not socket_map
     finally:
         client.close()
-        dispatcher.shutdown(timeout=1)
+        server.task_dispatcher.shutdown(timeout=1)
