@@ -4,12 +4,13 @@ Collector build as an instance of its own, and Prometheus sums the instances."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,25 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings("ignore:.*multi-threaded.*:DeprecationWarning"),  # fork with threads, 3.12+
 ]
+
+
+@contextlib.contextmanager
+def server_process(cmd: list[str], **settings: str) -> Iterator[list[str]]:
+    """``cmd`` (one of the package's servers) running while the block runs, with ``settings`` as its only OTEL_*
+    and TRADING_TELEMETRY_* variables; then SIGTERM, on which it must exit 0. Its output is appended to the
+    list yielded. The planes of this process are reset after."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))} | settings
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output: list[str] = []
+    try:
+        yield output
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=20)
+        output.append(out)
+        assert server.returncode == 0, err
+    finally:
+        server.kill()
+        reset()
 
 
 def test_prometheus_scrapes_the_exact_sum_of_pre_forked_workers_one_killed_and_replaced(
@@ -90,11 +110,8 @@ def test_a_standalone_server_on_the_directory_serves_what_other_processes_record
     writing there, this one and its forked worker included, and says so; it ends on SIGTERM."""
     directory = str(tmp_path / "mp")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
-    env["TRADING_TELEMETRY_MULTIPROCESS_DIR"] = directory
     cmd = [sys.executable, "-m", "trading_telemetry.metrics_server", "data_plane", str(port)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with server_process(cmd, TRADING_TELEMETRY_MULTIPROCESS_DIR=directory) as output:
         metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(multiprocess_dir=directory))
         metrics.inc("ticks_received", 4, **TICK_LABELS)
         worker = Worker(metrics)
@@ -107,12 +124,7 @@ def test_a_standalone_server_on_the_directory_serves_what_other_processes_record
 
         wait_for("the standalone server to serve both processes' ticks", served, timeout=30)
         worker.stop()
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=20)
-    finally:
-        server.kill()
-        reset()
-    assert server.returncode == 0, err
+    (out,) = output
     assert f"serving the sum of what every process writing to {directory}" in out
 
 
@@ -125,17 +137,13 @@ def test_an_export_process_pushes_the_sum_of_the_processes_as_the_planes_one_ins
     collector = collector_factory()
     prom = prometheus_factory({"collector": [collector.prometheus_target]})
     directory = str(tmp_path / "mp")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRADING_TELEMETRY_"))}
-    env.update(collector.sdk_env())
-    env.update({
-        "TRADING_TELEMETRY_MULTIPROCESS_DIR": directory, "TRADING_TELEMETRY_MULTIPROCESS_PUSH": "sum",
-        "OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "300",
-    })  # fmt: skip
     cmd = [sys.executable, "-m", "trading_telemetry.cli", "serve", "data_plane", "--port", str(free_port())]
     metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(multiprocess_dir=directory,
                                                                          metrics_exporters=()))  # fmt: skip
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with server_process(
+        cmd, **collector.sdk_env(), TRADING_TELEMETRY_MULTIPROCESS_DIR=directory,
+        TRADING_TELEMETRY_MULTIPROCESS_PUSH="sum", OTEL_METRICS_EXPORTER="otlp", OTEL_METRIC_EXPORT_INTERVAL="300",
+    ):  # fmt: skip
         metrics.inc("ticks_received", 4, **TICK_LABELS)
         worker = Worker(metrics)
         worker.ask("ticks 6")
@@ -146,9 +154,3 @@ def test_an_export_process_pushes_the_sum_of_the_processes_as_the_planes_one_ins
         worker.ask("ticks 5")
         worker.stop()
         wait_for("the sum after the worker ended", lambda: prom.value(f"sum({query})") == 15, timeout=60)
-        server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=20)
-    finally:
-        server.kill()
-        reset()
-    assert server.returncode == 0, err
