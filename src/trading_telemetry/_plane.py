@@ -10,7 +10,7 @@ of its own (``rebuild_after_fork``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -55,7 +55,7 @@ def build_plane(
         policy.sink = files.count_drop
     store = SeriesStore(plane, specs, policy, config.cardinality_limit, files)
     try:
-        summed = _summed(files, config)
+        summed = _summed(files, specs, config)
         sdk = build_sdk(store, config, metric_readers, span_exporters, summed=summed)
     except BaseException:
         if files is not None:
@@ -66,7 +66,7 @@ def build_plane(
     return metrics
 
 
-def _summed(files: PlaneFiles | None, config: TelemetryConfig) -> SummedSeries | None:
+def _summed(files: PlaneFiles | None, specs: Mapping[str, MetricSpec], config: TelemetryConfig) -> SummedSeries | None:
     """Every process's sum, for the SDK's views, when this process pushes it
     (TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum); else None."""
     if files is None or config.multiprocess_push != "sum":
@@ -79,7 +79,7 @@ def _summed(files: PlaneFiles | None, config: TelemetryConfig) -> SummedSeries |
         )  # fmt: skip
     from trading_telemetry._multiprocess import SummedSeries
 
-    return SummedSeries(files, plane_specs(files.plane))
+    return SummedSeries(files, specs)
 
 
 def rebuild_after_fork(metrics: PlaneMetrics) -> None:
