@@ -38,7 +38,9 @@ MAX_NODES = 20_000
 MAX_DEPTH = 10
 """Deepest nesting of lists and mappings (the schema needs four levels)."""
 
-_FIELDS = ("plane", "key", "name", "kind", "unit", "description", "labels", "buckets", "min", "max", "integral")
+_FIELDS = (
+    "plane", "key", "name", "kind", "unit", "description", "labels", "buckets", "min", "max", "integral", "native",
+)  # fmt: skip
 _REQUIRED = ("plane", "key", "name", "kind", "description")
 
 
@@ -196,5 +198,5 @@ def _entry(path: str, number: int, entry: object) -> MetricSpec:
     return MetricSpec(
         entry["plane"], entry["key"], name, kind, unit, entry["description"], entry.get("labels") or (),
         entry.get("buckets"), min_value=0.0 if kind == "counter" else entry.get("min"), max_value=entry.get("max"),
-        integral=entry.get("integral", False),
+        integral=entry.get("integral", False), native=entry.get("native", False),
     )  # fmt: skip

@@ -26,6 +26,7 @@ from opentelemetry.trace import get_current_span
 
 from trading_telemetry._checks import check_value, overflow, unusable_number, wrong_kind
 from trading_telemetry._drops import DropPolicy
+from trading_telemetry._native import NativeBuckets, NativeSnapshot
 from trading_telemetry.catalog import SERVICE_LABEL, MetricSpec
 from trading_telemetry.errors import MeasurementError
 
@@ -193,7 +194,7 @@ class GaugeHandle(BoundMetric):
 
 
 class HistogramHandle(BoundMetric):
-    __slots__ = ("_bounds", "_counts", "_every", "_exemplars", "_lock", "_max", "_min", "_sum")
+    __slots__ = ("_bounds", "_counts", "_every", "_exemplars", "_lock", "_max", "_min", "_native", "_sum")
 
     def __init__(
         self,
@@ -206,6 +207,8 @@ class HistogramHandle(BoundMetric):
         super().__init__(spec, key, policy)
         self._bounds = tuple(spec.buckets or ())
         self._counts = [0] * (len(self._bounds) + 1)
+        # Native (exponential) buckets beside the classic ones, for metrics opted in.
+        self._native = NativeBuckets() if spec.native else None
         self._sum = 0.0
         self._min = math.inf
         self._max = -math.inf
@@ -234,6 +237,8 @@ class HistogramHandle(BoundMetric):
             finite = -_MAX <= total <= _MAX  # else the observation is dropped whole: the sum stays finite
             if finite:
                 self._counts[index] += 1
+                if self._native is not None:
+                    self._native.add(value)
                 self._sum = total
                 if value < self._min:
                     self._min = value
@@ -251,6 +256,13 @@ class HistogramHandle(BoundMetric):
         with self._lock:
             return list(self._counts), self._sum, self._min, self._max
 
+    def snapshot_native(self) -> tuple[list[int], float, float, float, NativeSnapshot | None]:
+        """(bucket counts, sum, min, max, native buckets or None when the metric has none),
+        consistent with each other."""
+        with self._lock:
+            native = self._native.snapshot() if self._native is not None else None
+            return list(self._counts), self._sum, self._min, self._max, native
+
     def use_exemplars(self, exemplars: Exemplars | None, every: bool) -> None:
         """Offer observations to ``exemplars`` (the SDK's reservoirs; None: none), all of
         them when ``every``, else those made inside a recording span."""
@@ -259,6 +271,8 @@ class HistogramHandle(BoundMetric):
     def after_fork(self) -> None:
         self._lock = threading.Lock()
         self._counts = [0] * len(self._counts)
+        if self._native is not None:
+            self._native = NativeBuckets()
         self._sum = 0.0
         self._min = math.inf
         self._max = -math.inf

@@ -11,6 +11,7 @@ of its own (``rebuild_after_fork``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -44,7 +45,7 @@ def build_plane(
 ) -> PlaneMetrics:
     """The plane's recording API with everything behind it, set up from ``config``;
     ``metric_readers`` and ``span_exporters`` are added to the configured ones."""
-    specs = plane_specs(plane)
+    specs = _native(plane_specs(plane), config)
     policy = DropPolicy(strict=config.strict, service=plane.value, keys=specs)
     files = None
     if config.multiprocess_dir and not config.sdk_disabled:
@@ -64,6 +65,22 @@ def build_plane(
     metrics = PlaneMetrics(sdk, store, policy, files)
     _join(metrics, summed)
     return metrics
+
+
+def _native(specs: Mapping[str, MetricSpec], config: TelemetryConfig) -> Mapping[str, MetricSpec]:
+    """The plane's specs, every histogram with native buckets when the configuration asks
+    for all; refused in multiprocess mode, whose files keep classic buckets only."""
+    if config.all_native:
+        specs = {k: replace(s, native=True) if s.kind is Kind.HISTOGRAM else s for k, s in specs.items()}
+    native = [s.key for s in specs.values() if s.native]
+    if native and config.multiprocess_dir:
+        raise ConfigError(
+            "TRADING_TELEMETRY_MULTIPROCESS_DIR", config.multiprocess_dir,
+            f"multiprocess mode keeps classic buckets only, and {native[0]} has native buckets "
+            "(TRADING_TELEMETRY_NATIVE_HISTOGRAMS, OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION or the "
+            "catalog's native: true): turn them off for this plane, or record in one process",
+        )  # fmt: skip
+    return specs
 
 
 def _summed(files: PlaneFiles | None, specs: Mapping[str, MetricSpec], config: TelemetryConfig) -> SummedSeries | None:

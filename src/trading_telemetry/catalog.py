@@ -154,6 +154,9 @@ class MetricSpec:
     max_value: float | None = None
     integral: bool = False
     documented: str | None = field(default=None, repr=False)
+    native: bool = False
+    """Histograms: keep native (base-2 exponential) buckets beside the classic ones, served
+    on /metrics' protobuf exposition and pushed as OTel exponential histograms."""
 
     @property
     def prometheus_name(self) -> str:
@@ -477,12 +480,16 @@ def _clean(s: object, builtin: bool) -> MetricSpec:
         raise _Refusal("min_value", f"{bounds[0]} is above the maximum, {bounds[1]}")
     if type(s.integral) is not bool:
         raise _Refusal("integral", "expected true or false", s.integral)
+    if type(s.native) is not bool:
+        raise _Refusal("native", "expected true or false", s.native)
+    if s.native and kind is not Kind.HISTOGRAM:
+        raise _Refusal("native", "only a histogram has native buckets", s.native)
     documented = _text(s.documented) if builtin else None
     if s.documented is not None and documented is None:
         raise _Refusal("documented", "only the built-in catalog documents a name apart from the exposed one")
     clean = MetricSpec(
         plane, key, name, kind, _unit(s.unit), _description(s.description), _labels(s.labels, plane, builtin),
-        _buckets(s.buckets, kind), bounds[0], bounds[1], s.integral, documented,
+        _buckets(s.buckets, kind), bounds[0], bounds[1], s.integral, documented, s.native,
     )  # fmt: skip
     if clean.has_sum_and_count and (clean.min_value is None or clean.min_value < 0):
         raise _Refusal(

@@ -35,6 +35,8 @@ EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 PLANES = ("data_plane", "order_plane", "strategy_plane")
 GAUGE_MODES = ("mostrecent", "livesum", "livemax", "livemin", "liveall")
 PUSH_MODES = ("own", "sum")
+NATIVE_MODES = ("catalog", "all")
+HISTOGRAM_AGGREGATIONS = ("explicit_bucket_histogram", "base2_exponential_bucket_histogram")
 
 
 def _bool(variable: str, raw: str) -> bool:
@@ -258,6 +260,15 @@ SETTINGS: tuple[Setting, ...] = (
             "push interval of the `otlp` and `console` exporters, ms"),
     Setting("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _timeout, "30000",
             "time limit of one push, ms; `0`: no limit"),
+    Setting("otlp_histogram_aggregation", ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",),
+            _one_of(HISTOGRAM_AGGREGATIONS), "explicit_bucket_histogram",
+            "what the `otlp` exporter sends for histograms, as the OpenTelemetry specification defines it: "
+            "`explicit_bucket_histogram` (the catalog's buckets; exponential for metrics with native buckets) or "
+            "`base2_exponential_bucket_histogram` (every histogram exponential: as "
+            "TRADING_TELEMETRY_NATIVE_HISTOGRAMS=all). Any case"),
+    Setting("native_histograms", ("TRADING_TELEMETRY_NATIVE_HISTOGRAMS",), _one_of(NATIVE_MODES), "catalog",
+            "which histograms keep native (base-2 exponential) buckets beside the classic ones: `catalog` (those "
+            "the catalog marks `native: true`) or `all`; see [Native histograms](native-histograms.md)"),
     Setting("exemplar_filter", ("OTEL_METRICS_EXEMPLAR_FILTER",), _one_of(EXEMPLAR_FILTERS), "trace_based",
             "`trace_based` (latencies recorded inside a sampled span carry it), `always_on`, `always_off`"),
     Setting("traces_exporters", ("OTEL_TRACES_EXPORTER",), _choices(TRACES_EXPORTERS), "none",
@@ -340,6 +351,8 @@ class TelemetryConfig:
     otlp_temporality: str = "cumulative"
     metric_export_interval_ms: int = 60000
     metric_export_timeout_ms: int = 30000
+    otlp_histogram_aggregation: str = "explicit_bucket_histogram"
+    native_histograms: str = "catalog"
     exemplar_filter: str = "trace_based"
     traces_exporters: tuple[str, ...] = ()
     otlp_traces_protocol: str = "http/protobuf"
@@ -362,6 +375,11 @@ class TelemetryConfig:
     multiprocess_dir: str = ""
     multiprocess_gauge: str = "mostrecent"
     multiprocess_push: str = "own"
+
+    @property
+    def all_native(self) -> bool:
+        """Whether every histogram keeps native buckets (and pushes exponential ones)."""
+        return self.native_histograms == "all" or self.otlp_histogram_aggregation.startswith("base2")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:

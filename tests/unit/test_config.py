@@ -53,6 +53,12 @@ ROWS: dict[str, tuple[str, object, str]] = {
     "otlp_temporality": ("LowMemory", "lowmemory", "sometimes"),
     "metric_export_interval_ms": ("1000", 1000, "0"),
     "metric_export_timeout_ms": ("0", 2**31 - 1, "5s"),
+    "otlp_histogram_aggregation": (
+        "BASE2_exponential_bucket_histogram",
+        "base2_exponential_bucket_histogram",
+        "exponential",
+    ),
+    "native_histograms": ("All", "all", "some"),
     "exemplar_filter": ("always_on", "always_on", "sometimes"),
     "traces_exporters": ("otlp,zipkin", ("otlp",), "jaeger"),
     "otlp_traces_protocol": ("grpc", "grpc", "thrift"),
