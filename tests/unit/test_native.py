@@ -49,9 +49,7 @@ def _nonzero(offset: int, counts: object) -> dict[int, int]:
 @settings(max_examples=150, deadline=None)
 @given(
     values=st.lists(
-        st.one_of(
-            st.just(0.0), st.floats(min_value=1e-12, max_value=1e12), st.floats(min_value=-1e12, max_value=-1e-12)
-        ),
+        st.one_of(st.just(0.0), st.floats(min_value=1e-12, max_value=1e12)),
         min_size=1,
         max_size=300,
     )
