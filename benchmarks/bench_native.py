@@ -290,17 +290,18 @@ def scrape(series: int, per_series: int, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and series: a smoke run")
+    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run, e.g. 1,4 (default: all)")
     args = parser.parse_args()
-    if args.quick:
-        observe(calls=5_000, rounds=3)
-        memory(series=200, per_series=1000)
-        bucket_count(5_000)
-        scrape(series=1_000, per_series=50, rounds=2)
-    else:
-        observe(calls=100_000, rounds=9)
-        memory(series=2_000, per_series=1000)
-        bucket_count(100_000)
-        scrape(series=20_000, per_series=200, rounds=5)
+    parts = {int(part) for part in args.parts.split(",")}
+    quick = args.quick
+    if 1 in parts:
+        observe(calls=5_000 if quick else 100_000, rounds=3 if quick else 9)
+    if 2 in parts:
+        memory(series=200 if quick else 2_000, per_series=1000)
+    if 3 in parts:
+        bucket_count(5_000 if quick else 100_000)
+    if 4 in parts:
+        scrape(series=1_000 if quick else 20_000, per_series=50 if quick else 200, rounds=2 if quick else 5)
 
 
 if __name__ == "__main__":
