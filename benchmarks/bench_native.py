@@ -82,9 +82,9 @@ def observe(calls: int, rounds: int) -> None:
     values = latencies(1000, seed=1)
     bound_native = metrics.bind("native_fill_latency", **LABELS)
     bound_classic = metrics.bind("total_fill_latency", **LABELS)
-    child = prometheus_histogram(CollectorRegistry()).labels(*LABELS.values(), "order_plane")
-    keyed = metrics.observe
     family = prometheus_histogram(CollectorRegistry())
+    child = family.labels(*LABELS.values(), "order_plane")
+    keyed = metrics.observe
 
     def loop(fn: Callable[[float], object]) -> Callable[[], None]:
         def run() -> None:
@@ -187,8 +187,8 @@ def memory(series: int, per_series: int) -> None:
     tracemalloc.stop()
     base, classic = sizes["prometheus_client, classic"], sizes["ours, classic"]
     print(f"\n2. memory per series, {series} series x {per_series} lognormal observations (tracemalloc)")
-    for name, size in sizes.items():
-        print(f"   {name:28} {size:7.0f} B")
+    for name, per_series_bytes in sizes.items():
+        print(f"   {name:28} {per_series_bytes:7.0f} B")
     native = sizes["ours, native"]
     print(f"   ours native / prometheus_client classic: {native / base:.2f}x;  ours native / ours classic: "
           f"{native / classic:.2f}x")  # fmt: skip
@@ -206,7 +206,7 @@ def sdk_scale(values: list[float]) -> int:
     data = reader.get_metrics_data()
     provider.shutdown()
     assert data is not None
-    return data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points[0].scale  # type: ignore[union-attr, no-any-return]
+    return data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points[0].scale  # type: ignore[union-attr]
 
 
 def bucket_count(n: int) -> None:
@@ -266,7 +266,10 @@ def scrape(series: int, per_series: int, rounds: int) -> None:
     protobuf = protobuf_render(metrics)
     if protobuf is not None:
         renders["protobuf"] = protobuf
-    baseline = lambda: generate_latest(registry)  # noqa: E731
+
+    def baseline() -> bytes:
+        return generate_latest(registry)
+
     sizes = {name: len(render()) for name, render in renders.items()}  # also renders each series' labels once
     base_size = len(baseline())
     ours: dict[str, list[float]] = {name: [] for name in renders}

@@ -79,3 +79,34 @@ def test_import_benchmark_prints_both_ratios_and_the_heaviest_modules() -> None:
         (line,) = [line for line in done.stdout.splitlines() if what in line]
         assert "x  (min " in line, line
     assert "trading_telemetry" in done.stdout.split("heaviest modules", 1)[1]
+
+
+def test_native_benchmark_prints_every_ratio_and_bounded_buckets() -> None:
+    """bench_native.py --quick prints observe, memory and scrape ratios, and per workload a scale equal to the
+    OTel SDK's with at most 160 buckets."""
+    done = quick_run("bench_native.py")
+    lines = done.stdout.splitlines()
+
+    def line(start: str) -> str:
+        (found,) = [text for text in lines if text.strip().startswith(start)]
+        return found
+
+    for what in ("native: metrics.observe(key, v, **labels)", "native: bound observe(v)",
+                 "classic: metrics.observe(key, v, **labels)", "classic: bound observe(v)", "ours, text:",
+                 "ours, OpenMetrics:"):  # fmt: skip
+        assert "x  (min " in line(what), line(what)
+    for what in ("ours, native", "ours, classic", "prometheus_client, classic"):
+        *_, size, unit = line(what).split()
+        assert (size.isdigit(), unit) == (True, "B"), line(what)
+    assert "x;  ours native / ours classic: " in line("ours native / prometheus_client classic:")
+    header = lines.index(line("workload"))
+    rows = [text.split() for text in lines[header + 1 : header + 8]]
+    assert [row[0] for row in rows] == ["lognormal"] * 5 + ["uniform", "log-uniform"], rows
+    for row in rows:
+        scale, sdk_scale, buckets = int(row[-4]), int(row[-3]), int(row[-2])
+        assert scale == sdk_scale, row
+        assert 0 < buckets <= 160, row
+    if any(text.strip().startswith("ours, protobuf:") for text in lines):
+        assert "x  (min " in line("ours, protobuf:"), line("ours, protobuf:")
+    else:
+        assert line("protobuf: not in this build")
