@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
-import importlib.util
+import inspect
 import math
 import random
 import statistics
@@ -231,11 +232,13 @@ def bucket_count(n: int) -> None:
         assert used <= MAX_BUCKETS
 
 
-def protobuf_render(metrics: PlaneMetrics) -> Callable[[], bytes] | None:
-    """The plane's protobuf exposition, when the package has one."""
-    if importlib.util.find_spec("trading_telemetry._protobuf") is None:
-        return None
-    return None
+def renders(exposition: Any) -> dict[str, Callable[[], bytes]]:
+    """The plane's /metrics bodies by format: text and OpenMetrics, and the protobuf
+    exposition when the package has it (its ``render(form)`` names the format)."""
+    if "form" in inspect.signature(exposition.render).parameters:
+        forms = {"text": "text", "OpenMetrics": "openmetrics", "protobuf": "protobuf"}
+        return {name: functools.partial(exposition.render, form) for name, form in forms.items()}
+    return {"text": exposition.render, "OpenMetrics": functools.partial(exposition.render, openmetrics=True)}
 
 
 def cpu_ms(fn: Callable[[], object]) -> float:
@@ -258,25 +261,18 @@ def scrape(series: int, per_series: int, rounds: int) -> None:
         for value in pool[start : start + per_series]:
             handle.observe(value)
             child.observe(value)
-    exposition: Any = metrics.exposition
-    renders: dict[str, Callable[[], bytes]] = {
-        "text": exposition.render,
-        "OpenMetrics": lambda: exposition.render(openmetrics=True),
-    }
-    protobuf = protobuf_render(metrics)
-    if protobuf is not None:
-        renders["protobuf"] = protobuf
+    bodies = renders(metrics.exposition)
 
     def baseline() -> bytes:
         return generate_latest(registry)
 
-    sizes = {name: len(render()) for name, render in renders.items()}  # also renders each series' labels once
+    sizes = {name: len(render()) for name, render in bodies.items()}  # also renders each series' labels once
     base_size = len(baseline())
-    ours: dict[str, list[float]] = {name: [] for name in renders}
+    ours: dict[str, list[float]] = {name: [] for name in bodies}
     theirs: list[float] = []
     for _ in range(rounds):
         theirs.append(cpu_ms(baseline))
-        for name, render in renders.items():
+        for name, render in bodies.items():
             ours[name].append(cpu_ms(render))
     print(f"\n4. a scrape of {series} series, {per_series} lognormal observations each, with native buckets "
           f"(render CPU, {rounds} interleaved rounds)")  # fmt: skip
@@ -285,7 +281,7 @@ def scrape(series: int, per_series: int, rounds: int) -> None:
     for name, costs in ours.items():
         print(f"   ours, {name + ':':12} {statistics.median(costs):7.1f} ms, {sizes[name] / 1e6:5.1f} MB   "
               f"{ratios(costs, theirs)}")  # fmt: skip
-    if protobuf is None:
+    if "protobuf" not in bodies:
         print("   protobuf: not in this build (text and OpenMetrics carry the classic buckets of the same series)")
     reset()
 

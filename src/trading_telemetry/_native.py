@@ -90,7 +90,7 @@ class NativeBuckets:
     """The native buckets of one series. Not thread-safe: the histogram handle calls
     ``add`` and ``snapshot`` under its lock."""
 
-    __slots__ = ("_neg", "_neg_offset", "_pos", "_pos_offset", "_scale_factor", "scale", "zero_count")
+    __slots__ = ("_neg", "_neg_offset", "_pos", "_pos_offset", "_pos_shift", "_scale_factor", "scale", "zero_count")
 
     def __init__(self) -> None:
         self.scale = MAX_SCALE
@@ -98,23 +98,25 @@ class NativeBuckets:
         self.zero_count = 0
         self._pos = self._neg = _EMPTY
         self._pos_offset = self._neg_offset = 0
+        self._pos_shift = 0.0  # float(_pos_offset), for add's fast path
 
     def add(self, value: float) -> None:
         """Count one observation (a finite float or int)."""
         if value > ZERO_THRESHOLD:
             # The fast path of a latency: the bucket's position in the window straight from
             # the logarithm, when it is not at a boundary and the window already holds it.
-            x = _log2(value) * self._scale_factor - self._pos_offset
-            position = _floor(x)
-            if _NEAR < x - position < _FAR and position >= 0:
-                try:
-                    self._pos[position] += 1
-                    return
-                except IndexError:  # past the window's end
-                    pass
-                except OverflowError:  # the count needs a wider type
-                    self._pos = _bumped(array(_WIDER[self._pos.typecode], self._pos), position)
-                    return
+            x = _log2(value) * self._scale_factor - self._pos_shift
+            if x > 0.0:
+                position = _floor(x)
+                if _NEAR < x - position < _FAR:
+                    try:
+                        self._pos[position] += 1
+                        return
+                    except IndexError:  # past the window's end
+                        pass
+                    except OverflowError:  # the count needs a wider type
+                        self._pos = _bumped(array(_WIDER[self._pos.typecode], self._pos), position)
+                        return
             self._count(index_of(value, self.scale), negative=False)
         elif value < -ZERO_THRESHOLD:
             self._count(self._index(-value), negative=True)
@@ -164,11 +166,12 @@ class NativeBuckets:
         if negative:
             self._neg_offset, self._neg = offset, counts
         else:
-            self._pos_offset, self._pos = offset, counts
+            self._pos_offset, self._pos, self._pos_shift = offset, counts, float(offset)
 
     def _downscale(self, change: int) -> None:
         """Halve the resolution ``change`` times: bucket ``i`` becomes ``i >> change``."""
         self._pos_offset, self._pos = _merged(self._pos_offset, self._pos, change)
+        self._pos_shift = float(self._pos_offset)
         self._neg_offset, self._neg = _merged(self._neg_offset, self._neg, change)
         self.scale -= change
         self._scale_factor = _FACTORS[self.scale]
