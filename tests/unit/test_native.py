@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -101,3 +102,69 @@ def test_a_wide_workload_keeps_the_finest_scale_within_the_bucket_limit(sigma: f
     if snap.scale < MAX_SCALE:
         finer = snap.scale + 1
         assert index_of(max(values), finer) - index_of(min(values), finer) + 1 > MAX_BUCKETS
+
+
+@st.composite
+def _at_a_boundary(draw: st.DrawFn) -> float:
+    """A bucket boundary ``base**i`` at some scale (a power of two at every scale when ``i`` is a multiple of
+    ``2**scale``), or one of its two float neighbours on either side."""
+    scale = draw(st.integers(min_value=0, max_value=MAX_SCALE))
+    value = 2.0 ** (draw(st.integers(min_value=-40 << scale, max_value=40 << scale)) / (1 << scale))
+    step = draw(st.integers(min_value=-2, max_value=2))
+    for _ in range(abs(step)):
+        value = math.nextafter(value, math.inf if step > 0 else 0.0)
+    return value
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(_at_a_boundary(), min_size=1, max_size=100))
+def test_values_at_bucket_boundaries_land_in_the_sdks_buckets(values: list[float]) -> None:
+    """Powers of two, bucket boundaries and their float neighbours, repeated, get the SDK's scale and buckets (the
+    fast path's logarithm is replaced by the exact index near a boundary)."""
+    native = NativeBuckets()
+    for value in values * 2:  # the second time through, each value's bucket is in the window: the fast path
+        native.add(value)
+    point = _sdk_point(values * 2)
+    snap = native.snapshot()
+    assert snap.scale == point.scale  # type: ignore[attr-defined]
+    assert _nonzero(snap.positive_offset, snap.positive) == _nonzero(
+        point.positive.offset,
+        point.positive.bucket_counts,  # type: ignore[attr-defined]
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(positive, _at_a_boundary()))
+def test_a_value_counted_again_lands_in_the_bucket_index_of_gives(value: float) -> None:
+    """A value added three times (the first opens its bucket, the others take the fast path) is counted three
+    times in the bucket index_of gives at the finest scale."""
+    native = NativeBuckets()
+    for _ in range(3):
+        native.add(value)
+    snap = native.snapshot()
+    assert (snap.scale, snap.positive_offset, snap.positive) == (MAX_SCALE, index_of(value, MAX_SCALE), (3,))
+
+
+def test_a_count_past_four_bytes_widens_its_side() -> None:
+    """A bucket counting past 2**32 - 1 widens its side's counts to 8 bytes instead of failing."""
+    native = NativeBuckets()
+    native.add(0.003)
+    native._pos[0] = 2**32 - 1  # as after 4 billion observations
+    native.add(0.003)
+    assert native.snapshot().positive == (2**32,)
+    assert native._pos.itemsize == 8
+
+
+def test_halving_the_resolution_keeps_counts_past_four_bytes() -> None:
+    """Buckets merged by a downscale keep their summed counts when the sums pass 2**32 - 1."""
+    native = NativeBuckets()
+    for value in (0.003, 0.004):
+        native.add(value)
+    full = 2**32 - 1
+    native._pos = array("I", [full] * len(native._pos))  # as after 4 billion observations in each
+    before = sum(native.snapshot().positive)
+    native.add(1e6)  # a range that needs a coarser scale: neighbouring buckets merge
+    after = native.snapshot()
+    assert after.scale < MAX_SCALE
+    assert sum(after.positive) == before + 1
+    assert max(after.positive) > full
