@@ -117,9 +117,9 @@ class NativeBuckets:
                     except OverflowError:  # the count needs a wider type
                         self._pos = _bumped(array(_WIDER[self._pos.typecode], self._pos), position)
                         return
-            self._count(index_of(value, self.scale), negative=False)
+            self._count(value, negative=False)
         elif value < -ZERO_THRESHOLD:
-            self._count(self._index(-value), negative=True)
+            self._count(-value, negative=True)
         else:
             self.zero_count += 1
 
@@ -131,20 +131,23 @@ class NativeBuckets:
             return index
         return index_of(value, self.scale)
 
-    def _count(self, index: int, negative: bool) -> None:
-        """Count one at ``index`` on one side: in its window, or widening it."""
+    def _count(self, magnitude: float, negative: bool) -> None:
+        """Count one observation of size ``magnitude`` on one side: in its window, or widening it."""
+        index = self._index(magnitude)
         offset, counts = (self._neg_offset, self._neg) if negative else (self._pos_offset, self._pos)
         position = index - offset
         if not 0 <= position < len(counts):
-            self._widen(index, negative)
+            self._widen(magnitude, index, negative)
         elif negative:
             self._neg = _bumped(counts, position)
         else:
             self._pos = _bumped(counts, position)
 
-    def _widen(self, index: int, negative: bool) -> None:
-        """Count at ``index``, outside the side's window: grow the window, or first lower
-        the scale until the side fits in MAX_BUCKETS."""
+    def _widen(self, magnitude: float, index: int, negative: bool) -> None:
+        """Count ``magnitude``, at ``index`` outside the side's window: grow the window, or
+        first lower the scale until the side fits in MAX_BUCKETS and index it again there,
+        as the SDK does (``index >> change`` can differ by one where the logarithm rounds
+        onto a boundary)."""
         offset, counts = (self._neg_offset, self._neg) if negative else (self._pos_offset, self._pos)
         if counts:
             low, high = min(index, offset), max(index, offset + len(counts) - 1)
@@ -153,7 +156,7 @@ class NativeBuckets:
                 change += 1
             if change:
                 self._downscale(change)
-                index >>= change
+                index = self._index(magnitude)
                 offset, counts = (self._neg_offset, self._neg) if negative else (self._pos_offset, self._pos)
         if not counts:
             offset, counts = index, array("I", [0])
