@@ -164,7 +164,8 @@ def memory(series: int, per_series: int) -> None:
                 child = family.labels("OFI", symbol, "LIMIT", "order_plane")
                 for value in workload(i):
                     child.observe(value)
-            return generate_latest(registry)
+            generate_latest(registry)  # as ours renders once; the body is not kept
+            return family
 
         return make
 
