@@ -69,7 +69,9 @@ def order_plane(**config: Any) -> PlaneMetrics:
 
 
 def prometheus_histogram(registry: CollectorRegistry) -> Histogram:
-    return Histogram("p_fill_latency", "x", [*LABELS, "service"], buckets=LATENCY.buckets or (), registry=registry)
+    """prometheus_client's classic histogram of the same name, help, labels and buckets."""
+    return Histogram(LATENCY.prometheus_name, LATENCY.description, [*LABELS, "service"], buckets=LATENCY.buckets or (),
+                     registry=registry)  # fmt: skip
 
 
 def ratios(values: list[float], base: list[float]) -> str:
