@@ -1,10 +1,11 @@
 """Native histograms on the push paths, each into Prometheus 3 and into Thanos: the SDK's exponential
 points through our Collector in the gateway role (otel_collector/gateway.yaml) and its remote write
 into Prometheus's remote-write receiver and into Thanos Receive; and straight into Prometheus's OTLP
-receiver, which remote-writes them on to Thanos Receive (``send_native_histograms``). Read back through
-each store's query API, every path gives the same native histogram as the handle recorded (count, sum,
-bucket boundaries and counts, zero and negative buckets), and the classic series of the other
-histograms still arrive."""
+receiver, whose series reach Thanos both ways docs/scale-out.md gives a Prometheus: a Thanos Sidecar
+beside it, and its remote write into Thanos Receive (``send_native_histograms``). Read back through each
+store's query API, every path gives the same native histogram as the handle recorded (count, sum, bucket
+boundaries and counts, zero and negative buckets), and the classic series of the other histograms still
+arrive."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
 from helpers import labels_for, record_everything, wait_for
-from servers import COLLECTOR_DIR, Collector, Prometheus, PromQLClient, ThanosQuery, ThanosReceive
+from servers import COLLECTOR_DIR, Collector, Prometheus, PromQLClient, ThanosQuery, ThanosReceive, ThanosSidecar
 from trading_telemetry import TelemetryConfig, init_metrics_exporter, reset
 from trading_telemetry._native import NativeSnapshot
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane, extend
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.integration
 INTERVAL_MS = 300
 TIMES = 3
 GATEWAY_TENANT, RECEIVER_TENANT = "trading", "otlp"  # Receive's tenant_id of each path's series
+RECEIVER_LABELS = {"cluster": "otlp"}  # the OTLP-receiving Prometheus's external labels (a Sidecar needs some)
 _FILL, _SLIP = (next(s for s in CATALOG if s.key == key) for key in ("total_fill_latency", "slippage_bps"))
 LATENCY = MetricSpec(Plane.ORDER, "venue_latency", "orders_venue_latency", Kind.HISTOGRAM, "s",
                      "Venue round trip", _FILL.labels, _FILL.buckets, min_value=0.0, native=True)  # fmt: skip
@@ -46,7 +49,7 @@ class Stores:
 
     gateway: Prometheus  # the Collector's remote write, into --web.enable-remote-write-receiver
     receiver: Prometheus  # the SDK's OTLP, into --web.enable-otlp-receiver
-    thanos: ThanosQuery  # over the Receive both paths write into (tenants trading and otlp)
+    thanos: ThanosQuery  # over the Receive both paths write into (tenants trading and otlp) and the Sidecar
     recorded: dict[str, tuple[int, float, int, Buckets]]
 
 
@@ -90,7 +93,8 @@ def stores(
 ) -> Iterator[Stores]:
     """Every catalog metric recorded TIMES times and the two native ones a workload each, pushed on both paths:
     the plane's configured OTLP exporter to a gateway writing into Prometheus, another reader to a gateway
-    writing into Thanos Receive, a third to Prometheus's OTLP receiver, itself remote-writing into Receive."""
+    writing into Thanos Receive, a third to Prometheus's OTLP receiver, itself remote-writing into Receive and
+    read by a Sidecar."""
     reset()
     extend(NATIVE)
     receive = thanos_factory(ThanosReceive)
@@ -100,14 +104,18 @@ def stores(
         "headers": {"X-Scope-OrgID": RECEIVER_TENANT},
     }
     receiver = prometheus_factory(
-        {}, flags=["--web.enable-otlp-receiver"], config_changes={"remote_write": [into_receive]}
+        {},
+        flags=["--web.enable-otlp-receiver"],
+        config_changes={"remote_write": [into_receive], "global": {"external_labels": RECEIVER_LABELS}},
     )
+    beside = SimpleNamespace(url=receiver.url, data=receiver.workdir / "data")  # what a Sidecar reads of it
+    sidecar = thanos_factory(ThanosSidecar, prometheus=beside)
     gateway = prometheus_factory({}, flags=["--web.enable-remote-write-receiver"])
     gateways = [
         collector_factory(config=COLLECTOR_DIR / "gateway.yaml", env={"OTELCOL_REMOTE_WRITE_URL": url})
         for url in (f"{gateway.url}/api/v1/write", receive.push_url)
     ]
-    thanos = thanos_factory(ThanosQuery, endpoints=[receive.grpc])
+    thanos = thanos_factory(ThanosQuery, endpoints=[receive.grpc, sidecar.grpc])
     config = TelemetryConfig.from_env({
         "OTEL_METRICS_EXPORTER": "otlp",
         **gateways[0].sdk_env(),
@@ -161,9 +169,10 @@ def _native(store: PromQLClient, name: str, scale: int, where: str) -> tuple[int
     return _stored(result[0], scale) if result else None
 
 
-PATHS = {
+PATHS = {  # each path: its Prometheus, and the matchers of its series in Thanos
     "collector-remote-write": (lambda s: s.gateway, f'tenant_id="{GATEWAY_TENANT}"'),
-    "sdk-otlp-receiver": (lambda s: s.receiver, f'tenant_id="{RECEIVER_TENANT}"'),
+    "sdk-otlp-receiver+remote-write": (lambda s: s.receiver, f'tenant_id="{RECEIVER_TENANT}"'),
+    "sdk-otlp-receiver+sidecar": (lambda s: s.receiver, 'tenant_id="", cluster="otlp"'),
 }
 
 
