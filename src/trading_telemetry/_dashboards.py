@@ -242,9 +242,7 @@ def overview_dashboard() -> gd.Dashboard:
         ),
         _timeseries(
             "Fill latency p95 by strategy",
-            [
-                (quantile(0.95, fill, '{strategy=~"$strategy", symbol=~"$symbol"}', ("strategy",)), "{{strategy}}")
-            ],
+            [(quantile(0.95, fill, '{strategy=~"$strategy", symbol=~"$symbol"}', ("strategy",)), "{{strategy}}")],
             "s",
             exemplars=True,
         ),
