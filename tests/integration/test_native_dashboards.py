@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from test_otlp_prometheus import USER, basic_header
 
 from helpers import dashboard_queries, labels_for, sample_value, wait_for, with_all_variables
 from servers import RULE_FILES, TEST_PASSWORD, Prometheus
+from trading_telemetry._dashboards import dashboards
 from trading_telemetry.catalog import CATALOG, SERVICE_LABEL, Kind, MetricSpec
 
 pytestmark = pytest.mark.integration
@@ -136,3 +138,20 @@ def test_every_quantile_rule_records_on_native_data(native_only: Prometheus, rec
         return found if found and all(_close_to(float(r["value"][1]), observed(spec)) for r in found) else []
 
     assert wait_for(f"{record} on native data", recorded, timeout=60, interval=1.0)
+
+
+def test_exemplar_queries_accept_the_two_shape_form(native_only: Prometheus) -> None:
+    """Prometheus's exemplar API, which Grafana asks with a panel's query when exemplars are on, accepts every
+    latency query in its `native or classic` form."""
+    now = time.time()
+    with_exemplars = [
+        target["expr"]
+        for board in dashboards().values()
+        for panel in board["panels"]
+        for target in panel["targets"]
+        if target.get("exemplar") and " or " in target["expr"]
+    ]
+    assert with_exemplars
+    for expr in with_exemplars:
+        assert isinstance(native_only.api("query_exemplars", query=with_all_variables(expr), start=now - 60, end=now),
+                          list)  # fmt: skip
