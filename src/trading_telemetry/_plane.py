@@ -142,7 +142,9 @@ def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
     for self_metric in self_metrics:
         _observable(meter, self_metric, metrics.plane.value)
     register = register_series if sdk.has_readers and summed is None else None  # summed: the files' series
-    store.connect(instruments, register, sdk.config.exemplar_filter)
+    # /metrics served from this process's handles carries their exemplars.
+    keep = sdk.pull and metrics.multiprocess is None
+    store.connect(instruments, register, sdk.config.exemplar_filter, keep_exemplars=keep)
     metrics.exposition = _exposition(metrics, sdk, self_metrics) if sdk.pull else None
     provider = sdk.tracer_provider
     metrics.tracer = provider.get_tracer(METER_NAME, __version__) if provider else None
