@@ -280,9 +280,9 @@ class HistogramHandle(BoundMetric):
         with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
             if self._keep:
                 context = get_current_span().get_span_context()
-                trace_id, span_id = (
-                    (format_trace_id(context.trace_id), format_span_id(context.span_id)) if context.is_valid else ("", "")
-                )
+                trace_id = span_id = ""
+                if context.is_valid:
+                    trace_id, span_id = format_trace_id(context.trace_id), format_span_id(context.span_id)
                 kept = self._kept
                 if kept is None:
                     kept = self._kept = [None] * len(self._counts)
