@@ -166,50 +166,39 @@ def _native(snapshot: NativeSnapshot) -> bytes:
 
 def _side(span_tag: bytes, delta_tag: bytes, offset: int, counts: tuple[int, ...]) -> bytes:
     """One side's spans and deltas: its window ``counts`` from OpenTelemetry index ``offset``."""
-    start = offset + 1  # Prometheus' index of the first bucket
-    if 0 not in counts:
-        spans = [(start, len(counts))]
-        kept: Sequence[int] = counts
-    else:
-        spans, kept = _spans(start, counts)
+    spans, kept = _spans(offset + 1, counts)
     encoded = b"".join([_field(span_tag, b"\x08" + zigzag(gap) + b"\x10" + varint(length)) for gap, length in spans])
-    deltas = map(sub, kept, (0, *kept[:-1]))
     try:
-        packed = b"".join(map(_ZZ.__getitem__, deltas))
+        packed = b"".join(map(_ZZ.__getitem__, map(sub, kept, (0, *kept[:-1]))))
     except KeyError:  # a delta of 8192 or more
         packed = b"".join(map(zigzag, map(sub, kept, (0, *kept[:-1]))))
     return encoded + _field(delta_tag, packed)
 
 
-def _spans(start: int, counts: tuple[int, ...]) -> tuple[list[tuple[int, int]], list[int]]:
-    """Spans over ``counts`` (the first at Prometheus index ``start``), leaving out runs of
-    more than two empty buckets: (gap to the previous span or first index, length) each,
-    and the counts they cover."""
+_GAP = b"\x00\x00\x00"
+
+
+def _spans(start: int, counts: tuple[int, ...]) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
+    """Spans over ``counts`` (its first bucket at Prometheus index ``start``), leaving out
+    empty buckets at the ends and runs of more than two inside: (gap to the previous span,
+    or the first one's index; length) each, and the counts they cover."""
+    mask = bytes(map(bool, counts))  # the searches below run in C
+    i = mask.find(1)
+    if i < 0:
+        return [], ()
+    last = mask.rfind(1) + 1
+    if mask.find(_GAP, i, last) < 0:  # the common case: one span
+        return [(start + i, last - i)], counts[i:last]
     spans: list[tuple[int, int]] = []
     kept: list[int] = []
-    n = len(counts)
     end = None  # Prometheus index after the last span
-    i = 0
-    while i < n:
-        if counts[i] == 0:
-            i += 1
-            continue
-        j = i
-        while True:
-            k = j + 1
-            while k < n and counts[k] != 0:
-                k += 1
-            z = k
-            while z < n and counts[z] == 0:
-                z += 1
-            if z < n and z - k <= 2:
-                j = z
-                continue
-            j = k
-            break
+    while i >= 0:
+        j = mask.find(_GAP, i, last)
+        if j < 0:
+            j = last
         index = start + i
         spans.append((index if end is None else index - end, j - i))
         kept.extend(counts[i:j])
         end = start + j
-        i = j
-    return spans, kept
+        i = mask.find(1, j, last)
+    return spans, tuple(kept)
