@@ -193,7 +193,9 @@ def test_the_protobuf_body_decodes_to_what_the_handles_hold_and_to_the_text_rend
             assert h.sample_sum == total
             assert snapshot is not None if spec.native else snapshot is None
             if snapshot is None:
-                assert not h.HasField("schema") and not h.positive_span and not h.negative_span
+                assert not h.HasField("schema")
+                assert not h.positive_span
+                assert not h.negative_span
                 continue
             assert isinstance(snapshot, NativeSnapshot)
             assert h.schema == snapshot.scale
@@ -258,7 +260,7 @@ def test_native_buckets_decode_to_the_snapshot(
         ("application/json", TEXT),
         ("*/*", TEXT),
         (f"{PROTOBUF_ACCEPT};q=banana", TEXT),
-        (f'application/vnd.google.protobuf; proto="io.prometheus.client.MetricFamily"; encoding=delimited', PROTOBUF),
+        ('application/vnd.google.protobuf; proto="io.prometheus.client.MetricFamily"; encoding=delimited', PROTOBUF),
     ],
 )
 def test_the_format_is_the_accepted_one_with_the_highest_q(accept: str, form: str) -> None:
@@ -360,8 +362,8 @@ def test_no_exemplar_is_kept_outside_a_span_nor_with_always_off() -> None:
     for exemplar_filter, inside, expected in (("trace_based", False, None), ("always_off", True, None),
                                               ("always_on", False, {})):  # fmt: skip
         reset()
-        metrics = init_metrics_exporter("order_plane", config=TelemetryConfig(metrics_exporters=("prometheus",),
-                                        exemplar_filter=exemplar_filter), span_exporters=[InMemorySpanExporter()])  # fmt: skip
+        config = TelemetryConfig(metrics_exporters=("prometheus",), exemplar_filter=exemplar_filter)
+        metrics = init_metrics_exporter("order_plane", config=config, span_exporters=[InMemorySpanExporter()])
         assert metrics.tracer is not None
         if inside:
             with metrics.tracer.start_as_current_span("submit"):
