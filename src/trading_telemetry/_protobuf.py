@@ -122,6 +122,11 @@ def _exemplar(kept: Exemplar) -> bytes:
     return labels + b"\x11" + _double(value) + _field(b"\x1a", stamp)
 
 
+_BUCKET_HEAD = [b"\x1a" + bytes((10 + k,)) + b"\x08" for k in range(11)]
+"""A classic Bucket field's head by its count's varint length: tag, message length (the
+count's field and the 9-byte upper_bound), count tag."""
+
+
 def histogram(
     labels: bytes,
     counts: Sequence[int],
@@ -131,24 +136,29 @@ def histogram(
     exemplars: Sequence[Exemplar | None] | None,
 ) -> bytes:
     """A histogram's Metric message: the classic buckets (cumulative, ``+Inf`` included, each
-    with its exemplar), count and sum, and the native buckets when ``native`` is given."""
+    with its exemplar), count and sum, and the native buckets when ``native`` is given;
+    ``bounds`` are the buckets' ``upper_bound`` fields (``upper_bound``)."""
+    uv, head = _UV, _BUCKET_HEAD
     count = 0
     parts = []
-    for i, n in enumerate(counts):
-        count += n
-        bucket = b"\x08" + varint(count) + bounds[i]
-        if exemplars is not None:
-            kept = exemplars[i]
+    if exemplars is None:
+        for n, bound in zip(counts, bounds, strict=True):
+            count += n
+            encoded = uv[count] if count < _SMALL else varint(count)
+            parts.append(head[len(encoded)] + encoded + bound)
+    else:
+        for n, bound, kept in zip(counts, bounds, exemplars, strict=True):
+            count += n
+            bucket = b"\x08" + varint(count) + bound
             if kept is not None:
                 bucket += _field(b"\x1a", _exemplar(kept))
-        parts.append(b"\x1a" + varint(len(bucket)) + bucket)
-    head = b"\x08" + varint(count) + b"\x11" + _double(float(total))
+            parts.append(b"\x1a" + varint(len(bucket)) + bucket)
     if native is not None:
         parts.append(_native(native))
         if exemplars is not None:
             stored = sorted((e for e in exemplars if e is not None), key=lambda e: e[3])
             parts.extend([_field(b"\x82\x01", _exemplar(e)) for e in stored])
-    body = head + b"".join(parts)
+    body = b"\x08" + varint(count) + b"\x11" + _double(float(total)) + b"".join(parts)
     return labels + b"\x3a" + varint(len(body)) + body
 
 
@@ -167,12 +177,19 @@ def _native(snapshot: NativeSnapshot) -> bytes:
 def _side(span_tag: bytes, delta_tag: bytes, offset: int, counts: tuple[int, ...]) -> bytes:
     """One side's spans and deltas: its window ``counts`` from OpenTelemetry index ``offset``."""
     spans, kept = _spans(offset + 1, counts)
-    encoded = b"".join([_field(span_tag, b"\x08" + zigzag(gap) + b"\x10" + varint(length)) for gap, length in spans])
+    encoded = b"".join([_span(span_tag, gap, length) for gap, length in spans])
     try:
         packed = b"".join(map(_ZZ.__getitem__, map(sub, kept, (0, *kept[:-1]))))
     except KeyError:  # a delta of 8192 or more
         packed = b"".join(map(zigzag, map(sub, kept, (0, *kept[:-1]))))
     return encoded + _field(delta_tag, packed)
+
+
+def _span(tag: bytes, gap: int, length: int) -> bytes:
+    """A BucketSpan field: offset (sint32) and length, at most 12 bytes."""
+    gap_bytes = _ZZ.get(gap) or _zigzag(gap)
+    length_bytes = _UV[length] if length < _SMALL else varint(length)
+    return tag + bytes((2 + len(gap_bytes) + len(length_bytes),)) + b"\x08" + gap_bytes + b"\x10" + length_bytes
 
 
 _GAP = b"\x00\x00\x00"
