@@ -53,6 +53,7 @@ def recorded() -> Iterator[tuple[PlaneMetrics, np.ndarray[Any, Any], str, Metric
     slippage = metrics.bind(SLIPPAGE, **SLIP)
     for value in (-12.5, -3.0, -0.25, 0.0, 0.0, 0.5, 1.0, 2.0, 7.5, 40.0, -1000.0):
         slippage.observe(value)
+    metrics.inc("orders_received", 3, strategy="s1", symbol="SPY", direction="BUY", order_type="LIMIT")
     assert metrics.tracer is not None
     with metrics.tracer.start_as_current_span("submit") as span:
         metrics.observe(LATENCY, 0.0042, **TRACED)
@@ -182,3 +183,22 @@ def test_histogram_quantile_on_the_native_series_is_within_5_percent(
         )
     for q, exact, native, _ in rows:
         assert abs(native - exact) <= TOLERANCE * exact, (q, exact, native)
+
+
+def test_counters_gauges_self_metrics_and_target_info_arrive_over_protobuf(
+    recorded: tuple[PlaneMetrics, Any, str, MetricsServer], prom: Prometheus
+) -> None:
+    """The same scrape stores target_info (a gauge of 1 with the Resource's labels), a counter and the
+    uptime gauge under their text-format names and types, the counter's family named with _total."""
+    (info,) = prom.query('target_info{job="trading-planes"}')
+    assert float(info["value"][1]) == 1
+    assert info["metric"]["service_name"] == "order_plane"
+    metadata = {m["metric"]: m["type"] for m in prom.api("targets/metadata", match_target='{job="trading-planes"}')}
+    assert metadata["target_info"] == "gauge"
+    assert metadata["trading_telemetry_uptime_seconds"] == "gauge"
+    assert metadata[NAME] == "histogram"
+    assert metadata["orders_received_total"] == "counter"
+    assert prom.value('orders_received_total{symbol="SPY",direction="BUY"}') == 3
+    uptime = prom.value('trading_telemetry_uptime_seconds{job="trading-planes"}')
+    assert uptime is not None
+    assert uptime > 0
