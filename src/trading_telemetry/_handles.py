@@ -7,8 +7,10 @@ an add.
 
 What readers may use of a handle (the read protocol of ``_series``): ``value`` (a counter's
 total, a gauge's last value or None), ``snapshot()`` (a histogram's counts, sum, min, max),
-``label_items()``, ``attributes`` and ``label_text(render)``, the series' label string as
-the /metrics renderer writes it, rendered once and kept. The OTel SDK reads the same state
+``snapshot_native()`` (the same with its native buckets), ``exemplars()`` (the last
+exemplar kept in each bucket for /metrics), ``label_items()``, ``attributes`` and
+``label_text(render)``, the series' labels as the /metrics renderer writes them, rendered
+once and kept. The OTel SDK reads the same state
 when it collects, through the view aggregations of ``_aggregation``.
 """
 

@@ -10,8 +10,10 @@ REJECTED_KEPT of those), so that the next identical call is one dict lookup
 Readers use one protocol, ``series(key)``: the label values in the spec's order -> the
 handle. The /metrics renderer walks it (``_exposition``); the SDK's view aggregations look
 a label set up in it when the SDK first meets the series (``_aggregation``). Of a handle
-they read ``value``, ``snapshot()``, ``label_items()``, ``attributes`` and
-``label_text(render)``, nothing else.
+they read ``value``, ``snapshot()``, ``snapshot_native()``, ``exemplars()``,
+``label_items()``, ``attributes`` and ``label_text(render)``, nothing else (the merged
+series of multiprocess mode have neither ``snapshot_native()`` nor ``exemplars()``: their
+metrics have no native buckets, and the renderer reads no exemplar from them).
 """
 
 from __future__ import annotations

@@ -416,8 +416,8 @@ def test_the_generated_classes_are_what_protoc_makes_of_the_vendored_proto(tmp_p
         assert committed.read_bytes() == path.read_bytes(), f"{committed} is stale: run `make proto`"
 
 
-def test_importing_the_package_or_serving_text_imports_no_generated_code() -> None:
-    """The generated classes are the tests' decoder: neither the package nor a render imports them."""
+def test_neither_the_package_nor_a_protobuf_render_imports_the_generated_code() -> None:
+    """The generated classes are the tests' decoder: importing the package and rendering protobuf leave them out."""
     import subprocess
 
     code = (
