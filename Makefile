@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(LOCK)
 PIP_INSTALL := pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: demo test check test-ranges test-pythons lint docs dashboards system-deps collector
+.PHONY: demo test check test-ranges test-pythons lint docs dashboards proto system-deps collector
 
 # The development venv: the package editable, with every extra the tests use (dev pulls in
 # grpc, asyncio and dashboards) and NautilusTrader, at the locked versions.
@@ -114,3 +114,9 @@ docs: $(STAMP)
 
 dashboards: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._dashboards grafana/dashboards
+
+# The Python classes of Prometheus' client_model (the reference decoder of the protobuf
+# /metrics in the tests), regenerated from the vendored metrics.proto by the pinned
+# grpcio-tools; tests/unit/test_protobuf.py fails when the committed ones differ.
+proto: $(STAMP)
+	$(VENV)/bin/python -m trading_telemetry._client_model._generate

@@ -156,7 +156,8 @@ class Prometheus(Process, PromQLClient):
     """Prometheus with the repository's configuration and compose's flags: its jobs, limits,
     relabelling and rule files, with the targets of this test and a 1 s scrape interval,
     sending alerts with Alertmanager's password (``alertmanager_password``). ``flags`` are
-    added to compose's, ``config_changes`` update sections of prometheus.yml, and
+    added to compose's, ``config_changes`` update sections of prometheus.yml (a list, such
+    as ``remote_write``, is the whole section), and
     ``web_user`` puts every path behind basic auth for that user with the tests' password
     (docs/operations.md: "Straight into Prometheus over OTLP")."""
 
@@ -184,7 +185,10 @@ class Prometheus(Process, PromQLClient):
         config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
         config["rule_files"] = [str(p) for p in rule_files]
         for section, changes in (config_changes or {}).items():
-            config.setdefault(section, {}).update(changes)
+            if isinstance(changes, list):  # a list section (remote_write): given whole
+                config[section] = changes
+            else:
+                config.setdefault(section, {}).update(changes)
         for job in config["scrape_configs"]:
             job["scrape_interval"] = "1s"
         (workdir / "targets").mkdir(parents=True, exist_ok=True)

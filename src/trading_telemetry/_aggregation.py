@@ -6,13 +6,14 @@ no public API serves; ``tests/unit/test_sdk_private.py`` names any that an SDK v
 lacks. The SDK offers no asynchronous histogram and no way for a view's aggregation to
 read state kept outside the SDK, so the aggregations below subclass the SDK's own
 (``_SumAggregation``, ``_LastValueAggregation``, ``_ExplicitBucketHistogramAggregation``,
-their base ``_Aggregation``, and the view hook ``_create_aggregation``, which its
-``isinstance`` checks and collection rely on).
+``_ExponentialBucketHistogramAggregation``, their base ``_Aggregation``, and the view hook
+``_create_aggregation``, which its ``isinstance`` checks and collection rely on).
 
 Our bound handles keep each series' state themselves (a counter's total, a gauge's last
-value, a histogram's bucket counts, sum, min and max). These aggregations, set on the
-metrics' views, hand that state to the SDK at collection time, so readers and exporters
-(OTLP, in-memory) see ordinary sum, gauge and explicit-bucket histogram points. A
+value, a histogram's bucket counts, sum, min and max, and its native buckets for metrics
+that have them). These aggregations, set on the metrics' views, hand that state to the SDK
+at collection time, so readers and exporters (OTLP, console, in-memory) see ordinary sum,
+gauge, explicit-bucket and (native buckets) exponential histogram points. A
 collection is then what the raw SDK's is, a point built per series, with no callback
 and no Observation per series; an instrument measurement happens once per series, to
 make the SDK create the series' aggregation (:func:`register_series`).
@@ -46,6 +47,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics._internal.aggregation import (
     _Aggregation,
     _ExplicitBucketHistogramAggregation,
+    _ExponentialBucketHistogramAggregation,
     _LastValueAggregation,
     _SumAggregation,
 )
@@ -55,13 +57,22 @@ from opentelemetry.sdk.metrics._internal.aggregation import (
 from opentelemetry.sdk.metrics._internal.measurement import Measurement
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Buckets,
+    ExponentialHistogramDataPoint,
     HistogramDataPoint,
     MetricExporter,
     NumberDataPoint,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, LastValueAggregation, SumAggregation
+from opentelemetry.sdk.metrics.view import (
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    LastValueAggregation,
+    SumAggregation,
+)
 from opentelemetry.util.types import Attributes
+
+from trading_telemetry._native import MAX_BUCKETS, MAX_SCALE, NativeSnapshot
 
 if TYPE_CHECKING:
     from trading_telemetry._series import SeriesReader
@@ -238,6 +249,123 @@ class CellSumAggregation(_ReadsHandles, SumAggregation):
         self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
     ) -> _Aggregation[Any]:
         return _CellSumAggregation(cell, attributes, start, reservoir_factory(_SumAggregation))
+
+
+class NativeCell(Protocol):
+    """What the exponential aggregation reads from a handle with native buckets."""
+
+    def snapshot_native(self) -> tuple[list[int], float, float, float, NativeSnapshot | None]:
+        """(classic bucket counts, sum, min, max, native buckets), consistent with each other."""
+        ...
+
+
+_NO_BUCKETS = NativeSnapshot(MAX_SCALE, 0, 0, (), 0, ())
+
+
+def native_delta(now: NativeSnapshot, before: NativeSnapshot) -> NativeSnapshot:
+    """What ``now`` counted since ``before`` (an earlier snapshot of the same series), at
+    ``now``'s scale: a series' scale only goes down, and bucket ``i`` at a scale finer by
+    ``change`` is bucket ``i >> change`` at ``now``'s. Each side is trimmed to its buckets
+    from the first to the last that counted something (empty: offset 0, no bucket)."""
+    change = before.scale - now.scale
+    positive = _side_delta(now.positive_offset, now.positive, before.positive_offset, before.positive, change)
+    negative = _side_delta(now.negative_offset, now.negative, before.negative_offset, before.negative, change)
+    return NativeSnapshot(now.scale, now.zero_count - before.zero_count, *positive, *negative)
+
+
+def _side_delta(
+    offset: int, counts: Sequence[int], before_offset: int, before: Sequence[int], change: int
+) -> tuple[int, tuple[int, ...]]:
+    delta = list(counts)
+    for position, n in enumerate(before):
+        if n:
+            delta[((before_offset + position) >> change) - offset] -= n
+    first = next((i for i, n in enumerate(delta) if n), None)
+    if first is None:
+        return 0, ()
+    last = max(i for i, n in enumerate(delta) if n)
+    return offset + first, tuple(delta[first : last + 1])
+
+
+class _CellExponentialAggregation(_ExponentialBucketHistogramAggregation):
+    """A series with native buckets: exponential points from its handle's snapshot; the
+    SDK's own state (from the base class) stays empty, only its exemplar reservoir and
+    lock serve."""
+
+    def __init__(
+        self, cell: NativeCell, attributes: Attributes, start_time_unix_nano: int, reservoir_builder: Any
+    ) -> None:
+        super().__init__(
+            attributes,
+            reservoir_builder,
+            AggregationTemporality.DELTA,  # a synchronous instrument's, as the SDK's view gives it
+            start_time_unix_nano,
+            max_size=MAX_BUCKETS,
+            max_scale=MAX_SCALE,
+        )
+        self._cell = cell
+        self._before = _NO_BUCKETS
+        self._before_count = 0
+        self._before_sum = 0.0
+        self._before_collection = start_time_unix_nano
+
+    def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
+        # The handle has counted the value already; the SDK path only carries exemplars.
+        if not math.isnan(measurement.value):
+            self._sample_exemplar(measurement, should_sample_exemplar)
+
+    def collect(  # type: ignore[override]
+        self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
+    ) -> ExponentialHistogramDataPoint | None:
+        counts, total, low, high, native = self._cell.snapshot_native()
+        if native is None:  # a handle without native buckets: never given this aggregation
+            return None
+        count = sum(counts)
+        if collection_aggregation_temporality is AggregationTemporality.DELTA:
+            with self._lock:
+                before, before_count, before_sum = self._before, self._before_count, self._before_sum
+                start = self._before_collection
+                self._before, self._before_count, self._before_sum = native, count, total
+                self._before_collection = collection_start_nano
+            if count == before_count:
+                return None
+            native, count, total = native_delta(native, before), count - before_count, total - before_sum
+        elif count == 0:
+            return None
+        else:
+            start = self._start_time_unix_nano
+        return ExponentialHistogramDataPoint(
+            attributes=self._attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=collection_start_nano,
+            count=count,
+            sum=total,
+            scale=native.scale,
+            zero_count=native.zero_count,
+            positive=Buckets(offset=native.positive_offset, bucket_counts=list(native.positive)),
+            negative=Buckets(offset=native.negative_offset, bucket_counts=list(native.negative)),
+            flags=0,
+            min=low,
+            max=high,
+            exemplars=self._collect_exemplars(),
+        )
+
+
+class CellExponentialAggregation(_ReadsHandles, ExponentialBucketHistogramAggregation):
+    """A histogram with native buckets: label sets with a handle read its native buckets;
+    others fall back to the SDK's exponential aggregation with the same bounds
+    (``max_size`` 160, ``max_scale`` 8)."""
+
+    def __init__(self, store: SeriesReader, key: str, labels: Sequence[str]) -> None:
+        _ReadsHandles.__init__(self, store, key, labels)
+        ExponentialBucketHistogramAggregation.__init__(self, max_size=MAX_BUCKETS, max_scale=MAX_SCALE)
+
+    def _for_cell(
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+    ) -> _Aggregation[Any]:
+        return _CellExponentialAggregation(
+            cell, attributes, start, reservoir_factory(_ExponentialBucketHistogramAggregation)
+        )
 
 
 _LAST_VALUE_TAKES_SYNCHRONOUS = "instrument_is_synchronous" in inspect.signature(_LastValueAggregation).parameters

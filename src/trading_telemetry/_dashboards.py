@@ -61,6 +61,10 @@ HINTS: dict[str, Hints] = {
     "regime_state": Hints("none", ()),
     "kill_switch_active": Hints("none", ("switch_type",)),
 }
+# Quantiles a histogram panel shows; with native buckets also p99.9, which classic buckets
+# place anywhere in their last finite bucket.
+QUANTILES = (0.5, 0.95, 0.99)
+NATIVE_QUANTILES = (*QUANTILES, 0.999)
 REGIME = {"0": ("Calm", "green"), "1": ("Normal", "yellow"), "2": ("Storm", "red")}
 KILL_SWITCH = {"0": ("off", "green"), "1": ("ACTIVE", "red")}
 
@@ -89,11 +93,21 @@ def queries(spec: MetricSpec) -> list[tuple[str, str]]:
         return [(f"sum{_by(by)} (rate({name}{selector(spec)}[$__rate_interval]))", _legend(by))]
     if spec.kind is Kind.GAUGE:
         return [(f"max{_by(by)} ({name}{selector(spec)})" if by or not spec.labels else name, _legend(by))]
-    rate = f"rate({name}_bucket{selector(spec)}[$__rate_interval])"
-    out = [(f"histogram_quantile({q}, sum by (le) ({rate}))", f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99)]
+    levels = NATIVE_QUANTILES if spec.native else QUANTILES
+    out = [(quantile(q, name, selector(spec)), f"p{q * 100:g}") for q in levels]
     if by:
-        out.append((f"histogram_quantile(0.95, sum by (le, {', '.join(by)}) ({rate}))", _legend(by, "p95")))
+        out.append((quantile(0.95, name, selector(spec), by), _legend(by, "p95")))
     return out
+
+
+def quantile(q: float, name: str, labels: str, by: Sequence[str] = ()) -> str:
+    """The q-quantile of histogram ``name`` over ``by``, read from its native histogram where there is one
+    and from its classic ``_bucket`` series for the label sets that have no native one: a metric opted in to
+    native buckets is scraped with both and pushed over OTLP as the native one only. Both sides have the
+    labels ``by`` after the aggregation, so ``or`` keeps the native result where both answer."""
+    native = f"histogram_quantile({q}, sum{_by(by)} (rate({name}{labels}[$__rate_interval])))"
+    classic = f"histogram_quantile({q}, sum{_by(('le', *by))} (rate({name}_bucket{labels}[$__rate_interval])))"
+    return f"{native} or {classic}"
 
 
 def _thresholds(steps: Sequence[tuple[float | None, str]]) -> gd.ThresholdsConfig:
@@ -184,10 +198,8 @@ def plane_dashboard(plane: Plane) -> gd.Dashboard:
 
 def overview_dashboard() -> gd.Dashboard:
     board = _board("trading-overview", "Trading / Overview", "The desk at a glance: data in, orders out, PnL, risk.")
-    fill_p95 = (
-        'histogram_quantile(0.95, sum by (le) (rate(orders_total_fill_latency_seconds_bucket{service=~"$service", '
-        'strategy=~"$strategy", symbol=~"$symbol"}[$__rate_interval])))'
-    )
+    fill = "orders_total_fill_latency_seconds"
+    fill_p95 = quantile(0.95, fill, '{service=~"$service", strategy=~"$strategy", symbol=~"$symbol"}')
     panels = [
         _stat(
             "Ticks / s",
@@ -230,13 +242,7 @@ def overview_dashboard() -> gd.Dashboard:
         ),
         _timeseries(
             "Fill latency p95 by strategy",
-            [
-                (
-                    "histogram_quantile(0.95, sum by (le, strategy) (rate(orders_total_fill_latency_seconds_bucket"
-                    '{strategy=~"$strategy", symbol=~"$symbol"}[$__rate_interval])))',
-                    "{{strategy}}",
-                )
-            ],
+            [(quantile(0.95, fill, '{strategy=~"$strategy", symbol=~"$symbol"}', ("strategy",)), "{{strategy}}")],
             "s",
             exemplars=True,
         ),

@@ -70,7 +70,7 @@ def catalog_table(specs: tuple[MetricSpec, ...] = CATALOG, *, label_values: bool
             if s.documented_name != s.prometheus_name:
                 name += f" (documented `{s.documented_name}`: recording rule)"
             if s.buckets:
-                shape = ", ".join(_fmt(b) for b in s.buckets)
+                shape = ", ".join(_fmt(b) for b in s.buckets) + (" + native" if s.native else "")
             elif s.integral and s.min_value is not None and s.max_value is not None:
                 shape = "{" + ", ".join(str(v) for v in range(int(s.min_value), int(s.max_value) + 1)) + "}"
             elif s.kind.value == "gauge" and (s.min_value is not None or s.max_value is not None):

@@ -7,8 +7,10 @@ an add.
 
 What readers may use of a handle (the read protocol of ``_series``): ``value`` (a counter's
 total, a gauge's last value or None), ``snapshot()`` (a histogram's counts, sum, min, max),
-``label_items()``, ``attributes`` and ``label_text(render)``, the series' label string as
-the /metrics renderer writes it, rendered once and kept. The OTel SDK reads the same state
+``snapshot_native()`` (the same with its native buckets), ``exemplars()`` (the last
+exemplar kept in each bucket for /metrics), ``label_items()``, ``attributes`` and
+``label_text(render)``, the series' labels as the /metrics renderer writes them, rendered
+once and kept. The OTel SDK reads the same state
 when it collects, through the view aggregations of ``_aggregation``.
 """
 
@@ -18,11 +20,13 @@ import contextlib
 import math
 import sys
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from opentelemetry.trace import get_current_span
+from opentelemetry.context import get_current
+from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
 
 from trading_telemetry._checks import check_value, overflow, unusable_number, wrong_kind
 from trading_telemetry._drops import DropPolicy
@@ -35,6 +39,9 @@ __all__ = ["BoundMetric"]
 _MAX = sys.float_info.max
 T = TypeVar("T")
 Exemplars = Callable[[float, Mapping[str, str]], None]
+Exemplar = tuple[float, str, str, float]
+"""An observation kept for /metrics: (value, trace id hex, span id hex, Unix time); empty
+ids for one made outside a span."""
 
 
 class BoundMetric:
@@ -194,7 +201,20 @@ class GaugeHandle(BoundMetric):
 
 
 class HistogramHandle(BoundMetric):
-    __slots__ = ("_bounds", "_counts", "_every", "_exemplars", "_lock", "_max", "_min", "_native", "_sum")
+    __slots__ = (
+        "_bounds",
+        "_counts",
+        "_every",
+        "_exemplars",
+        "_keep",
+        "_kept",
+        "_lock",
+        "_max",
+        "_min",
+        "_native",
+        "_offer",
+        "_sum",
+    )
 
     def __init__(
         self,
@@ -219,6 +239,11 @@ class HistogramHandle(BoundMetric):
         # OTEL_METRICS_EXEMPLAR_FILTER=always_on: every observation is offered, not only
         # those made inside a recording span.
         self._every = every
+        # Whether /metrics is served with exemplars: then each classic bucket keeps the last
+        # observation offered (``_kept``, made at the first one).
+        self._keep = False
+        self._kept: list[Exemplar | None] | None = None
+        self._offer = exemplars is not None
 
     def observe(self, value: float) -> None:
         try:
@@ -247,9 +272,31 @@ class HistogramHandle(BoundMetric):
         if not finite:
             self._policy.reject(overflow(self.spec, value, "histogram's sum"))
             return
-        if self._exemplars is not None and (self._every or get_current_span().is_recording()):
-            with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
+        # Outside any context (no span) the check is one call returning an empty Context.
+        if self._offer and (self._every or (get_current() and get_current_span().is_recording())):
+            self._offer_exemplar(value, index)
+
+    def _offer_exemplar(self, value: float, index: int) -> None:
+        """An observation the exemplar filter offers: kept for /metrics in its bucket, and
+        handed to the SDK's reservoirs."""
+        with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
+            if self._keep:
+                context = get_current_span().get_span_context()
+                trace_id = span_id = ""
+                if context.is_valid:
+                    trace_id, span_id = format_trace_id(context.trace_id), format_span_id(context.span_id)
+                kept = self._kept
+                if kept is None:
+                    kept = self._kept = [None] * len(self._counts)
+                kept[index] = (value, trace_id, span_id, time.time())  # one store: atomic
+            if self._exemplars is not None:
                 self._exemplars(value, self.attributes)
+
+    def exemplars(self) -> list[Exemplar | None] | None:
+        """The last exemplar kept in each classic bucket (None: none there), or None when
+        none is kept."""
+        kept = self._kept
+        return list(kept) if kept is not None else None
 
     def snapshot(self) -> tuple[list[int], float, float, float]:
         """(bucket counts, sum, min, max), consistent with each other."""
@@ -263,10 +310,14 @@ class HistogramHandle(BoundMetric):
             native = self._native.snapshot() if self._native is not None else None
             return list(self._counts), self._sum, self._min, self._max, native
 
-    def use_exemplars(self, exemplars: Exemplars | None, every: bool) -> None:
-        """Offer observations to ``exemplars`` (the SDK's reservoirs; None: none), all of
-        them when ``every``, else those made inside a recording span."""
-        self._exemplars, self._every = exemplars, every
+    def use_exemplars(self, exemplars: Exemplars | None, every: bool, keep: bool = False) -> None:
+        """Offer observations to ``exemplars`` (the SDK's reservoirs; None: none) and, when
+        ``keep``, keep the last one of each bucket for /metrics: all observations when
+        ``every``, else those made inside a recording span."""
+        self._exemplars, self._every, self._keep = exemplars, every, keep
+        self._offer = exemplars is not None or keep
+        if not keep:
+            self._kept = None
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -276,6 +327,7 @@ class HistogramHandle(BoundMetric):
         self._sum = 0.0
         self._min = math.inf
         self._max = -math.inf
+        self._kept = None
 
 
 class RejectedHandle(BoundMetric):

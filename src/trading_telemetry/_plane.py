@@ -142,10 +142,24 @@ def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
     for self_metric in self_metrics:
         _observable(meter, self_metric, metrics.plane.value)
     register = register_series if sdk.has_readers and summed is None else None  # summed: the files' series
-    store.connect(instruments, register, sdk.config.exemplar_filter)
+    # /metrics served from this process's handles carries their exemplars, when any can be made.
+    keep = sdk.pull and metrics.multiprocess is None and _exemplars_possible(sdk)
+    store.connect(instruments, register, sdk.config.exemplar_filter, keep_exemplars=keep)
     metrics.exposition = _exposition(metrics, sdk, self_metrics) if sdk.pull else None
     provider = sdk.tracer_provider
     metrics.tracer = provider.get_tracer(METER_NAME, __version__) if provider else None
+
+
+def _exemplars_possible(sdk: PlaneSDK) -> bool:
+    """Whether an observation can be offered as an exemplar: always (always_on), or inside a
+    recording span, which needs a TracerProvider: the plane's (OTEL_TRACES_EXPORTER) or the
+    application's global one, set before the plane is made. Without one, histograms skip the
+    span check on every observation."""
+    from opentelemetry import trace
+
+    if sdk.config.exemplar_filter == "always_on" or sdk.tracer_provider is not None:
+        return True
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def _instrument(meter: Meter, s: MetricSpec) -> Any:

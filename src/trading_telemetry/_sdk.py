@@ -35,11 +35,17 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import Aggregation, View
+from opentelemetry.sdk.metrics.view import (
+    Aggregation,
+    ExplicitBucketHistogramAggregation,
+    ExponentialBucketHistogramAggregation,
+    View,
+)
 from opentelemetry.sdk.resources import Resource
 
 from trading_telemetry import _exporter_logs
 from trading_telemetry._aggregation import (
+    CellExponentialAggregation,
     CellHistogramAggregation,
     CellLastValueAggregation,
     CellSumAggregation,
@@ -116,8 +122,9 @@ def build_resource(plane: Plane, config: TelemetryConfig, per_process: bool = Fa
 
 def build_views(specs: Mapping[str, MetricSpec], store: SeriesReader) -> list[View]:
     """One view per catalog metric: its label allow-list (plus ``service``), for
-    histograms its explicit bucket boundaries, and an aggregation that reads the
-    series from ``store`` (``_aggregation``)."""
+    histograms its explicit bucket boundaries or, with native buckets (``spec.native``),
+    the base-2 exponential aggregation, and an aggregation that reads the series from
+    ``store`` (``_aggregation``)."""
     views = []
     for s in specs.values():
         aggregation: Aggregation
@@ -125,6 +132,8 @@ def build_views(specs: Mapping[str, MetricSpec], store: SeriesReader) -> list[Vi
             aggregation = CellSumAggregation(store, s.key, s.labels)
         elif s.kind is Kind.GAUGE:
             aggregation = CellLastValueAggregation(store, s.key, s.labels)
+        elif s.native:
+            aggregation = CellExponentialAggregation(store, s.key, s.labels)
         else:
             aggregation = CellHistogramAggregation(s.buckets or (), store, s.key, s.labels)
         views.append(
@@ -249,6 +258,17 @@ def otlp_temporality(preference: str) -> dict[type, AggregationTemporality]:
     }
 
 
+def otlp_histogram_aggregation(name: str) -> dict[type, Aggregation]:
+    """The OTLP metrics exporter's aggregation of histograms without a catalog view (such
+    as the asyncio instrumentation's) under
+    OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION ``name``; catalog histograms
+    follow their views, exponential when the setting asks for every histogram (``_plane``
+    gives them all native buckets then). Given explicitly, as the temporality."""
+    if name == "base2_exponential_bucket_histogram":
+        return {Histogram: ExponentialBucketHistogramAggregation()}
+    return {Histogram: ExplicitBucketHistogramAggregation()}
+
+
 def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
     """The OTLP exporter for ``signal`` (``metrics`` or ``traces``) over its configured
     protocol; grpc and http are imported only when used."""
@@ -257,6 +277,7 @@ def _otlp_exporter(config: TelemetryConfig, signal: str) -> Any:
         protocol, url = config.otlp_protocol, config.otlp_metrics_url
         headers, timeout_ms = config.otlp_headers, config.otlp_timeout_ms
         options["preferred_temporality"] = otlp_temporality(config.otlp_temporality)
+        options["preferred_aggregation"] = otlp_histogram_aggregation(config.otlp_histogram_aggregation)
     else:
         protocol, url = config.otlp_traces_protocol, config.otlp_traces_url
         headers, timeout_ms = config.otlp_traces_headers, config.otlp_traces_timeout_ms

@@ -10,8 +10,10 @@ REJECTED_KEPT of those), so that the next identical call is one dict lookup
 Readers use one protocol, ``series(key)``: the label values in the spec's order -> the
 handle. The /metrics renderer walks it (``_exposition``); the SDK's view aggregations look
 a label set up in it when the SDK first meets the series (``_aggregation``). Of a handle
-they read ``value``, ``snapshot()``, ``label_items()``, ``attributes`` and
-``label_text(render)``, nothing else.
+they read ``value``, ``snapshot()``, ``snapshot_native()``, ``exemplars()``,
+``label_items()``, ``attributes`` and ``label_text(render)``, nothing else (the merged
+series of multiprocess mode have neither ``snapshot_native()`` nor ``exemplars()``: their
+metrics have no native buckets, and the renderer reads no exemplar from them).
 """
 
 from __future__ import annotations
@@ -131,19 +133,24 @@ class SeriesStore:
         self._instruments: Mapping[str, Any] = {}
         self._register: Callable[[Any, Mapping[str, str]], None] | None = None
         self._exemplar_filter = "always_off"
+        self._keep_exemplars = False
 
     def connect(
         self,
         instruments: Mapping[str, Any],
         register: Callable[[Any, Mapping[str, str]], None] | None,
         exemplar_filter: str,
+        keep_exemplars: bool = False,
     ) -> None:
         """Record through the SDK's ``instruments`` (one per key): each series, those that
         exist included, is handed to ``register``, and histograms offer exemplars unless
         ``exemplar_filter`` is always_off; ``register`` None (no SDK reader, or one that
-        reads every process's sum instead) registers nothing and offers no exemplar."""
+        reads every process's sum instead) registers nothing and offers no exemplar to the
+        SDK. ``keep_exemplars`` (/metrics is served from these handles): histograms keep the
+        last exemplar of each bucket for it, under the same filter."""
         with self._lock:
             self._instruments, self._register, self._exemplar_filter = instruments, register, exemplar_filter
+            self._keep_exemplars = keep_exemplars
             for key, series in self._series.items():
                 for handle in series.values():
                     self._introduce(key, handle)
@@ -155,12 +162,15 @@ class SeriesStore:
         if isinstance(handle, HistogramHandle):
             handle.use_exemplars(*self._exemplar_settings(key))
 
-    def _exemplar_settings(self, key: str) -> tuple[Exemplars | None, bool]:
-        """A histogram's path to the exemplar reservoirs, and whether every observation
-        takes it (OTEL_METRICS_EXEMPLAR_FILTER=always_on). The pull path carries none."""
-        offer = self._register is not None and self._exemplar_filter != "always_off"
+    def _exemplar_settings(self, key: str) -> tuple[Exemplars | None, bool, bool]:
+        """A histogram's path to the exemplar reservoirs, whether every observation takes
+        it (OTEL_METRICS_EXEMPLAR_FILTER=always_on), and whether the handle keeps exemplars
+        for /metrics."""
+        on = self._exemplar_filter != "always_off"
+        offer = self._register is not None and on
         exemplars = _exemplar_path(self._instruments[key]) if offer else None
-        return exemplars, offer and self._exemplar_filter == "always_on"
+        keep = self._keep_exemplars and on
+        return exemplars, (offer or keep) and self._exemplar_filter == "always_on", keep
 
     def series(self, key: str) -> Mapping[tuple[str, ...], BoundMetric]:
         """``key``'s series (read only): label values in the spec's order -> handle."""
@@ -239,6 +249,7 @@ class SeriesStore:
         self._lock = threading.Lock()
         self._register = None
         self._instruments = {}
+        self._keep_exemplars = False
         for series in self._series.values():
             for handle in series.values():
                 handle.after_fork()

@@ -18,8 +18,10 @@ and a flood of connections costs file descriptors up to a cap, never threads:
 - if rendering one metric family (``target_info`` included) fails, the others are
   served and ``/health`` says so.
 
-``/metrics`` is prometheus_client's exposition of the plane's OTel Prometheus reader
-(text format, or OpenMetrics when the scraper asks for it, gzip when accepted).
+``/metrics`` is the plane's series (``_exposition``) in the format the scraper's ``Accept``
+prefers by its q-values among the three served: Prometheus' protobuf exposition (the one
+carrying native histograms), OpenMetrics 1.0.0 (with exemplars) and the text format 0.0.4,
+which is also the answer to no ``Accept`` or one naming none of them; gzip when accepted.
 
 Run one plane on its own::
 
@@ -98,30 +100,30 @@ class Exposition:
         self._plane = plane
         self._lock = threading.Lock()
         self._scrapes = threading.BoundedSemaphore(max_scrapes)
-        self._last: dict[bool, _Rendered] = {}  # OpenMetrics? -> the last render
+        self._last: dict[str, _Rendered] = {}  # format -> its last render
         self.renders = 0
         self.busy = 0
         self.skipped_gone = 0
         self.last_render_failed = False
 
-    def body(self, openmetrics: bool, arrived: float, gone: Callable[[], bool], gzipped: bool = False) -> bytes | str:
-        """The body for a scrape whose request was complete at ``arrived`` (monotonic),
-        gzip-compressed if ``gzipped``; ``"gone"`` if the client has gone, ``"busy"`` if
-        as many scrapes as allowed are already under way."""
+    def body(self, form: str, arrived: float, gone: Callable[[], bool], gzipped: bool = False) -> bytes | str:
+        """The body in ``form`` (``_exposition.FORMATS``) for a scrape whose request was
+        complete at ``arrived`` (monotonic), gzip-compressed if ``gzipped``; ``"gone"`` if
+        the client has gone, ``"busy"`` if as many scrapes as allowed are already under way."""
         if not self._scrapes.acquire(blocking=False):
             self.busy += 1
             return "busy"
         try:
             with self._lock:
-                done = self._last.get(openmetrics)
+                done = self._last.get(form)
                 if done is None or done.finished < arrived:
                     if gone():
                         self.skipped_gone += 1
                         return "gone"
                     failures = self._plane.failures
-                    output = self._plane.render(openmetrics)
+                    output = self._plane.render(form)
                     self.last_render_failed = self._plane.failures != failures
-                    done = self._last[openmetrics] = _Rendered(time.monotonic(), output)
+                    done = self._last[form] = _Rendered(time.monotonic(), output)
                     self.renders += 1
                 if not gzipped:
                     return done.body
@@ -181,12 +183,12 @@ class MetricsServer:
 
     def _start(self, metrics: PlaneMetrics, port: int, address: str) -> None:
         """Listen on ``address:port`` (waitress's server, not yet running)."""
-        from prometheus_client.exposition import choose_encoder, gzip_accepted
+        from prometheus_client.exposition import gzip_accepted
         from waitress.adjustments import Adjustments
 
         from trading_telemetry._listener import Dispatcher, ListenerServer, ListenerStats, close_all
 
-        self._choose_encoder, self._gzip_accepted = choose_encoder, gzip_accepted
+        self._gzip_accepted = gzip_accepted
         config = metrics.sdk.config
         adjustments = Adjustments(
             host=address,
@@ -237,10 +239,9 @@ class MetricsServer:
                     start_response, "404 Not Found", b"the prometheus exporter is off (OTEL_METRICS_EXPORTER)\n"
                 )
             gone = environ.get("waitress.client_disconnected") or (lambda: False)
-            _, content_type = self._choose_encoder(environ.get("HTTP_ACCEPT", ""))
-            openmetrics = content_type.startswith("application/openmetrics-text")
+            form, content_type = choose_format(environ.get("HTTP_ACCEPT", ""))
             gzipped = self._gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
-            rendered = self.exposition.body(openmetrics, arrived, gone, gzipped)
+            rendered = self.exposition.body(form, arrived, gone, gzipped)
             if rendered == "gone":  # nobody to send it to
                 return _reply(start_response, "499 Client Closed Request", b"")
             if isinstance(rendered, str):  # busy
@@ -305,6 +306,67 @@ class MetricsServer:
 
     def __repr__(self) -> str:
         return f"<MetricsServer {self.metrics.plane.value} {self.url}>"
+
+
+PROTOBUF_TYPE = "application/vnd.google.protobuf"
+PROTOBUF_PARAMS = {"proto": "io.prometheus.client.MetricFamily", "encoding": "delimited"}
+
+
+def _media_ranges(accept: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """``accept``'s media ranges in order: (type, parameters but q, q)."""
+    for entry in accept.split(","):
+        media, *rest = entry.split(";")
+        params: dict[str, str] = {}
+        for param in rest:
+            key, _, value = param.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 0.0  # an unreadable q: not acceptable
+        if not 0 <= q <= 1:
+            q = 0.0
+        yield media.strip().lower(), params, q
+
+
+def choose_format(accept: str) -> tuple[str, str]:
+    """The exposition format (``_exposition.FORMATS``) and Content-Type answering a
+    scrape's ``Accept``: the served format with the highest q (the first named of equal
+    ones; a wildcard gives the text format); the text format 0.0.4 when none is named.
+    The text formats' Content-Type is what prometheus_client gives for the same media range
+    (its ``choose_encoder``), which also decides which OpenMetrics and text versions it
+    can write: the others count as not named."""
+    from prometheus_client.exposition import choose_encoder
+
+    from trading_telemetry._exposition import OPENMETRICS, PROTOBUF, TEXT
+    from trading_telemetry._protobuf import CONTENT_TYPE
+
+    best: tuple[float, str, str] | None = None
+    for media, params, q in _media_ranges(accept):
+        if q <= 0:
+            continue
+        if media == PROTOBUF_TYPE:
+            if all(params.get(k) == v for k, v in PROTOBUF_PARAMS.items()):
+                choice = (q, PROTOBUF, CONTENT_TYPE)
+            else:
+                continue
+        elif media in ("*/*", "text/*"):
+            choice = (q, TEXT, choose_encoder("")[1])
+        elif media in ("application/openmetrics-text", "text/plain"):
+            version = f";version={params['version']}" if "version" in params else ""
+            content_type = choose_encoder(f"{media}{version}")[1]
+            form = OPENMETRICS if content_type.startswith("application/openmetrics-text") else TEXT
+            if form == OPENMETRICS or media == "text/plain":
+                choice = (q, form, content_type)
+            else:
+                continue  # an OpenMetrics version prometheus_client does not write
+        else:
+            continue
+        if best is None or choice[0] > best[0]:
+            best = choice
+    if best is None:
+        return TEXT, choose_encoder("")[1]
+    return best[1], best[2]
 
 
 _PORT_ELSEWHERE = (

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    ExponentialHistogramDataPoint,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -127,16 +132,26 @@ class TelemetryCapture:
 
     def histogram(self, key: str, **labels: str) -> HistogramSnapshot:
         """The histogram series for exactly these labels (empty if never recorded)."""
-        point = self._points(self._spec(key, Kind.HISTOGRAM)).get(frozenset(labels.items()))
-        if not isinstance(point, HistogramDataPoint):
+        s = self._spec(key, Kind.HISTOGRAM)
+        point = self._points(s).get(frozenset(labels.items()))
+        if isinstance(point, HistogramDataPoint):
+            bounds, counts = [*point.explicit_bounds, math.inf], point.bucket_counts
+        elif isinstance(point, ExponentialHistogramDataPoint):
+            # Pushed as native buckets only; the classic ones are the series' handle's.
+            bounds, counts = [*(s.buckets or ()), math.inf], self._classic_counts(s, labels)
+        else:
             return HistogramSnapshot()
-        bounds = [*point.explicit_bounds, math.inf]
         return HistogramSnapshot(
             count=point.count,
             sum=point.sum,
-            buckets=dict(zip(bounds, point.bucket_counts, strict=True)),
+            buckets=dict(zip(bounds, counts, strict=True)),
             exemplar_trace_ids=tuple(e.trace_id for e in point.exemplars if e.trace_id),
         )
+
+    def _classic_counts(self, s: MetricSpec, labels: dict[str, str]) -> list[int]:
+        key = tuple(labels.get(name, "") for name in s.labels)
+        handle: Any = self.plane(s.plane).store.series(s.key).get(key)
+        return list(handle.snapshot()[0]) if handle is not None else [0] * (len(s.buckets or ()) + 1)
 
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
         """Finished spans of every plane, optionally only those called ``name``."""
@@ -152,6 +167,8 @@ class TelemetryCapture:
             for s in effective_catalog():
                 if s.plane is plane and s.kind is not Kind.GAUGE:
                     for attrs, point in collected.get(s.name, {}).items():
+                        if isinstance(point, ExponentialHistogramDataPoint):
+                            point = self.histogram(s.key, **dict(attrs))
                         self._mark[(s.key, attrs)] = point
 
     def assert_counter_rose(self, key: str, by: float, **labels: str) -> None:
@@ -169,7 +186,9 @@ class TelemetryCapture:
             raise AssertionError(f"{key} has no bucket le={le}; bounds: {sorted(snap.buckets)}")
         before = self._mark.get((key, frozenset(labels.items())))
         earlier = 0
-        if before is not None:
+        if isinstance(before, HistogramSnapshot):
+            earlier = before.buckets.get(le, 0)
+        elif before is not None:
             bounds = [*before.explicit_bounds, math.inf]
             earlier = dict(zip(bounds, before.bucket_counts, strict=True)).get(le, 0)
         got = snap.buckets.get(le, 0) - earlier

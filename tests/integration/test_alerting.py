@@ -56,6 +56,57 @@ def test_queries_match_bounds_only_by_the_spelling_every_path_stores() -> None:
     assert any("histogram_quantile" in expr for expr in exprs)
 
 
+SHAPES_TESTS = PROMETHEUS_DIR / "tests" / "histogram_shapes_test.yml"
+# histogram_quantile(q, sum[ by (L)] (rate(NAME[w]))) or histogram_quantile(q, sum by (le[, L]) (rate(NAME_bucket[w])))
+BOTH_SHAPES = re.compile(
+    r"\s*histogram_quantile\((?P<q>[0-9.]+), sum(?: by \((?P<by>[^)]*)\))? \(rate\((?P<name>\w+)\[(?P<w>\w+)\]\)\)\)"
+    r"\s+or\s+histogram_quantile\((?P=q), sum by \((?P<classic_by>[^)]*)\) \(rate\((?P=name)_bucket\[(?P=w)\]\)\)\)\s*"
+)
+
+
+# The documented quantile rules and the labels they record (docs/dashboards-and-alerts.md).
+QUANTILE_RULE_LABELS = {
+    "source_symbol:data_freshness_seconds:p95_5m": "source, symbol",
+    "strategy_order_type:orders_total_fill_latency_seconds:p95_5m": "strategy, order_type",
+    "trading:strategy_qp_solve_time_seconds:p95_5m": None,
+}
+
+
+def _records() -> dict[str, str]:
+    groups = [g for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
+    return {r["record"]: r["expr"] for g in groups for r in g["rules"] if "record" in r}
+
+
+def test_quantile_rules_read_both_histogram_shapes() -> None:
+    """Every rule over a histogram takes the quantile of its native histogram or else of its classic buckets,
+    with the same quantile, window and labels on both sides, so the recorded labels are those of before."""
+    quantiles = {name: expr for name, expr in _records().items() if "histogram_quantile" in expr}
+    assert set(quantiles) == set(QUANTILE_RULE_LABELS)
+    for name, expr in quantiles.items():
+        match = BOTH_SHAPES.fullmatch(expr)
+        assert match, (name, expr)
+        assert match["classic_by"] == ", ".join(["le", *([match["by"]] if match["by"] else [])]), (name, expr)
+        assert match["by"] == QUANTILE_RULE_LABELS[name], (name, expr)
+
+
+def test_every_quantile_rule_is_tested_on_native_series_only() -> None:
+    """Each quantile rule, directly or through the alert built on it, has a promtool case whose input is
+    native histograms only."""
+    alerts = {
+        rule["alert"]: rule["expr"]
+        for group in yaml.safe_load((PROMETHEUS_DIR / "rules" / "alerts.yml").read_text())["groups"]
+        for rule in group["rules"] if "alert" in rule
+    }  # fmt: skip
+    evaluated = []
+    for test in yaml.safe_load(SHAPES_TESTS.read_text())["tests"]:
+        if all("{{" in s["values"] and "_bucket" not in s["series"] for s in test["input_series"]):
+            evaluated += [case["expr"] for case in test.get("promql_expr_test", [])]
+            evaluated += [alerts[case["alertname"]] for case in test.get("alert_rule_test", []) if case["exp_alerts"]]
+    for name, expr in _records().items():
+        if "histogram_quantile" in expr:
+            assert any(name in e for e in evaluated), f"{name} is never tested on native histograms only"
+
+
 def test_every_alert_is_tested_firing_and_not_firing() -> None:
     """Each alert has a promtool case where it fires and one where it must not."""
     cases = [

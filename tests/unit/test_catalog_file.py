@@ -168,6 +168,8 @@ ENTRY = {"plane": "data_plane", "key": "queue_depth", "name": "data_queue_depth"
         ({"buckets": [1]}, "buckets", "a gauge has no buckets (only a histogram has): remove them"),
         ({"unit": "{a}/s"}, "unit", "change the exposed name"),
         ({"integral": "yes"}, "integral", "true or false"),
+        ({"native": "yes"}, "native", "true or false"),
+        ({"native": True}, "native", "only a histogram has native buckets"),
         ({"plane": None}, "plane", "data_plane"),
     ],
 )

@@ -272,7 +272,7 @@ def test_what_extend_accepts_renders_and_parses() -> None:
     assert m.exposition is not None
     families = {f.name: f for f in text_string_to_metric_families(m.exposition.render().decode())}
     assert {long_name, "data_desk_events_2024", "data_desk_latency_seconds"} <= set(families)
-    openmetrics = {f.name for f in openmetrics_families(m.exposition.render(openmetrics=True).decode())}
+    openmetrics = {f.name for f in openmetrics_families(m.exposition.render("openmetrics").decode())}
     assert openmetrics == set(families) - {"target_info"} | {"target"}
     done = subprocess.run([require_binary("promtool"), "check", "metrics"], input=m.exposition.render(),
                           capture_output=True, timeout=60, check=False)  # fmt: skip

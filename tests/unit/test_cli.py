@@ -23,7 +23,7 @@ DESK = {
     "metrics": [
         {"plane": "strategy_plane", "key": "callback_latency", "name": "strategy_callback_latency_seconds",
          "kind": "histogram", "unit": "s", "description": "Strategy callback latency",
-         "labels": ["strategy", "callback"], "buckets": [0.001, 0.01], "min": 0},
+         "labels": ["strategy", "callback"], "buckets": [0.001, 0.01], "min": 0, "native": True},
     ],
     "label_values": {"callback": ["on_quote", "on_bar"], "order_type": ["PEGGED"]},
 }  # fmt: skip
@@ -58,7 +58,8 @@ def test_catalog_shows_the_built_in_allowed_label_values(capsys: pytest.CaptureF
 def test_catalog_shows_the_desks_allowed_label_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With TRADING_TELEMETRY_CATALOG the desk's label values show: its own label's, and one added to a built-in set."""
+    """With TRADING_TELEMETRY_CATALOG the desk's label values show: its own label's, and one added to a built-in set;
+    a histogram with native buckets says so beside its classic ones."""
     path = tmp_path / "desk.yaml"
     path.write_text(json.dumps(DESK))
     monkeypatch.setenv("TRADING_TELEMETRY_CATALOG", str(path))
@@ -66,6 +67,8 @@ def test_catalog_shows_the_desks_allowed_label_values(
     table = capsys.readouterr().out
     assert "| `callback`: on_bar, on_quote |" in _row(table, "callback_latency")
     assert "`order_type`: MARKET, LIMIT, STOP, PEGGED |" in _row(table, "orders_submitted")
+    assert "| 0.001, 0.01 + native |" in _row(table, "callback_latency")
+    assert "+ native" not in _row(table, "submit_to_ack_latency")
 
 
 def _cells(row: str) -> list[str]:

@@ -98,7 +98,7 @@ def test_the_render_equals_the_otel_prometheus_exporter(workload: tuple[Plane, l
     )
     assert metrics.exposition is not None
     ours_text = metrics.exposition.render().decode()
-    ours_om = metrics.exposition.render(openmetrics=True).decode()
+    ours_om = metrics.exposition.render("openmetrics").decode()
     oracle_text = generate_latest(registry).decode()
     oracle_om = openmetrics_latest(registry).decode()
     assert parsed(ours_text, False) == parsed(oracle_text, False)
@@ -157,7 +157,7 @@ def test_a_target_info_that_cannot_be_encoded_is_left_out_and_counted() -> None:
     the body is served, and the failure is counted and named."""
     exposition = _exposition(Plane.DATA, {"service.name": "data_plane", "desk": "caf\udcff"})
     for openmetrics in (False, True):
-        body = exposition.render(openmetrics).decode()
+        body = exposition.render("openmetrics" if openmetrics else "text").decode()
         families = parsed(body, openmetrics)
         assert set(families) == {UPTIME}
     assert exposition.failures == 2

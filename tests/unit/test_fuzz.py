@@ -530,7 +530,7 @@ def _exercise_accepted_catalog(strict: bool) -> None:
             assert metrics.exposition is not None
             text = metrics.exposition.render().decode()
             families = {f.name for f in text_string_to_metric_families(text)}
-            openmetrics = {f.name for f in openmetrics_families(metrics.exposition.render(openmetrics=True).decode())}
+            openmetrics = {f.name for f in openmetrics_families(metrics.exposition.render("openmetrics").decode())}
             assert metrics.exposition.failures == 0, metrics.exposition.last_failure
             assert recorded <= families, (recorded - families, text[:2000])
             assert families - {"target_info"} <= openmetrics

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from trading_telemetry import TelemetryConfig
 from trading_telemetry.testing import TelemetryCapture
 
 SPY = {"source": "ibkr_rt", "symbol": "SPY"}
@@ -58,3 +59,18 @@ def test_the_desks_extended_catalog_survives_the_fixtures_reset() -> None:
     assert lookup("desk_rebalances") is not None
     reset()
     assert lookup("desk_rebalances") is None
+
+
+def test_a_histogram_with_native_buckets_reads_as_a_classic_one() -> None:
+    """With every histogram native (pushed as exponential points), histogram(), mark() and assert_observed still
+    give the classic buckets, count and sum."""
+    capture = TelemetryCapture(TelemetryConfig(strict=True, metrics_exporters=(), native_histograms="all"))
+    data = capture.plane("data_plane")
+    data.observe("data_freshness", 0.02, **SPY)
+    capture.mark()
+    data.observe("data_freshness", 0.02, **SPY)
+    data.observe("data_freshness", 3.0, **SPY)
+    snap = capture.histogram("data_freshness", **SPY)
+    assert (snap.count, snap.sum, snap.buckets[0.025], snap.buckets[5]) == (3, pytest.approx(3.04), 2, 1)
+    capture.assert_observed("data_freshness", le=0.025, count=1, **SPY)
+    capture.assert_observed("data_freshness", le=5, count=1, **SPY)

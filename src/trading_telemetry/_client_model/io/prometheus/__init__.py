@@ -1,0 +1,1 @@
+"""Generated from Prometheus' client_model (see trading_telemetry._client_model)."""
