@@ -237,12 +237,7 @@ def loop_iterations(seconds: float, scrape_url: str | None, cpus: set[int] | Non
             f"    request = urllib.request.Request({scrape_url!r}, headers={{'Accept-Encoding': 'gzip'}})\n"
             "    urllib.request.urlopen(request, timeout=60).read()\n"
         )
-        scraper = subprocess.Popen(
-            [*NICE, sys.executable, "-c", code],
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
-        )
+        scraper = subprocess.Popen(pinned([*NICE, sys.executable, "-c", code], cpus), stdout=subprocess.PIPE, text=True)
         assert scraper.stdout is not None
         scraper.stdout.readline()  # started (its fork and start-up are not the exports' doing)
     times: list[float] = []
@@ -360,6 +355,16 @@ ALL_CPUS = set(os.sched_getaffinity(0))
 OTHER_CPUS = ALL_CPUS - {TRADING_CPU} or ALL_CPUS
 
 
+def pinned(command: list[str], cpus: set[int] | None = OTHER_CPUS) -> list[str]:
+    """``command`` run on ``cpus`` (None: anywhere). The affinity is set by a small Python
+    that then execs the command, not by ``preexec_fn``, which runs between fork and exec of
+    this multithreaded process and can hang on a lock another thread held at the fork."""
+    if cpus is None:
+        return command
+    pin = "import os, sys; os.sched_setaffinity(0, {cpus}); os.execvp(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", pin.format(cpus=sorted(cpus)), *command]
+
+
 def _export_process(directory: str, url: str) -> tuple[subprocess.Popen[bytes], str]:
     """``trading-telemetry serve data_plane`` in a process of its own, serving /metrics from the
     multiprocess directory and pushing every process's sum (TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum) to
@@ -374,9 +379,8 @@ def _export_process(directory: str, url: str) -> tuple[subprocess.Popen[bytes], 
         "TRADING_TELEMETRY_CARDINALITY_LIMIT": str(10**7),
     }  # fmt: skip
     server = subprocess.Popen(
-        [*NICE, sys.executable, "-m", "trading_telemetry.cli", "serve", "data_plane", "--port", str(port)],
+        pinned([*NICE, sys.executable, "-m", "trading_telemetry.cli", "serve", "data_plane", "--port", str(port)]),
         env=env,
-        preexec_fn=lambda: os.sched_setaffinity(0, OTHER_CPUS),
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
@@ -409,12 +413,7 @@ def combined_load(size: int, rounds: int, seconds: float, freeze: bool = True, p
     (TRADING_TELEMETRY_MULTIPROCESS_DIR, no exporter of its own), and a process of its own
     (``trading-telemetry serve`` with TRADING_TELEMETRY_MULTIPROCESS_PUSH=sum) is scraped
     and pushes."""
-    receiver = subprocess.Popen(
-        [*NICE, sys.executable, "-c", RECEIVER],
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, OTHER_CPUS),
-    )
+    receiver = subprocess.Popen(pinned([*NICE, sys.executable, "-c", RECEIVER]), stdout=subprocess.PIPE, text=True)
     assert receiver.stdout is not None
     url = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
     config = TelemetryConfig(
