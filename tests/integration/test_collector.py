@@ -114,12 +114,14 @@ def test_the_collector_writes_le_1_and_prometheus_stores_1_0(both_paths: Prometh
 
 
 def test_parity_of_types(both_paths: Prometheus) -> None:
-    """Prometheus records the same type for every catalog metric from both paths."""
+    """Prometheus records the same type for every catalog metric from both paths. The planes' job scrapes
+    protobuf, which names a counter's family by its series (``_total``); the Collector's OpenMetrics names it
+    without the suffix."""
     direct = _types(both_paths, 'job="trading-planes"')
     collected = _types(both_paths, 'job="otel-collector"')
     for spec in CATALOG:
         family = spec.prometheus_name.removesuffix("_total")
-        assert direct.get(family) == collected.get(family) == spec.prometheus_type, family
+        assert direct.get(spec.prometheus_name) == collected.get(family) == spec.prometheus_type, family
 
 
 @pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.prometheus_name)
