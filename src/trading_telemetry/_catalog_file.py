@@ -26,10 +26,21 @@ from yaml.scanner import Scanner
 
 from trading_telemetry._naming import METRIC_NAME
 from trading_telemetry._safe import safe_repr, safe_str
+from trading_telemetry._sessions import SESSION_OPEN, SYMBOL_CALENDAR, Sessions, parse_sessions
 from trading_telemetry.catalog import MAX_EXTENSION_METRICS, MetricSpec, entry_label, refusal
 from trading_telemetry.errors import CatalogError
 
-__all__ = ["LOADER", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "loader", "parse", "read_catalog_file", "read_text"]
+__all__ = [
+    "LOADER",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "loader",
+    "parse",
+    "read_catalog_file",
+    "read_sessions",
+    "read_text",
+]
 
 MAX_FILE_BYTES = 1 << 20
 """Largest catalog file, in bytes (1 MiB: some thousands of metrics)."""
@@ -41,6 +52,7 @@ MAX_DEPTH = 10
 _FIELDS = (
     "plane", "key", "name", "kind", "unit", "description", "labels", "buckets", "min", "max", "integral", "native",
 )  # fmt: skip
+_SECTIONS = ("metrics", "label_values", "calendars", "symbols")
 _REQUIRED = ("plane", "key", "name", "kind", "description")
 
 
@@ -151,18 +163,43 @@ def read_text(path: str) -> str:
 
 def read_catalog_file(path: str) -> tuple[list[MetricSpec], object]:
     """The file's metrics (as MetricSpecs, for ``extend`` to check) and label values."""
-    document = parse(path, read_text(path))
-    if document is None:
-        document = {}
-    if type(document) is not dict or any(k not in ("metrics", "label_values") for k in document):
-        raise refusal(path, None, None, "expected a mapping with 'metrics' and/or 'label_values'", document)
+    document = _document(path)
     entries = document.get("metrics") or []
     if type(entries) is not list:
         raise refusal(path, None, "metrics", "expected a list", entries)
     if len(entries) > MAX_EXTENSION_METRICS:
         raise refusal(path, None, "metrics", f"{len(entries)} entries; at most {MAX_EXTENSION_METRICS}")
     specs = [_entry(path, number, entry) for number, entry in enumerate(entries, 1)]
+    if _sessions_of(path, document) is not None:  # the data plane exports the sessions' state
+        specs += [SESSION_OPEN, SYMBOL_CALENDAR]
     return specs, document.get("label_values") or {}
+
+
+def read_sessions(path: str) -> Sessions | None:
+    """The file's trading calendars and symbols' calendars, None if it declares none."""
+    return _sessions_of(path, _document(path))
+
+
+def _document(path: str) -> dict[str, Any]:
+    """The file's top-level mapping, its sections checked to be known."""
+    document = parse(path, read_text(path))
+    if document is None:
+        document = {}
+    if type(document) is not dict or any(k not in _SECTIONS for k in document):
+        raise refusal(
+            path,
+            None,
+            None,
+            "expected a mapping with 'metrics', 'label_values', 'calendars' and/or 'symbols'",
+            document,
+        )
+    return document
+
+
+def _sessions_of(path: str, document: dict[str, Any]) -> Sessions | None:
+    if "calendars" not in document and "symbols" not in document:
+        return None
+    return parse_sessions(path, document.get("calendars"), document.get("symbols"))
 
 
 def _entry(path: str, number: int, entry: object) -> MetricSpec:

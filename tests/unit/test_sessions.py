@@ -1,0 +1,178 @@
+"""Trading calendars: a calendar is open at an instant iff a session holds it in the
+calendar's time zone, not on a holiday, before a half day's close; the desk's YAML is
+checked at load; the data plane's /metrics shows the session gauges at a given instant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import wait_for
+from trading_telemetry import CatalogError, TelemetryConfig, init_metrics_exporter, sessions
+from trading_telemetry import catalog as cat
+from trading_telemetry._sessions import DAYS, AlwaysOpen, Session, Sessions, WeeklyCalendar
+
+NY = ZoneInfo("America/New_York")
+UTC = dt.timezone.utc
+XNYS = WeeklyCalendar(
+    NY, (Session(frozenset(range(5)), dt.time(9, 30), dt.time(16)),),
+    frozenset({dt.date(2026, 12, 25)}), {dt.date(2026, 11, 27): dt.time(13)},
+)  # fmt: skip
+DESK = """\
+calendars:
+  XNYS:
+    timezone: America/New_York
+    sessions: [{days: [mon, tue, wed, thu, fri], open: "09:30", close: "16:00"}]
+    holidays: [2026-12-25]
+    half_days: {2026-11-27: "13:00"}
+  BINANCE: "24/7"
+symbols: {AAPL: XNYS, BTCUSDT: BINANCE}
+"""
+ZONES = ("America/New_York", "Europe/London", "Asia/Tokyo", "Australia/Sydney", "UTC", "America/Sao_Paulo")
+
+
+def at(year: int, month: int, day: int, hour: int, minute: int = 0, zone: dt.tzinfo = UTC) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=zone).timestamp()
+
+
+times = st.builds(dt.time, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
+instants = st.floats(min_value=at(2024, 1, 1, 0), max_value=at(2028, 12, 31, 0), allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES), days=st.frozensets(st.integers(0, 6), min_size=1), opens=times, closes=times,
+    instant=instants, holiday=st.booleans(), half=st.one_of(st.none(), times),
+)  # fmt: skip
+def test_open_iff_inside_a_session(
+    zone: str, days: frozenset[int], opens: dt.time, closes: dt.time, instant: float, holiday: bool,
+    half: dt.time | None,
+) -> None:  # fmt: skip
+    """A same-day session: open iff the local weekday and wall time are inside it, the local
+    date is not a holiday, and on a half day the wall time is before the early close."""
+    if closes <= opens:
+        opens, closes = closes, opens
+    if closes == opens:
+        return
+    local = dt.datetime.fromtimestamp(instant, ZoneInfo(zone))
+    holidays = frozenset({local.date()}) if holiday else frozenset()
+    half_days = {local.date(): half} if half is not None else {}
+    calendar = WeeklyCalendar(ZoneInfo(zone), (Session(days, opens, closes),), holidays, half_days)
+    t = local.time().replace(tzinfo=None)
+    expected = local.weekday() in days and opens <= t < closes and not holiday and (half is None or t < half)
+    assert calendar.is_open(instant) is expected
+
+
+def test_new_york_open_follows_daylight_saving() -> None:
+    """09:30 New York is 14:30 UTC before the March switch and 13:30 UTC after it; 16:00 closes it."""
+    assert not XNYS.is_open(at(2026, 3, 6, 14, 29))
+    assert XNYS.is_open(at(2026, 3, 6, 14, 30))
+    assert not XNYS.is_open(at(2026, 3, 9, 13, 29))
+    assert XNYS.is_open(at(2026, 3, 9, 13, 30))
+    assert XNYS.is_open(at(2026, 3, 9, 19, 59))
+    assert not XNYS.is_open(at(2026, 3, 9, 20, 0))
+    assert XNYS.is_open(at(2026, 11, 2, 14, 30))
+    assert not XNYS.is_open(at(2026, 11, 2, 13, 30))
+
+
+def test_weekend_holiday_and_half_day() -> None:
+    """Shut on Saturday, on Christmas and after 13:00 on the day after Thanksgiving; open before it."""
+    assert not XNYS.is_open(at(2026, 12, 5, 12, zone=NY))
+    assert not XNYS.is_open(at(2026, 12, 25, 12, zone=NY))
+    assert XNYS.is_open(at(2026, 11, 27, 12, 59, zone=NY))
+    assert not XNYS.is_open(at(2026, 11, 27, 13, 0, zone=NY))
+    assert AlwaysOpen().is_open(at(2026, 12, 25, 3))
+
+
+def test_overnight_session_ends_the_next_day() -> None:
+    """A session whose close is before its open (Sunday 18:00 to Monday 17:00 Chicago) spans midnight."""
+    chicago = ZoneInfo("America/Chicago")
+    globex = WeeklyCalendar(chicago, (Session(frozenset({6}), dt.time(18), dt.time(17)),))
+    assert not globex.is_open(at(2026, 12, 6, 17, 59, zone=chicago))
+    assert globex.is_open(at(2026, 12, 6, 23, zone=chicago))
+    assert globex.is_open(at(2026, 12, 7, 16, 59, zone=chicago))
+    assert not globex.is_open(at(2026, 12, 7, 17, zone=chicago))
+
+
+def load(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "desk.yaml"
+    path.write_text(text)
+    cat.load_file(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("calendars: {X: weekdays}", "calendar 'X': 'weekdays': expected '24/7' or a mapping"),
+        ("calendars: {X: {timezone: Mars/Olympus, sessions: []}}",
+         "calendar 'X': timezone: 'Mars/Olympus': not an IANA time zone"),
+        ("calendars: {X: {timezone: UTC}}", "calendar 'X': sessions: required"),
+        ("calendars: {X: {timezone: UTC, sessions: [{days: [mon], open: 9:30, close: '16:00'}]}}",
+         "calendar 'X': sessions entry 1 open: 570: expected a quoted wall-clock time"),
+        ("calendars: {X: {timezone: UTC, sessions: [{days: [monday], open: '09:30', close: '16:00'}]}}",
+         "calendar 'X': sessions entry 1 days: ['monday']: expected a non-empty list of mon"),
+        ("calendars: {X: {timezone: UTC, sessions: [{days: [mon], open: '09:30', close: '16:00'}], "
+         "holidays: [christmas]}}", "calendar 'X': holidays: 'christmas': expected a list of dates"),
+        ("calendars: {X: {timezone: UTC, sessions: [{days: [mon], open: '09:30', close: '16:00'}], "
+         "half_days: {2026-11-27: '25:00'}}}", "half_days 2026-11-27: '25:00': expected a quoted wall-clock"),
+        ("calendars: {X: {timezone: UTC, sessions: [], hours: 1}}", "calendar 'X': 'hours': unknown field"),
+        ("calendars: {X: '24/7'}\nsymbols: {AAPL: XNYS}", "symbols entry 'AAPL': 'XNYS': not a declared calendar"),
+        ("calendars: [X]", "calendars: ['X']: expected a mapping"),
+        ("holidays: []", "'metrics', 'label_values', 'calendars' and/or 'symbols'"),
+    ],
+)  # fmt: skip
+def test_bad_calendars_are_refused_naming_the_entry(tmp_path: Path, text: str, message: str) -> None:
+    """Each mistake in the calendars or symbols is a CatalogError naming file, entry, field and value."""
+    path = tmp_path / "desk.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as caught:
+        cat.load_file(str(path))
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)
+    assert cat.effective_catalog() == cat.CATALOG
+
+
+def test_gauges_on_metrics_at_a_fixed_instant(tmp_path: Path) -> None:
+    """Saturday noon in New York: XNYS shut (0), BINANCE open (1), and each symbol's calendar exported as 1."""
+    path = load(tmp_path, DESK)
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=("prometheus",)))
+    gauges = sessions.SessionGauges(metrics, sessions.from_file(path), clock=lambda: at(2026, 12, 5, 12, zone=NY))
+    gauges.refresh()
+    assert metrics.exposition is not None
+    text = metrics.exposition.render().decode()
+    assert 'data_session_open{calendar="XNYS",service="data_plane"} 0.0' in text
+    assert 'data_session_open{calendar="BINANCE",service="data_plane"} 1.0' in text
+    assert 'data_symbol_calendar{calendar="XNYS",service="data_plane",symbol="AAPL"} 1.0' in text
+    gauges.clock = lambda: at(2026, 12, 7, 10, zone=NY)
+    gauges.refresh()
+    assert 'data_session_open{calendar="XNYS",service="data_plane"} 1.0' in metrics.exposition.render().decode()
+
+
+def test_started_gauges_refresh_on_their_thread(tmp_path: Path) -> None:
+    """start() sets the gauges at once and keeps them following the clock from a thread of its own."""
+    path = load(tmp_path, DESK)
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=("prometheus",)))
+    now = [at(2026, 12, 5, 12, zone=NY)]
+    gauges = sessions.start(metrics, sessions.from_file(path), interval=0.01, clock=lambda: now[0])
+    try:
+        exposition = metrics.exposition
+        assert exposition is not None
+        assert 'calendar="XNYS",service="data_plane"} 0.0' in exposition.render().decode()
+        now[0] = at(2026, 12, 7, 10, zone=NY)
+        wait_for("XNYS open", lambda: 'calendar="XNYS",service="data_plane"} 1.0' in exposition.render().decode())
+    finally:
+        gauges.stop(timeout=5)
+
+
+def test_a_file_without_calendars_adds_no_gauge(tmp_path: Path) -> None:
+    """A catalog file with no calendars declares no session gauges, and from_file gives none."""
+    path = load(tmp_path, "label_values: {}\n")
+    assert "session_open" not in {s.key for s in cat.effective_catalog()}
+    assert sessions.from_file(path) == Sessions({}, {})
+    assert DAYS[0] == "mon"
