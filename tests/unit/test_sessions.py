@@ -176,3 +176,41 @@ def test_a_file_without_calendars_adds_no_gauge(tmp_path: Path) -> None:
     assert "session_open" not in {s.key for s in cat.effective_catalog()}
     assert sessions.from_file(path) == Sessions({}, {})
     assert DAYS[0] == "mon"
+
+
+def test_the_documented_example_loads_and_means_what_it_says(tmp_path: Path) -> None:
+    """docs/sessions.md's calendars load: CME Globex open Sunday evening in Chicago, XNYS shut then, BINANCE open."""
+    text = (Path(__file__).parents[2] / "docs" / "sessions.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    declared = sessions.from_file(load(tmp_path, example))
+    assert declared.symbols == {"AAPL": "XNYS", "ES": "CME_GLOBEX", "BTCUSDT": "BINANCE"}
+    sunday_evening = at(2026, 12, 6, 18, zone=ZoneInfo("America/Chicago"))
+    assert declared.open_now(sunday_evening) == {"XNYS": False, "CME_GLOBEX": True, "BINANCE": True}
+    assert not declared.calendars["XNYS"].is_open(at(2026, 11, 26, 12, zone=NY))
+
+
+@settings(max_examples=300, deadline=None)
+@given(zone=st.sampled_from(ZONES), days=st.frozensets(st.integers(0, 6), min_size=1), opens=times, closes=times,
+       instant=instants)  # fmt: skip
+def test_overnight_session_spans_midnight(
+    zone: str, days: frozenset[int], opens: dt.time, closes: dt.time, instant: float
+) -> None:
+    """A session closing at or before its open: open iff after the open on one of its days, or before the close
+    on the day after one of them."""
+    if closes > opens:
+        opens, closes = closes, opens
+    calendar = WeeklyCalendar(ZoneInfo(zone), (Session(days, opens, closes),))
+    local = dt.datetime.fromtimestamp(instant, ZoneInfo(zone))
+    t = local.time().replace(tzinfo=None)
+    expected = (local.weekday() in days and t >= opens) or ((local.weekday() - 1) % 7 in days and t < closes)
+    assert calendar.is_open(instant) is expected
+
+
+def test_a_session_across_the_spring_forward_hour() -> None:
+    """London 00:30-02:30 on the Sunday clocks skip 01:00-02:00: open at 00:59 and 02:00 local (00:59 and 01:00
+    UTC), shut at 02:30 local (01:30 UTC), one real hour after the open."""
+    london = WeeklyCalendar(ZoneInfo("Europe/London"), (Session(frozenset({6}), dt.time(0, 30), dt.time(2, 30)),))
+    assert london.is_open(at(2026, 3, 29, 0, 59))
+    assert london.is_open(at(2026, 3, 29, 1, 0))
+    assert not london.is_open(at(2026, 3, 29, 1, 30))
+    assert not london.is_open(at(2026, 3, 29, 0, 29))
