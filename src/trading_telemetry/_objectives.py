@@ -29,6 +29,7 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +87,12 @@ def _go_g(value: float) -> str:
 
 
 def _shortest(value: float) -> tuple[str, int]:
-    """The shortest digits that read back as ``value``, and the decimal exponent of the first."""
-    mantissa, _, exponent = f"{value:.17e}".partition("e")
-    for count in range(1, 18):
-        text = f"{value:.{count - 1}e}"
-        if float(text) == value:
-            mantissa, _, exponent = text.partition("e")
-            break
-    return mantissa.replace(".", "").replace("-", "").rstrip("0") or "0", int(exponent)
+    """The shortest digits that read back as ``value`` (Python's repr, Go's shortest form: both
+    the nearest shortest), and the decimal exponent of the first."""
+    _, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    text = "".join(map(str, digits))
+    return text, exponent + len(text) - 1
 
 
 def _positional(digits: str, exponent: int) -> str:
