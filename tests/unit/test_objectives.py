@@ -242,3 +242,17 @@ def test_a_desk_file_with_a_bad_threshold_fails_rules_naming_the_file(
     error = capsys.readouterr().err
     assert f"{path}: metrics entry 1 ('callback_latency'): objective: threshold: 0.02: must be one of" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_the_documented_example_loads_with_both_objectives(tmp_path: Path) -> None:
+    """docs/dashboards-and-alerts.md's Objectives example is a catalog file declaring a latency and an error-ratio
+    objective, as its comments say."""
+    text = (PROMETHEUS.parent / "docs" / "dashboards-and-alerts.md").read_text()
+    example = text.split("## Objectives", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "desk.yaml"
+    path.write_text(example)
+    cat.load_file(str(path))
+    assert cat.spec(Plane.STRATEGY, "callback_latency").objective == Objective(0.999, "28d", threshold=0.01)
+    assert cat.spec(Plane.STRATEGY, "callback_failures").objective == Objective(
+        0.995, "28d", total="callbacks", name="callback_errors"
+    )
