@@ -563,7 +563,8 @@ def _check_objectives(specs: tuple[MetricSpec, ...], everything: tuple[MetricSpe
     """Each objective's ``total`` is another counter of its plane, and objective names are unique,
     or :class:`_Refusal` (with ``_Refusal.key`` the entry's key)."""
     index = _index(everything)
-    names = {s.objective.name or s.key: s.key for s in everything if s.objective is not None and s not in specs}
+    added = {id(s) for s in specs}
+    names = {s.objective.name or s.key: s.key for s in everything if s.objective is not None and id(s) not in added}
     for s in specs:
         if s.objective is None:
             continue
