@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(LOCK)
 PIP_INSTALL := pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: demo test check test-ranges test-pythons lint docs dashboards proto system-deps collector
+.PHONY: demo test check test-ranges test-pythons lint docs dashboards objectives proto system-deps collector
 
 # The development venv: the package editable, with every extra the tests use (dev pulls in
 # grpc, asyncio and dashboards) and NautilusTrader, at the locked versions.
@@ -114,6 +114,12 @@ docs: $(STAMP)
 
 dashboards: $(STAMP)
 	$(VENV)/bin/python -m trading_telemetry._dashboards grafana/dashboards
+
+# The built-in objectives' burn-rate rules and their promtool tests (prometheus/rules/
+# objectives.yml, prometheus/tests/objectives_test.yml); tests/unit/test_objectives.py fails
+# when the committed ones differ. `trading-telemetry rules --out DIR` adds a desk's catalog.
+objectives: $(STAMP)
+	$(VENV)/bin/python -m trading_telemetry._objectives prometheus
 
 # The Python classes of Prometheus' client_model (the reference decoder of the protobuf
 # /metrics in the tests), regenerated from the vendored metrics.proto by the pinned

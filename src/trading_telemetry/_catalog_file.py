@@ -51,6 +51,7 @@ MAX_DEPTH = 10
 
 _FIELDS = (
     "plane", "key", "name", "kind", "unit", "description", "labels", "buckets", "min", "max", "integral", "native",
+    "objective",
 )  # fmt: skip
 _SECTIONS = ("metrics", "label_values", "calendars", "symbols")
 _REQUIRED = ("plane", "key", "name", "kind", "description")
@@ -236,4 +237,5 @@ def _entry(path: str, number: int, entry: object) -> MetricSpec:
         entry["plane"], entry["key"], name, kind, unit, entry["description"], entry.get("labels") or (),
         entry.get("buckets"), min_value=0.0 if kind == "counter" else entry.get("min"), max_value=entry.get("max"),
         integral=entry.get("integral", False), native=entry.get("native", False),
+        objective=entry.get("objective"),
     )  # fmt: skip

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import math
@@ -52,6 +53,7 @@ __all__ = [
     "SERVICE_LABEL",
     "Kind",
     "MetricSpec",
+    "Objective",
     "Plane",
     "allowed_values",
     "effective_catalog",
@@ -134,6 +136,24 @@ QP_SOLVE_TIME_BUCKETS = (
 
 
 @dataclass(frozen=True)
+class Objective:
+    """A service-level objective on its metric: the fraction ``target`` of events is good over
+    ``window`` (a Prometheus duration in days or weeks, such as ``28d``).
+
+    On a histogram, an event is good when its value is at or under ``threshold`` (one of the
+    metric's bucket bounds); on a counter, the metric counts the bad events and ``total``
+    names the counter of all of them (the key of a counter of the same plane).
+    ``trading-telemetry rules`` turns each objective into burn-rate recording and alert
+    rules (:mod:`trading_telemetry._objectives`); ``name`` labels them (default: the key)."""
+
+    target: float
+    window: str = "28d"
+    threshold: float | None = None
+    total: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class MetricSpec:
     """One metric: how callers name it, how OTel records it, how Prometheus shows it.
 
@@ -157,6 +177,8 @@ class MetricSpec:
     native: bool = False
     """Histograms: keep native (base-2 exponential) buckets beside the classic ones, served
     on /metrics' protobuf exposition and pushed as OTel exponential histograms."""
+    objective: Objective | None = None
+    """A service-level objective on this metric (:class:`Objective`)."""
 
     @property
     def prometheus_name(self) -> str:
@@ -241,7 +263,10 @@ CATALOG: tuple[MetricSpec, ...] = (
        "strategy", "symbol", "direction", "order_type"),
     _c(_O, "orders_filled", "orders_filled", "{order}", "Orders filled",
        "strategy", "symbol", "direction", "status"),
-    _c(_O, "orders_rejected", "orders_rejected", "{order}", "Orders rejected", "strategy", "symbol", "reason"),
+    # Objective: 99 % of order intents not rejected (risk checks included, so the total is
+    # orders_received: an intent the risk check refuses is never submitted).
+    _c(_O, "orders_rejected", "orders_rejected", "{order}", "Orders rejected", "strategy", "symbol", "reason",
+       objective=Objective(0.99, "28d", total="orders_received", name="order_rejections")),
     # Order plane: the ends of an order beyond the specification (OrderLifecycle.canceled/expired)
     _c(_O, "orders_canceled", "orders_canceled", "{order}", "Orders canceled",
        "strategy", "symbol", "direction", "order_type"),
@@ -250,8 +275,11 @@ CATALOG: tuple[MetricSpec, ...] = (
     # Order plane: latency
     _h(_O, "intent_to_submit_latency", "orders_intent_to_submit_latency", "s", "Intent to submit latency",
        ORDER_LATENCY_BUCKETS, *_LATENCY, min_value=0.0),
+    # Objective: 99 % of acks within 0.25 s (a bucket bound): a broker API answers in tens of
+    # milliseconds; a quarter of a second is where a market order's quote has moved.
     _h(_O, "submit_to_ack_latency", "orders_submit_to_ack_latency", "s", "Submit to broker ack latency",
-       ORDER_LATENCY_BUCKETS, *_LATENCY, min_value=0.0),
+       ORDER_LATENCY_BUCKETS, *_LATENCY, min_value=0.0,
+       objective=Objective(0.99, "28d", threshold=0.25, name="order_ack_latency")),
     _h(_O, "ack_to_fill_latency", "orders_ack_to_fill_latency", "s", "Broker ack to fill latency",
        ORDER_LATENCY_BUCKETS, *_LATENCY, min_value=0.0),
     _h(_O, "total_fill_latency", "orders_total_fill_latency", "s", "Total intent to fill latency",
@@ -463,6 +491,101 @@ def _buckets(value: object, kind: Kind) -> tuple[float, ...] | None:
     return buckets
 
 
+PAGE_BURN_RATE = 14.4
+"""The fastest burn the rules page for (2 % of a 30-day budget in an hour): an objective
+must leave room for it, a budget of under 1/14.4 of the events."""
+_OBJECTIVE_FIELDS = ("target", "window", "threshold", "total", "name")
+_WINDOW = re.compile(r"([1-9][0-9]{0,2})([dw])")
+_MAX_TARGET = 0.99999
+
+
+def _objective(value: object, kind: Kind, buckets: tuple[float, ...] | None) -> Objective | None:
+    """``value`` (an Objective, or the file's mapping of its fields) as a plain Objective
+    this metric can have, or :class:`_Refusal` naming ``objective: FIELD``."""
+    if value is None:
+        return None
+    if type(value) is Objective:
+        given: dict[object, object] = {f: getattr(value, f) for f in _OBJECTIVE_FIELDS}
+    elif type(value) is dict:
+        given = dict(value)
+        unknown = [f for f in given if f not in _OBJECTIVE_FIELDS]
+        if unknown:
+            raise _Refusal("objective", f"unknown field {safe_repr(unknown[0], 40)}; expected some of "
+                           f"{', '.join(_OBJECTIVE_FIELDS)}")  # fmt: skip
+        if "target" not in given:
+            raise _Refusal("objective: target", "required: the fraction of good events, such as 0.99")
+    else:
+        raise _Refusal("objective", "expected a mapping with target, window and threshold or total", value)
+    target = _number("objective: target", given["target"])
+    lowest = 1 - 1 / PAGE_BURN_RATE
+    if not lowest < target <= _MAX_TARGET:
+        raise _Refusal(
+            "objective: target", f"expected a fraction of good events above {lowest:.4f} and at most {_MAX_TARGET} "
+            f"(below it, even every event bad burns the budget at under {PAGE_BURN_RATE}x, and no page could fire)",
+            given["target"],
+        )  # fmt: skip
+    window = _text(given.get("window", "28d"))
+    match = _WINDOW.fullmatch(window or "")
+    days = int(match[1]) * (7 if match[2] == "w" else 1) if match else 0
+    if not 7 <= days <= 366:
+        raise _Refusal("objective: window", "expected a number of days or weeks from 7d to 366d, such as 28d",
+                       given.get("window"))  # fmt: skip
+    threshold, total = given.get("threshold"), given.get("total")
+    name = given.get("name")
+    if name is not None:
+        name = _word("objective: name", name, _KEY, "a name is lowercase letters, digits and underscores")
+    if kind is Kind.HISTOGRAM:
+        if total is not None:
+            raise _Refusal("objective: total", "a histogram's objective is a threshold, not a ratio of counters", total)
+        if threshold is None:
+            raise _Refusal("objective: threshold", "required on a histogram: the value a good event is at or under")
+        bound = _number("objective: threshold", threshold)
+        if buckets is None or bound not in buckets:
+            raise _Refusal(
+                "objective: threshold", "must be one of the metric's bucket bounds "
+                f"({', '.join(map(repr, buckets or ()))}): the rules count the good events in that bucket", threshold,
+            )  # fmt: skip
+        if buckets[0] < 0:
+            raise _Refusal("objective", "a histogram with negative bucket bounds has no _count to divide by")
+        return Objective(target, window or "28d", bound, None, name)
+    if kind is Kind.COUNTER:
+        if threshold is not None:
+            raise _Refusal("objective: threshold", "a counter's objective is a ratio: give total, not a threshold",
+                           threshold)  # fmt: skip
+        if total is None:
+            raise _Refusal("objective: total", "required on a counter: the key of the counter of all the events")
+        key = _word("objective: total", total, _KEY, "a key is lowercase letters, digits and underscores")
+        return Objective(target, window or "28d", None, key, name)
+    raise _Refusal("objective", "only a histogram (latency) or a counter (error ratio) takes an objective")
+
+
+def _check_objectives(specs: tuple[MetricSpec, ...], everything: tuple[MetricSpec, ...]) -> None:
+    """Each objective's ``total`` is another counter of its plane, and objective names are unique,
+    or :class:`_Refusal` (with ``_Refusal.key`` the entry's key)."""
+    index = _index(everything)
+    added = {id(s) for s in specs}
+    names = {s.objective.name or s.key: s.key for s in everything if s.objective is not None and id(s) not in added}
+    for s in specs:
+        if s.objective is None:
+            continue
+        total = s.objective.total
+        if total is not None:
+            other = index[s.plane].get(total)
+            if other is None or other.kind is not Kind.COUNTER or other.key == s.key:
+                raise _ObjectiveRefusal(s.key, "objective: total", f"expected the key of another counter of "
+                                        f"{s.plane.value}", total)  # fmt: skip
+        name = s.objective.name or s.key
+        if name in names:
+            raise _ObjectiveRefusal(s.key, "objective: name", f"the objective of {names[name]!r} has it", name)
+        names[name] = s.key
+
+
+class _ObjectiveRefusal(_Refusal):
+    def __init__(self, key: str, field_name: str, problem: str, value: object = _NO_VALUE) -> None:
+        super().__init__(field_name, problem, value)
+        self.key = key
+
+
 def _clean(s: object, builtin: bool) -> MetricSpec:
     """``s`` as a MetricSpec of plain values that every path exposes as declared, or
     :class:`_Refusal`."""
@@ -491,6 +614,8 @@ def _clean(s: object, builtin: bool) -> MetricSpec:
         plane, key, name, kind, _unit(s.unit), _description(s.description), _labels(s.labels, plane, builtin),
         _buckets(s.buckets, kind), bounds[0], bounds[1], s.integral, documented, s.native,
     )  # fmt: skip
+    if s.objective is not None:
+        clean = dataclasses.replace(clean, objective=_objective(s.objective, kind, clean.buckets))
     if clean.has_sum_and_count and (clean.min_value is None or clean.min_value < 0):
         raise _Refusal(
             "min_value", "a histogram whose buckets are all >= 0 takes no negative value (its _sum would go "
@@ -590,7 +715,20 @@ def _builtin_taken() -> TakenNames:
     taken = TakenNames()
     if _checked(CATALOG, taken, builtin=True, where="catalog") != CATALOG:
         raise CatalogError("catalog: a built-in entry is not in its plain form")
+    _checked_objectives(CATALOG, CATALOG, "catalog", None)
     return taken
+
+
+def _checked_objectives(
+    added: tuple[MetricSpec, ...], everything: tuple[MetricSpec, ...], where: str, field_names: Mapping[str, str] | None
+) -> None:
+    """:func:`_check_objectives`, its refusal a CatalogError naming ``where`` and the entry."""
+    try:
+        _check_objectives(added, everything)
+    except _ObjectiveRefusal as error:
+        number = next(n for n, s in enumerate(added, 1) if s.key == error.key)
+        field_name = (field_names or {}).get(error.field or "", error.field)
+        raise refusal(where, entry_label(number, error.key), field_name, error.problem, error.value) from None
 
 
 # The closed sets of label values the specification documents: a value outside one is bad input
@@ -698,6 +836,7 @@ def _extend(metrics: object, label_values: object, *, where: str, field_names: M
     taken = (_BUILTIN_TAKEN if STATE.catalog_taken is None else STATE.catalog_taken).copy()
     added = _checked(_elements(metrics, where, "metrics"), taken, where=where, field_names=field_names)
     extensions = STATE.catalog_extensions + added
+    _checked_objectives(added, CATALOG + extensions, where, field_names)
     if len(extensions) > MAX_EXTENSION_METRICS:
         raise refusal(where, None, "metrics", f"more than {MAX_EXTENSION_METRICS} metrics added to the catalog")
     values = _checked_label_values(label_values, where)

@@ -1,7 +1,8 @@
 """The ``trading-telemetry`` command: ``demo`` (the three-plane session), ``serve``
 (one plane's endpoint), ``config`` (the effective settings), ``catalog`` (the metric
-table, with each metric's allowed label values) and ``dashboards`` (Grafana dashboards),
-the last two for the effective catalog. Output into a pipe its reader closed early
+table, with each metric's allowed label values), ``dashboards`` (Grafana dashboards) and
+``rules`` (Prometheus burn-rate rules of the objectives, with their promtool tests), the
+last three for the effective catalog. Output into a pipe its reader closed early
 (``trading-telemetry catalog | head -1``) ends the command quietly, with status 0."""
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         "dashboards", help="write Grafana dashboards for the effective catalog (needs the `dashboards` extra)"
     )
     boards.add_argument("--out", required=True, help="directory to write the dashboard JSON files to")
+    rules = sub.add_parser(
+        "rules",
+        help="write Prometheus recording and multi-window burn-rate alert rules for every objective in the effective "
+        "catalog (DIR/rules/objectives.yml) and their promtool tests (DIR/tests/objectives_test.yml)",
+    )
+    rules.add_argument("--out", required=True, help="directory to write rules/ and tests/ under")
     return parser
 
 
@@ -87,6 +94,8 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command == "dashboards":
             return _dashboards(args.out)
+        if args.command == "rules":
+            return _rules(args.out)
         from trading_telemetry._docs import catalog_table
 
         print(catalog_table(_effective_catalog(), label_values=True))
@@ -109,6 +118,16 @@ def _dashboards(out: str) -> int:
         return 2
     write_dashboards([out])
     print(f"dashboards for {len(effective_catalog())} metrics written to {out}")
+    return 0
+
+
+def _rules(out: str) -> int:
+    from trading_telemetry._objectives import objectives, write
+
+    catalog = _effective_catalog()
+    for path in write(out, catalog):
+        print(f"wrote {path}")
+    print(f"rules for {len(objectives(catalog))} objectives")
     return 0
 
 
