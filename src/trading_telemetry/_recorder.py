@@ -27,6 +27,15 @@ if TYPE_CHECKING:  # built when a plane is set up (the SDK, and prometheus_clien
 __all__ = ["BoundMetric", "PlaneMetrics"]
 
 
+def _order_set(handles: Any) -> list[BoundMetric]:
+    """Every bound handle of one of OrderLifecycle's shared handle sets."""
+    out = [handles.received, handles.submitted, handles.canceled, handles.expired, handles.slippage]
+    out += [handles.commission, *handles.latencies]
+    for kept in (handles.filled, handles.rejected, handles.denied):
+        out += kept.values()
+    return out
+
+
 class PlaneMetrics:
     """The metrics of one plane, as the original monitoring specification's API records them.
 
@@ -124,6 +133,34 @@ class PlaneMetrics:
         returned handle drops (and counts) every measurement instead.
         """
         return self._bind(key, labels)
+
+    def retire(self, key: str | None = None, /, **labels: str) -> int:
+        """Remove the series of ``key`` (of every metric of the plane when None) whose labels
+        include all of ``labels``; how many were removed.
+
+        ``metrics.retire(symbol="ESZ6")`` removes an expired contract's series,
+        ``metrics.retire(strategy="mom_1")`` a stopped strategy's,
+        ``metrics.retire("pnl_unrealized", strategy="mom_1")`` one metric's. A removed series
+        leaves /metrics and the push exports, frees its place under the cardinality limit,
+        and its bound handles record nothing (each use is a drop, reason ``retired``); the
+        next recording with the same labels starts a new series from zero. A call that
+        names nothing, an unknown key or a label the metrics do not have is bad input
+        (strict mode raises; production mode drops and counts it, and returns 0), as is
+        any call in multiprocess mode, where nothing is removed."""
+        try:
+            removed = self.store.retire(key, labels)
+        except MeasurementError as error:
+            self.policy.reject(error)
+            return 0
+        except Exception as error:  # noqa: BLE001 - a hostile label value
+            self.policy.failed(error, key if type(key) is str else "retire")
+            return 0
+        if removed and self.order_handles:
+            # OrderLifecycle's shared handle sets holding a removed series are made anew.
+            for kept, handles in list(self.order_handles.items()):
+                if any(handle.retired for handle in _order_set(handles)):
+                    self.order_handles.pop(kept, None)
+        return len(removed)
 
     def count_drop(self, key: str, reason: str) -> None:
         """Count a figure of ``key`` that could not be computed (``reason``: ``no_rate``,

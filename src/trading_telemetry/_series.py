@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
+from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec, label_value
 from trading_telemetry._drops import DropPolicy
 from trading_telemetry._handles import (
     BoundMetric,
@@ -31,10 +31,17 @@ from trading_telemetry._handles import (
     GaugeHandle,
     HistogramHandle,
     RejectedHandle,
+    retire_handle,
 )
 from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry.catalog import Kind, MetricSpec, Plane
-from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
+from trading_telemetry.errors import (
+    CardinalityLimitError,
+    InvalidInputError,
+    LabelError,
+    MeasurementError,
+    RetireUnsupportedError,
+)
 
 if TYPE_CHECKING:
     from trading_telemetry._multiprocess import PlaneFiles
@@ -100,6 +107,11 @@ def _exemplar_path(histogram: Any) -> Exemplars:
             histogram.record(value, attributes)
 
     return offer
+
+
+def _has(values: tuple[str, ...], wanted: list[tuple[int, str]]) -> bool:
+    """Whether a series' label values hold every (position, value) of ``wanted``."""
+    return all(values[index] == value for index, value in wanted)
 
 
 class SeriesStore:
@@ -241,6 +253,64 @@ class SeriesStore:
                     self._rejected_kept += 1
         except Exception:  # noqa: BLE001 - not cached, still rejected
             pass
+
+    def retire(self, key: str | None, labels: Mapping[str, object]) -> list[BoundMetric]:
+        """Remove every series of ``key`` (every metric of the plane when None) whose labels
+        include all of ``labels``: from the readers' view, the cardinality count and the
+        call cache; each removed handle becomes inert (``retire_handle``). The removed
+        handles; a MeasurementError (raised, whatever the mode) for a call that names no
+        metric and no label, an unknown key, a label no metric concerned has or a value
+        that could never be a label's, and in multiprocess mode."""
+        matches = self._retire_matches(key, labels)
+        removed: list[BoundMetric] = []
+        with self._lock:
+            for name, wanted in matches:
+                series = self._series[name]
+                doomed = [values for values, handle in series.items() if _has(values, wanted)]
+                for values in doomed:
+                    handle = series.pop(values)
+                    retire_handle(handle)
+                    removed.append(handle)
+            if removed:
+                calls = self.calls
+                for call in [call for call, handle in calls.items() if handle.retired]:
+                    del calls[call]
+        return removed
+
+    def _retire_matches(self, key: str | None, labels: Mapping[str, object]) -> list[tuple[str, list[tuple[int, str]]]]:
+        """The metrics ``retire`` looks at, each with the (label position, value) pairs a
+        series must have; a MeasurementError for a bad call."""
+        shown = key if type(key) is str else "retire"
+        if self._files is not None:
+            raise RetireUnsupportedError(
+                lambda: f"{shown}: retire() is not supported in multiprocess mode (TRADING_TELEMETRY_MULTIPROCESS_DIR)",
+                metric=shown,
+            )
+        if key is None and not labels:
+            raise InvalidInputError(
+                f"{self.plane.value}: retire() needs a metric key, a label=value, or both", metric=shown
+            )
+        specs = [find_spec(self.plane, self.specs, key)] if key is not None else list(self.specs.values())
+        matches = []
+        for s in specs:
+            if all(name in s.labels for name in labels):
+                wanted = [(s.labels.index(name), label_value(s, name, value)) for name, value in labels.items()]
+                matches.append((s.key, wanted))
+        name = next((name for name in labels if all(name not in s.labels for s in specs)), None)
+        if not matches and name is not None:
+            where = (
+                f"{key} has labels {', '.join(specs[0].labels) or 'none'}"
+                if key is not None
+                else (f"no metric of {self.plane.value} has it")
+            )
+            raise LabelError(
+                lambda: f"{shown}: retire() by label {safe_repr(name, 40)}={safe_repr(labels[name])}: {where}",
+                reason="unknown_label",
+                metric=shown,
+                label=safe_repr(name, 40),
+                value=labels[name],
+            )
+        return matches
 
     def after_fork(self) -> None:
         """In a forked child: every series starts from zero in this process, with new locks
