@@ -8,6 +8,7 @@ when a label set is first seen. A plane is built by ``_plane.build_plane``.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from trading_telemetry._drops import DropPolicy
 from trading_telemetry._handles import BoundMetric
 from trading_telemetry._series import SeriesStore, plain_call
 from trading_telemetry.catalog import Plane
-from trading_telemetry.errors import MeasurementError
+from trading_telemetry.errors import InvalidInputError, MeasurementError
 
 if TYPE_CHECKING:  # built when a plane is set up (the SDK, and prometheus_client for /metrics)
     from trading_telemetry._exposition import PlaneExposition
@@ -155,6 +156,33 @@ class PlaneMetrics:
         except Exception as error:  # noqa: BLE001 - a hostile label value
             self.policy.failed(error, key if type(key) is str else "retire")
             return 0
+        return self._retired(removed)
+
+    def retire_idle(self, older_than_seconds: float) -> int:
+        """Retire the series that have not changed (a counter's total, a gauge's value, a
+        histogram's count and sum) for ``older_than_seconds``, as far as this method has
+        seen: call it periodically (a series is retired by the first call at least that
+        long after the call that first saw it unchanged); how many were removed. A gauge
+        set again to the same value counts as unchanged. Bad input as for :meth:`retire`."""
+        try:
+            number = float(older_than_seconds)
+            if type(older_than_seconds) is bool or not 0 <= number < math.inf:
+                raise InvalidInputError(
+                    lambda: f"retire_idle: older_than_seconds={older_than_seconds!r} is not a finite number >= 0",
+                    metric="retire_idle",
+                    value=older_than_seconds,
+                )
+            removed = self.store.retire_idle(number, time.monotonic())
+        except MeasurementError as error:
+            self.policy.reject(error)
+            return 0
+        except Exception as error:  # noqa: BLE001 - a hostile argument
+            self.policy.failed(error, "retire_idle")
+            return 0
+        return self._retired(removed)
+
+    def _retired(self, removed: list[BoundMetric]) -> int:
+        """How many series were removed, once the package's own handle caches forget them."""
         if removed and self.order_handles:
             # OrderLifecycle's shared handle sets holding a removed series are made anew.
             for kept, handles in list(self.order_handles.items()):

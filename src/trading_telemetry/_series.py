@@ -114,6 +114,14 @@ def _has(values: tuple[str, ...], wanted: list[tuple[int, str]]) -> bool:
     return all(values[index] == value for index, value in wanted)
 
 
+def _state_of(handle: BoundMetric) -> Any:
+    """What changes when a series records: a histogram's count and sum, else its value."""
+    if isinstance(handle, HistogramHandle):
+        counts, total, _, _ = handle.snapshot()
+        return sum(counts), total
+    return handle.value  # type: ignore[attr-defined]
+
+
 class SeriesStore:
     """The series of one plane: every handle, the call cache, and their SDK registration."""
 
@@ -141,6 +149,7 @@ class SeriesStore:
         """(key, *label names, *label values) of each call -> its handle, rejected calls
         included: the recording API's fast path."""
         self._rejected_kept = 0
+        self._seen: dict[BoundMetric, tuple[Any, float]] = {}  # retire_idle(): state, and since when
         self._lock = threading.Lock()
         self._instruments: Mapping[str, Any] = {}
         self._register: Callable[[Any, Mapping[str, str]], None] | None = None
@@ -262,20 +271,46 @@ class SeriesStore:
         metric and no label, an unknown key, a label no metric concerned has or a value
         that could never be a label's, and in multiprocess mode."""
         matches = self._retire_matches(key, labels)
-        removed: list[BoundMetric] = []
         with self._lock:
-            for name, wanted in matches:
-                series = self._series[name]
-                doomed = [values for values, handle in series.items() if _has(values, wanted)]
-                for values in doomed:
-                    handle = series.pop(values)
-                    retire_handle(handle)
-                    removed.append(handle)
-            if removed:
-                calls = self.calls
-                for call in [call for call, handle in calls.items() if handle.retired]:
-                    del calls[call]
+            return self._remove([(name, values) for name, wanted in matches for values in self._series[name]
+                                 if _has(values, wanted)])  # fmt: skip
+
+    def _remove(self, doomed: list[tuple[str, tuple[str, ...]]]) -> list[BoundMetric]:
+        """Remove these (key, label values) series and the calls cached to them (the lock held)."""
+        removed = []
+        for name, values in doomed:
+            handle = self._series[name].pop(values)
+            retire_handle(handle)
+            removed.append(handle)
+        if removed:
+            calls = self.calls
+            for call in [call for call, handle in calls.items() if handle.retired]:
+                del calls[call]
         return removed
+
+    def retire_idle(self, older_than: float, now: float) -> list[BoundMetric]:
+        """Retire the series whose state (a counter's total, a gauge's value, a histogram's
+        count and sum) has not changed since a call at least ``older_than`` seconds before
+        ``now``: each call notes every series' state and since when it has been so, so that
+        recording pays nothing for it. The removed handles."""
+        if self._files is not None:
+            raise RetireUnsupportedError(
+                "retire_idle: not supported in multiprocess mode (TRADING_TELEMETRY_MULTIPROCESS_DIR)",
+                metric="retire_idle",
+            )
+        with self._lock:
+            seen, doomed = self._seen, []
+            self._seen = {}
+            for name, series in self._series.items():
+                for values, handle in series.items():
+                    state = _state_of(handle)
+                    before = seen.get(handle)
+                    since = before[1] if before is not None and before[0] == state else now
+                    if now - since >= older_than:
+                        doomed.append((name, values))
+                    else:
+                        self._seen[handle] = (state, since)
+            return self._remove(doomed)
 
     def _retire_matches(self, key: str | None, labels: Mapping[str, object]) -> list[tuple[str, list[tuple[int, str]]]]:
         """The metrics ``retire`` looks at, each with the (label position, value) pairs a

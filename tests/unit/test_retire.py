@@ -277,3 +277,25 @@ def test_record_and_retire_interleaved_match_a_model(steps: list[tuple[str, str,
         ("data_ticks_received_total", (("source", "cme"), ("symbol", s))): v for s, v in model.items()
     }
     assert drops(metrics).get(("ticks_received", "retired"), 0) == expected_drops
+
+
+def test_retire_idle_removes_series_unchanged_since_an_earlier_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """retire_idle retires the series unchanged between calls at least that long apart, and only those."""
+    clock = [1000.0]
+    monkeypatch.setattr("trading_telemetry._recorder.time.monotonic", lambda: clock[0])
+    metrics, reader = plane()
+    metrics.inc("ticks_received", **ESZ6)
+    metrics.inc("ticks_received", **ESH7)
+    metrics.observe("data_freshness", 0.1, **ESZ6)
+    assert metrics.retire_idle(60) == 0  # first seen now
+    clock[0] += 30
+    metrics.inc("ticks_received", **ESH7)
+    assert metrics.retire_idle(60) == 0
+    clock[0] += 31
+    assert metrics.retire_idle(60) == 2  # ESZ6's counter and histogram: unchanged for 61 s
+    assert set(pushed(reader, "data_ticks_received")) == {ESH7_KEY}
+    assert pulled(metrics, "data_freshness") == {}
+    clock[0] += 30
+    assert metrics.retire_idle(60) == 1  # ESH7: unchanged since its last change, 61 s ago
+    assert metrics.retire_idle(-1) == 0
+    assert drops(metrics) == {("<unknown>", "invalid_input"): 1}
