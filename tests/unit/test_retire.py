@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from prometheus_client.parser import text_string_to_metric_families
 
 from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset
-from trading_telemetry.errors import LabelError, RetiredSeriesError, UnknownMetricError
+from trading_telemetry.errors import LabelError, RetiredSeriesError, RetireUnsupportedError, UnknownMetricError
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
@@ -299,3 +299,31 @@ def test_retire_idle_removes_series_unchanged_since_an_earlier_call(monkeypatch:
     assert metrics.retire_idle(60) == 1  # ESH7: unchanged since its last change, 61 s ago
     assert metrics.retire_idle(-1) == 0
     assert drops(metrics) == {("<unknown>", "invalid_input"): 1}
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_a_native_histogram_series_retires_and_starts_again_from_zero(delta: bool) -> None:
+    """With native buckets the exponential points of a retired series stop, and a new one counts from zero."""
+    config = TelemetryConfig(metrics_exporters=("prometheus",), native_histograms="all")
+    metrics, reader = plane(config=config, delta=delta)
+    for value in (0.1, 0.2, 0.4):
+        metrics.observe("data_freshness", value, **ESZ6)
+    assert pushed(reader, "data_freshness")[ESZ6_KEY].count == 3
+    assert metrics.retire("data_freshness", symbol="ESZ6") == 1
+    assert pushed(reader, "data_freshness") == {}
+    metrics.observe("data_freshness", 0.3, **ESZ6)
+    point = pushed(reader, "data_freshness")[ESZ6_KEY]
+    assert (point.count, point.sum, point.zero_count) == (1, 0.3, 0)
+    assert sum(point.positive.bucket_counts) == 1
+
+
+def test_multiprocess_mode_refuses_retire_in_strict_mode_too(tmp_path: Path) -> None:
+    """In strict multiprocess mode retire and retire_idle raise RetireUnsupportedError and remove nothing."""
+    config = TelemetryConfig(strict=True, multiprocess_dir=str(tmp_path), metrics_exporters=())
+    metrics = init_metrics_exporter("data_plane", config=config)
+    metrics.inc("ticks_received", **ESZ6)
+    with pytest.raises(RetireUnsupportedError, match="not supported in multiprocess mode"):
+        metrics.retire(symbol="ESZ6")
+    with pytest.raises(RetireUnsupportedError, match="not supported in multiprocess mode"):
+        metrics.retire_idle(0)
+    assert metrics.series_count("ticks_received") == 1
