@@ -1,7 +1,8 @@
 """Retired series in a real Prometheus 3: on the pull path a retired series leaves /metrics and
 Prometheus marks it stale at the next scrape; on the push path (the SDK's OTLP exporter into
 Prometheus's OTLP receiver) it stops receiving samples and leaves instant queries once the
-lookback delta has passed (5m by default; 10 s here), as the receiver writes no staleness marker."""
+lookback delta has passed (5m by default; 10 s here), as the receiver writes no staleness marker;
+through the stack's Collector it leaves the Collector's exporter after its metric_expiration."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ TICKS = spec(Plane.DATA, "ticks_received").prometheus_name
 PNL = spec(Plane.STRATEGY, "pnl_unrealized_usd").prometheus_name
 LOOKBACK_S = 10  # the receiver's --query.lookback-delta (Prometheus's default: 5m)
 INTERVAL_MS = 300
+COLLECTOR_EXPIRATION_S = 60  # otel_collector/config.yaml's metric_expiration
 
 
 def symbols(prom: Prometheus, name: str, label: str) -> set[str]:
@@ -95,3 +97,29 @@ def test_a_retired_series_stops_being_pushed_over_otlp(prometheus_factory: Any) 
     )
     assert time.time() >= stopped + LOOKBACK_S
     assert metrics.health()["exporters"]["otlp"]["consecutive_failures"] == 0
+
+
+def test_a_retired_series_expires_through_the_collector(collector_factory: Any, prometheus_factory: Any) -> None:
+    """Through the stack's Collector, a retired strategy's gauge leaves the Collector's Prometheus exporter
+    after its metric_expiration (1m) without a push, and Prometheus then marks it stale; the other stays."""
+    collector = collector_factory()
+    prom = prometheus_factory({"collector": [collector.prometheus_target]})
+    config = TelemetryConfig.from_env({
+        **collector.sdk_env(), "OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": str(INTERVAL_MS),
+    })  # fmt: skip
+    metrics = init_metrics_exporter("strategy_plane", config=config)
+    metrics.set("pnl_unrealized_usd", 120.0, strategy="mom_1")
+    metrics.set("pnl_unrealized_usd", -40.0, strategy="mr_2")
+    wait_for(
+        "both strategies through the Collector", lambda: symbols(prom, PNL, "strategy") == {"mom_1", "mr_2"} or None
+    )
+    assert metrics.retire(strategy="mom_1") == 1
+    retired_at = time.monotonic()
+    wait_for(
+        "the retired gauge to expire from the Collector",
+        lambda: symbols(prom, PNL, "strategy") == {"mr_2"} or None,
+        timeout=COLLECTOR_EXPIRATION_S + 30,
+        interval=1.0,
+    )
+    assert time.monotonic() - retired_at >= COLLECTOR_EXPIRATION_S - 5  # the expiration, not a push of nothing
+    assert prom.value(f'{PNL}{{strategy="mr_2"}}') == -40.0
