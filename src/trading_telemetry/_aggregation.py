@@ -86,7 +86,37 @@ class HistogramCell(Protocol):
         ...
 
 
-class _CellHistogramAggregation(_Aggregation[HistogramDataPoint]):
+Find = Callable[[], Any]
+"""The handle a label set has in the store now (None: none)."""
+
+
+class _Follows:
+    """An aggregation that reads a handle, and follows its label set when ``retire``
+    removes it: nothing is collected while the label set has no live handle (the SDK
+    keeps the aggregation, which reports nothing), and a new handle of the same labels,
+    a new series from zero, is read from its start."""
+
+    _cell: Any
+    _find: Find
+
+    def _live(self, collection_start_nano: int) -> Any:
+        """The handle to read, or None while the label set is retired."""
+        cell = self._cell
+        if not cell.retired:
+            return cell
+        cell = self._find()
+        if cell is None or cell.retired:
+            return None
+        self._cell = cell
+        self._restart(collection_start_nano)
+        return cell
+
+    def _restart(self, now: int) -> None:
+        """A new series from zero since ``now``: the delta baseline and start time reset."""
+        raise NotImplementedError
+
+
+class _CellHistogramAggregation(_Follows, _Aggregation[HistogramDataPoint]):
     def __init__(
         self,
         cell: HistogramCell,
@@ -94,9 +124,11 @@ class _CellHistogramAggregation(_Aggregation[HistogramDataPoint]):
         start_time_unix_nano: int,
         reservoir_builder: Any,
         boundaries: Sequence[float],
+        find: Find,
     ) -> None:
         super().__init__(attributes, reservoir_builder=partial(reservoir_builder, boundaries=boundaries))
         self._cell = cell
+        self._find = find
         self._boundaries = tuple(boundaries)
         self._start_time_unix_nano = start_time_unix_nano
         self._previous_counts = [0] * (len(self._boundaries) + 1)
@@ -108,10 +140,19 @@ class _CellHistogramAggregation(_Aggregation[HistogramDataPoint]):
         if not math.isnan(measurement.value):
             self._sample_exemplar(measurement, should_sample_exemplar)
 
+    def _restart(self, now: int) -> None:
+        with self._lock:
+            self._previous_counts = [0] * (len(self._boundaries) + 1)
+            self._previous_sum = 0.0
+            self._previous_collection = self._start_time_unix_nano = now
+
     def collect(
         self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
     ) -> HistogramDataPoint | None:
-        counts, total, low, high = self._cell.snapshot()
+        cell = self._live(collection_start_nano)
+        if cell is None:
+            return None
+        counts, total, low, high = cell.snapshot()
         count = sum(counts)
         if collection_aggregation_temporality is AggregationTemporality.DELTA:
             with self._lock:
@@ -167,6 +208,7 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
             start_time_unix_nano,
             reservoir_factory(_ExplicitBucketHistogramAggregation),
             self._boundaries or (),
+            partial(_cell, self._store, self._key, self._labels, attributes),
         )
 
 
@@ -184,10 +226,18 @@ def _cell(store: SeriesReader, key: str, labels: tuple[str, ...], attributes: At
     return store.series(key).get(tuple([attributes.get(name) for name in labels]))  # type: ignore[misc]
 
 
-class _CellSumAggregation(_SumAggregation):
-    def __init__(self, cell: ValueCell, attributes: Attributes, start_time_unix_nano: int, reservoir: Any) -> None:
+class _CellSumAggregation(_Follows, _SumAggregation):
+    def __init__(
+        self, cell: ValueCell, attributes: Attributes, start_time_unix_nano: int, reservoir: Any, find: Find
+    ) -> None:
         super().__init__(attributes, True, AggregationTemporality.CUMULATIVE, start_time_unix_nano, reservoir)
         self._cell = cell
+        self._find = find
+
+    def _restart(self, now: int) -> None:
+        with self._lock:
+            self._previous_value = 0
+            self._previous_collection_start_nano = self._start_time_unix_nano = now
 
     def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
         """The handle has counted it (the one measurement is the series' registration)."""
@@ -195,7 +245,10 @@ class _CellSumAggregation(_SumAggregation):
     def collect(  # type: ignore[override]
         self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
     ) -> NumberDataPoint | None:
-        value = self._cell.value
+        cell = self._live(collection_start_nano)
+        if cell is None:
+            return None
+        value = cell.value
         start = self._start_time_unix_nano
         if collection_aggregation_temporality is AggregationTemporality.DELTA:
             with self._lock:
@@ -223,7 +276,7 @@ class _ReadsHandles:
         self._labels = tuple(labels)
 
     def _for_cell(
-        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any], find: Find
     ) -> _Aggregation[Any]:
         raise NotImplementedError
 
@@ -239,16 +292,17 @@ class _ReadsHandles:
             return super()._create_aggregation(  # type: ignore[misc, no-any-return]
                 instrument, attributes, reservoir_factory, start_time_unix_nano
             )
-        return self._for_cell(cell, attributes, start_time_unix_nano, reservoir_factory)
+        find = partial(_cell, self._store, self._key, self._labels, attributes)
+        return self._for_cell(cell, attributes, start_time_unix_nano, reservoir_factory, find)
 
 
 class CellSumAggregation(_ReadsHandles, SumAggregation):
     """A counter's view aggregation: label sets with a handle read its total."""
 
     def _for_cell(
-        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any], find: Find
     ) -> _Aggregation[Any]:
-        return _CellSumAggregation(cell, attributes, start, reservoir_factory(_SumAggregation))
+        return _CellSumAggregation(cell, attributes, start, reservoir_factory(_SumAggregation), find)
 
 
 class NativeCell(Protocol):
@@ -287,13 +341,13 @@ def _side_delta(
     return offset + first, tuple(delta[first : last + 1])
 
 
-class _CellExponentialAggregation(_ExponentialBucketHistogramAggregation):
+class _CellExponentialAggregation(_Follows, _ExponentialBucketHistogramAggregation):
     """A series with native buckets: exponential points from its handle's snapshot; the
     SDK's own state (from the base class) stays empty, only its exemplar reservoir and
     lock serve."""
 
     def __init__(
-        self, cell: NativeCell, attributes: Attributes, start_time_unix_nano: int, reservoir_builder: Any
+        self, cell: NativeCell, attributes: Attributes, start_time_unix_nano: int, reservoir_builder: Any, find: Find
     ) -> None:
         super().__init__(
             attributes,
@@ -304,10 +358,16 @@ class _CellExponentialAggregation(_ExponentialBucketHistogramAggregation):
             max_scale=MAX_SCALE,
         )
         self._cell = cell
+        self._find = find
         self._before = _NO_BUCKETS
         self._before_count = 0
         self._before_sum = 0.0
         self._before_collection = start_time_unix_nano
+
+    def _restart(self, now: int) -> None:
+        with self._lock:
+            self._before, self._before_count, self._before_sum = _NO_BUCKETS, 0, 0.0
+            self._before_collection = self._start_time_unix_nano = now
 
     def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
         # The handle has counted the value already; the SDK path only carries exemplars.
@@ -317,7 +377,10 @@ class _CellExponentialAggregation(_ExponentialBucketHistogramAggregation):
     def collect(  # type: ignore[override]
         self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
     ) -> ExponentialHistogramDataPoint | None:
-        counts, total, low, high, native = self._cell.snapshot_native()
+        cell = self._live(collection_start_nano)
+        if cell is None:
+            return None
+        counts, total, low, high, native = cell.snapshot_native()
         if native is None:  # a handle without native buckets: never given this aggregation
             return None
         count = sum(counts)
@@ -361,23 +424,27 @@ class CellExponentialAggregation(_ReadsHandles, ExponentialBucketHistogramAggreg
         ExponentialBucketHistogramAggregation.__init__(self, max_size=MAX_BUCKETS, max_scale=MAX_SCALE)
 
     def _for_cell(
-        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any], find: Find
     ) -> _Aggregation[Any]:
         return _CellExponentialAggregation(
-            cell, attributes, start, reservoir_factory(_ExponentialBucketHistogramAggregation)
+            cell, attributes, start, reservoir_factory(_ExponentialBucketHistogramAggregation), find
         )
 
 
 _LAST_VALUE_TAKES_SYNCHRONOUS = "instrument_is_synchronous" in inspect.signature(_LastValueAggregation).parameters
 
 
-class _CellLastValueAggregation(_LastValueAggregation):
-    def __init__(self, cell: ValueCell, attributes: Attributes, reservoir: Any) -> None:
+class _CellLastValueAggregation(_Follows, _LastValueAggregation):
+    def __init__(self, cell: ValueCell, attributes: Attributes, reservoir: Any, find: Find) -> None:
         if _LAST_VALUE_TAKES_SYNCHRONOUS:  # SDK 1.45 added the argument; 1.44 has none
             super().__init__(attributes, reservoir, instrument_is_synchronous=True)
         else:
             super().__init__(attributes, reservoir)  # type: ignore[call-arg]
         self._cell = cell
+        self._find = find
+
+    def _restart(self, now: int) -> None:
+        """A gauge has no baseline."""
 
     def aggregate(self, measurement: Measurement, should_sample_exemplar: bool = True) -> None:
         """The handle holds the value (the one measurement is the series' registration)."""
@@ -385,8 +452,9 @@ class _CellLastValueAggregation(_LastValueAggregation):
     def collect(  # type: ignore[override]
         self, collection_aggregation_temporality: AggregationTemporality, collection_start_nano: int
     ) -> NumberDataPoint | None:
-        value = self._cell.value
-        if value is None:  # never set
+        cell = self._live(collection_start_nano)
+        value = None if cell is None else cell.value
+        if value is None:  # never set, or retired
             return None
         return NumberDataPoint(
             attributes=self._attributes,
@@ -401,9 +469,9 @@ class CellLastValueAggregation(_ReadsHandles, LastValueAggregation):
     """A gauge's view aggregation: label sets with a handle read its last value."""
 
     def _for_cell(
-        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any]
+        self, cell: Any, attributes: Attributes, start: int, reservoir_factory: Callable[..., Any], find: Find
     ) -> _Aggregation[Any]:
-        return _CellLastValueAggregation(cell, attributes, reservoir_factory(_LastValueAggregation))
+        return _CellLastValueAggregation(cell, attributes, reservoir_factory(_LastValueAggregation), find)
 
 
 def register_series(instrument: Any, attributes: Mapping[str, str]) -> None:

@@ -31,10 +31,11 @@ from opentelemetry.trace import format_span_id, format_trace_id, get_current_spa
 from trading_telemetry._checks import check_value, overflow, unusable_number, wrong_kind
 from trading_telemetry._drops import DropPolicy
 from trading_telemetry._native import NativeBuckets, NativeSnapshot
+from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import SERVICE_LABEL, MetricSpec
-from trading_telemetry.errors import MeasurementError
+from trading_telemetry.errors import MeasurementError, RetiredSeriesError
 
-__all__ = ["BoundMetric"]
+__all__ = ["BoundMetric", "retire_handle"]
 
 _MAX = sys.float_info.max
 T = TypeVar("T")
@@ -62,6 +63,9 @@ class BoundMetric:
     # tuple, which is also the series' key; the attributes dict only once an SDK reader
     # asks for it.
     __slots__ = ("_attrs", "_high", "_label_text", "_low", "_policy", "key", "spec")
+
+    retired = False
+    """Whether ``retire`` removed this series: then every recording drops (``retired``)."""
 
     def __init__(self, spec: MetricSpec, key: tuple[str, ...], policy: DropPolicy) -> None:
         self.spec = spec
@@ -352,3 +356,38 @@ class RejectedHandle(BoundMetric):
 
     def __repr__(self) -> str:
         return f"<rejected metric: {self._error}>"
+
+
+def _retired_error(handle: BoundMetric) -> RetiredSeriesError:
+    spec, labels = handle.spec, handle.labels
+    return RetiredSeriesError(
+        lambda: (
+            f"{spec.key}: the series {safe_repr(labels, 200)} was retired; record with the labels "
+            "(or bind them again) to start a new series"
+        ),
+        metric=spec.key,
+        value=labels,
+    )
+
+
+def _record_retired(self: BoundMetric, value: object = 1) -> None:
+    self._policy.reject(_retired_error(self))
+
+
+_RETIRED_TYPES: dict[type, type] = {}
+
+
+def retire_handle(handle: BoundMetric) -> None:
+    """Make ``handle`` inert: its class becomes a subclass of its own (same slots, so the
+    state readers may still hold stays as it was) whose recording methods drop with
+    reason ``retired`` (raise in strict mode). Costs the live handles nothing."""
+    kind = type(handle)
+    if kind.retired:
+        return
+    retired = _RETIRED_TYPES.get(kind)
+    if retired is None:
+        methods = dict.fromkeys(("inc", "set", "observe", "record_unchecked"), _record_retired)
+        retired = _RETIRED_TYPES[kind] = type(
+            f"Retired{kind.__name__}", (kind,), {"__slots__": (), "retired": True, **methods}
+        )
+    handle.__class__ = retired

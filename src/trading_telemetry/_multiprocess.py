@@ -267,6 +267,8 @@ class SummedCell:
 
     __slots__ = ("_items", "counts", "sum", "value")
 
+    retired = False  # retire() is refused in multiprocess mode
+
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._items = items
         self.value: float | None = None

@@ -8,6 +8,7 @@ when a label set is first seen. A plane is built by ``_plane.build_plane``.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from trading_telemetry._drops import DropPolicy
 from trading_telemetry._handles import BoundMetric
 from trading_telemetry._series import SeriesStore, plain_call
 from trading_telemetry.catalog import Plane
-from trading_telemetry.errors import MeasurementError
+from trading_telemetry.errors import InvalidInputError, MeasurementError
 
 if TYPE_CHECKING:  # built when a plane is set up (the SDK, and prometheus_client for /metrics)
     from trading_telemetry._exposition import PlaneExposition
@@ -25,6 +26,15 @@ if TYPE_CHECKING:  # built when a plane is set up (the SDK, and prometheus_clien
     from trading_telemetry._sdk import PlaneSDK
 
 __all__ = ["BoundMetric", "PlaneMetrics"]
+
+
+def _order_set(handles: Any) -> list[BoundMetric]:
+    """Every bound handle of one of OrderLifecycle's shared handle sets."""
+    out = [handles.received, handles.submitted, handles.canceled, handles.expired, handles.slippage]
+    out += [handles.commission, *handles.latencies]
+    for kept in (handles.filled, handles.rejected, handles.denied):
+        out += kept.values()
+    return out
 
 
 class PlaneMetrics:
@@ -124,6 +134,61 @@ class PlaneMetrics:
         returned handle drops (and counts) every measurement instead.
         """
         return self._bind(key, labels)
+
+    def retire(self, key: str | None = None, /, **labels: str) -> int:
+        """Remove the series of ``key`` (of every metric of the plane when None) whose labels
+        include all of ``labels``; how many were removed.
+
+        ``metrics.retire(symbol="ESZ6")`` removes an expired contract's series,
+        ``metrics.retire(strategy="mom_1")`` a stopped strategy's,
+        ``metrics.retire("pnl_unrealized", strategy="mom_1")`` one metric's. A removed series
+        leaves /metrics and the push exports, frees its place under the cardinality limit,
+        and its bound handles record nothing (each use is a drop, reason ``retired``); the
+        next recording with the same labels starts a new series from zero. A call that
+        names nothing, an unknown key or a label the metrics do not have is bad input
+        (strict mode raises; production mode drops and counts it, and returns 0), as is
+        any call in multiprocess mode, where nothing is removed."""
+        try:
+            removed = self.store.retire(key, labels)
+        except MeasurementError as error:
+            self.policy.reject(error)
+            return 0
+        except Exception as error:  # noqa: BLE001 - a hostile label value
+            self.policy.failed(error, key if type(key) is str else "retire")
+            return 0
+        return self._retired(removed)
+
+    def retire_idle(self, older_than_seconds: float) -> int:
+        """Retire the series that have not changed (a counter's total, a gauge's value, a
+        histogram's count and sum) for ``older_than_seconds``, as far as this method has
+        seen: call it periodically (a series is retired by the first call at least that
+        long after the call that first saw it unchanged); how many were removed. A gauge
+        set again to the same value counts as unchanged. Bad input as for :meth:`retire`."""
+        try:
+            number = float(older_than_seconds)
+            if type(older_than_seconds) is bool or not 0 <= number < math.inf:
+                raise InvalidInputError(
+                    lambda: f"retire_idle: older_than_seconds={older_than_seconds!r} is not a finite number >= 0",
+                    metric="retire_idle",
+                    value=older_than_seconds,
+                )
+            removed = self.store.retire_idle(number, time.monotonic())
+        except MeasurementError as error:
+            self.policy.reject(error)
+            return 0
+        except Exception as error:  # noqa: BLE001 - a hostile argument
+            self.policy.failed(error, "retire_idle")
+            return 0
+        return self._retired(removed)
+
+    def _retired(self, removed: list[BoundMetric]) -> int:
+        """How many series were removed, once the package's own handle caches forget them."""
+        if removed and self.order_handles:
+            # OrderLifecycle's shared handle sets holding a removed series are made anew.
+            for kept, handles in list(self.order_handles.items()):
+                if any(handle.retired for handle in _order_set(handles)):
+                    self.order_handles.pop(kept, None)
+        return len(removed)
 
     def count_drop(self, key: str, reason: str) -> None:
         """Count a figure of ``key`` that could not be computed (``reason``: ``no_rate``,

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec
+from trading_telemetry._checks import MAX_LABEL_VALUE_LENGTH, check_labels, find_spec, label_value
 from trading_telemetry._drops import DropPolicy
 from trading_telemetry._handles import (
     BoundMetric,
@@ -31,10 +31,17 @@ from trading_telemetry._handles import (
     GaugeHandle,
     HistogramHandle,
     RejectedHandle,
+    retire_handle,
 )
 from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry.catalog import Kind, MetricSpec, Plane
-from trading_telemetry.errors import CardinalityLimitError, InvalidInputError, MeasurementError
+from trading_telemetry.errors import (
+    CardinalityLimitError,
+    InvalidInputError,
+    LabelError,
+    MeasurementError,
+    RetireUnsupportedError,
+)
 
 if TYPE_CHECKING:
     from trading_telemetry._multiprocess import PlaneFiles
@@ -102,6 +109,19 @@ def _exemplar_path(histogram: Any) -> Exemplars:
     return offer
 
 
+def _has(values: tuple[str, ...], wanted: list[tuple[int, str]]) -> bool:
+    """Whether a series' label values hold every (position, value) of ``wanted``."""
+    return all(values[index] == value for index, value in wanted)
+
+
+def _state_of(handle: BoundMetric) -> Any:
+    """What changes when a series records: a histogram's count and sum, else its value."""
+    if isinstance(handle, HistogramHandle):
+        counts, total, _, _ = handle.snapshot()
+        return sum(counts), total
+    return handle.value  # type: ignore[attr-defined]
+
+
 class SeriesStore:
     """The series of one plane: every handle, the call cache, and their SDK registration."""
 
@@ -129,6 +149,7 @@ class SeriesStore:
         """(key, *label names, *label values) of each call -> its handle, rejected calls
         included: the recording API's fast path."""
         self._rejected_kept = 0
+        self._seen: dict[BoundMetric, tuple[Any, float]] = {}  # retire_idle(): state, and since when
         self._lock = threading.Lock()
         self._instruments: Mapping[str, Any] = {}
         self._register: Callable[[Any, Mapping[str, str]], None] | None = None
@@ -241,6 +262,90 @@ class SeriesStore:
                     self._rejected_kept += 1
         except Exception:  # noqa: BLE001 - not cached, still rejected
             pass
+
+    def retire(self, key: str | None, labels: Mapping[str, object]) -> list[BoundMetric]:
+        """Remove every series of ``key`` (every metric of the plane when None) whose labels
+        include all of ``labels``: from the readers' view, the cardinality count and the
+        call cache; each removed handle becomes inert (``retire_handle``). The removed
+        handles; a MeasurementError (raised, whatever the mode) for a call that names no
+        metric and no label, an unknown key, a label no metric concerned has or a value
+        that could never be a label's, and in multiprocess mode."""
+        matches = self._retire_matches(key, labels)
+        with self._lock:
+            return self._remove([(name, values) for name, wanted in matches for values in self._series[name]
+                                 if _has(values, wanted)])  # fmt: skip
+
+    def _remove(self, doomed: list[tuple[str, tuple[str, ...]]]) -> list[BoundMetric]:
+        """Remove these (key, label values) series and the calls cached to them (the lock held)."""
+        removed = []
+        for name, values in doomed:
+            handle = self._series[name].pop(values)
+            retire_handle(handle)
+            removed.append(handle)
+        if removed:
+            calls = self.calls
+            for call in [call for call, handle in calls.items() if handle.retired]:
+                del calls[call]
+        return removed
+
+    def retire_idle(self, older_than: float, now: float) -> list[BoundMetric]:
+        """Retire the series whose state (a counter's total, a gauge's value, a histogram's
+        count and sum) has not changed since a call at least ``older_than`` seconds before
+        ``now``: each call notes every series' state and since when it has been so, so that
+        recording pays nothing for it. The removed handles."""
+        if self._files is not None:
+            raise RetireUnsupportedError(
+                "retire_idle: not supported in multiprocess mode (TRADING_TELEMETRY_MULTIPROCESS_DIR)",
+                metric="retire_idle",
+            )
+        with self._lock:
+            seen, doomed = self._seen, []
+            self._seen = {}
+            for name, series in self._series.items():
+                for values, handle in series.items():
+                    state = _state_of(handle)
+                    before = seen.get(handle)
+                    since = before[1] if before is not None and before[0] == state else now
+                    if now - since >= older_than:
+                        doomed.append((name, values))
+                    else:
+                        self._seen[handle] = (state, since)
+            return self._remove(doomed)
+
+    def _retire_matches(self, key: str | None, labels: Mapping[str, object]) -> list[tuple[str, list[tuple[int, str]]]]:
+        """The metrics ``retire`` looks at, each with the (label position, value) pairs a
+        series must have; a MeasurementError for a bad call."""
+        shown = key if type(key) is str else "retire"
+        if self._files is not None:
+            raise RetireUnsupportedError(
+                lambda: f"{shown}: retire() is not supported in multiprocess mode (TRADING_TELEMETRY_MULTIPROCESS_DIR)",
+                metric=shown,
+            )
+        if key is None and not labels:
+            raise InvalidInputError(
+                f"{self.plane.value}: retire() needs a metric key, a label=value, or both", metric=shown
+            )
+        specs = [find_spec(self.plane, self.specs, key)] if key is not None else list(self.specs.values())
+        matches = []
+        for s in specs:
+            if all(name in s.labels for name in labels):
+                wanted = [(s.labels.index(name), label_value(s, name, value)) for name, value in labels.items()]
+                matches.append((s.key, wanted))
+        name = next((name for name in labels if all(name not in s.labels for s in specs)), None)
+        if not matches and name is not None:
+            where = (
+                f"{key} has labels {', '.join(specs[0].labels) or 'none'}"
+                if key is not None
+                else (f"no metric of {self.plane.value} has it")
+            )
+            raise LabelError(
+                lambda: f"{shown}: retire() by label {safe_repr(name, 40)}={safe_repr(labels[name])}: {where}",
+                reason="unknown_label",
+                metric=shown,
+                label=safe_repr(name, 40),
+                value=labels[name],
+            )
+        return matches
 
     def after_fork(self) -> None:
         """In a forked child: every series starts from zero in this process, with new locks

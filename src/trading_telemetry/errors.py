@@ -20,6 +20,8 @@ __all__ = [
     "InvalidValueError",
     "LabelError",
     "MeasurementError",
+    "RetireUnsupportedError",
+    "RetiredSeriesError",
     "ServerAddressError",
     "TradingTelemetryError",
     "UnknownMetricError",
@@ -156,3 +158,17 @@ class InvalidInputError(MeasurementError):
     ``__eq__`` or ``__str__`` raises, say): dropped as ``invalid_input``."""
 
     reason = "invalid_input"
+
+
+class RetiredSeriesError(MeasurementError):
+    """A bound handle of a series that ``retire`` removed: the handle records nothing;
+    a recording call (or ``bind``) with the same labels starts a new series from zero."""
+
+    reason = "retired"
+
+
+class RetireUnsupportedError(MeasurementError):
+    """``retire`` on a plane in multiprocess mode, whose series live in every process's
+    file: nothing is removed."""
+
+    reason = "retire_unsupported"

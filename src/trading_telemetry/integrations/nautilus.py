@@ -22,6 +22,11 @@ The actor listens on the message bus, passively (it subscribes to no market data
 - ``events.position.*``: realized PnL per strategy, converted to USD when booked.
 - the Strategy plane's PnL gauges per strategy and the portfolio gauges (gross and signed
   net exposure, value), in USD, marked as the engine's portfolio marks.
+- ``events.system.*``: a strategy stopped while the actor runs (``trader.stop_strategy``)
+  has its PnL gauges retired (``PlaneMetrics.retire``), unless it still holds open
+  positions; when the engine stops, the actor stops first, so a backtest's final PnL stays.
+- ``data.venue.close_price.*``: an instrument close of type ``CONTRACT_EXPIRED`` retires
+  the instrument's series (``symbol`` = its id) on every plane.
 
 Money is converted into USD at the engine's mid rate, or at ``usd_rates`` for currencies
 the engine has no rate for (stablecoins). A figure that cannot be computed (no rate, no
@@ -55,10 +60,19 @@ from typing import Any
 try:
     from nautilus_trader.common.actor import Actor
     from nautilus_trader.common.component import TestClock
+    from nautilus_trader.common.enums import ComponentState
+    from nautilus_trader.common.messages import ComponentStateChanged
     from nautilus_trader.config import ActorConfig
     from nautilus_trader.model.currencies import USD
-    from nautilus_trader.model.data import Bar
-    from nautilus_trader.model.enums import BarAggregation, OrderSide, OrderType, PositionSide, PriceType
+    from nautilus_trader.model.data import Bar, InstrumentClose
+    from nautilus_trader.model.enums import (
+        BarAggregation,
+        InstrumentCloseType,
+        OrderSide,
+        OrderType,
+        PositionSide,
+        PriceType,
+    )
     from nautilus_trader.model.events import (
         OrderAccepted,
         OrderCanceled,
@@ -238,6 +252,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._data_pending: list[Any] = []
         self._pending: list[tuple[Callable[[Any, Any], None], Any, Any]] = []
         self._immediate = True
+        self._running = False
         self._last_record = 0.0
         self._clear()
         self._order_handlers: dict[type, Callable[[Any, Any], None]] = {
@@ -286,6 +301,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._order = _state.plane_metrics(Plane.ORDER)
         self._strategy = _state.plane_metrics(Plane.STRATEGY)
         self._immediate = self._interval <= 0
+        self._running = True
         self._last_record = time.monotonic()
         if not self._subscribed:  # once: a wildcard subscribed mid-run misses topics already used
             self._subscribed = True
@@ -293,6 +309,8 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             bus.subscribe(topic="events.order.*", handler=self._on_order_event)
             bus.subscribe(topic="events.position.*", handler=self._on_position_event)
             bus.subscribe(topic="data.bars.*", handler=self._on_bar_event)  # prices, counted if record_data
+            bus.subscribe(topic="events.system.*", handler=self._on_system_event)
+            bus.subscribe(topic="data.venue.close_price.*", handler=self._on_instrument_close)
             if self._record_data:
                 bus.subscribe(topic="data.quotes.*", handler=self._on_data)
                 bus.subscribe(topic="data.trades.*", handler=self._on_data)
@@ -306,6 +324,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         if _TIMER in self.clock.timer_names:
             self.clock.cancel_timer(_TIMER)
         self._immediate = True
+        self._running = False  # strategies the engine stops after the actor keep their PnL
         self.record_portfolio()
 
     def on_reset(self) -> None:
@@ -327,9 +346,51 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             bus.unsubscribe(topic="events.order.*", handler=self._on_order_event)
             bus.unsubscribe(topic="events.position.*", handler=self._on_position_event)
             bus.unsubscribe(topic="data.bars.*", handler=self._on_bar_event)
+            bus.unsubscribe(topic="events.system.*", handler=self._on_system_event)
+            bus.unsubscribe(topic="data.venue.close_price.*", handler=self._on_instrument_close)
             if self._record_data:
                 bus.unsubscribe(topic="data.quotes.*", handler=self._on_data)
                 bus.unsubscribe(topic="data.trades.*", handler=self._on_data)
+
+    # -- retirement --------------------------------------------------------------------
+
+    def _on_system_event(self, event: Any) -> None:
+        """A strategy stopped while the actor runs: its PnL gauges are retired, once what is
+        queued is recorded, unless it still holds open positions (their PnL still moves)."""
+        try:
+            if event.__class__ is not ComponentStateChanged or event.state != ComponentState.STOPPED:
+                return
+            strategy = event.component_id.value
+            if not self._running or strategy not in self._strategies:
+                return
+            self.flush()
+            if any(p.strategy_id.value == strategy for p in self.cache.positions_open()):
+                return
+            self._strategies.discard(strategy)
+            self._realized_usd.pop(strategy, None)
+            m = self._strategy
+            if m is not None:
+                for key in ("pnl_realized_usd", "pnl_unrealized_usd", "pnl_total_usd"):
+                    m.retire(key, strategy=strategy)
+        except Exception as error:  # noqa: BLE001 - never into the engine
+            self._failed(self._strategy, error, "pnl_total_usd")
+
+    def _on_instrument_close(self, close: Any) -> None:
+        """An expired contract: its series retired on every plane (its handles made anew
+        should it trade again)."""
+        try:
+            if close.__class__ is not InstrumentClose or close.close_type != InstrumentCloseType.CONTRACT_EXPIRED:
+                return
+            self.flush()
+            instrument_id = close.instrument_id
+            self._data_handles.pop(instrument_id, None)
+            for bar_type in [b for b in self._bar_handles if b.instrument_id == instrument_id]:
+                del self._bar_handles[bar_type]
+            for m in (self._data, self._order, self._strategy):
+                if m is not None and any("symbol" in s.labels for s in m.store.specs.values()):
+                    m.retire(symbol=instrument_id.value)
+        except Exception as error:  # noqa: BLE001 - never into the engine
+            self._failed(self._data, error, "ticks_received")
 
     # -- the queue ---------------------------------------------------------------------
 

@@ -1,0 +1,329 @@
+"""Retiring series: ``metrics.retire`` removes series from /metrics and the SDK's readers,
+frees their place under the cardinality limit, and makes their bound handles inert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from prometheus_client.parser import text_string_to_metric_families
+
+from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset
+from trading_telemetry.errors import LabelError, RetiredSeriesError, RetireUnsupportedError, UnknownMetricError
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+
+PRODUCTION = TelemetryConfig(metrics_exporters=("prometheus",))
+STRICT = TelemetryConfig(strict=True, metrics_exporters=("prometheus",))
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def plane(
+    name: str = "data_plane", config: TelemetryConfig = PRODUCTION, delta: bool = False
+) -> tuple[PlaneMetrics, InMemoryMetricReader]:
+    """A plane serving /metrics, with an in-memory SDK reader (cumulative, or delta)."""
+    temporality = {}
+    if delta:
+        from opentelemetry.sdk.metrics import Counter, Histogram
+
+        temporality = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
+    reader = InMemoryMetricReader(preferred_temporality=temporality)  # type: ignore[arg-type]
+    return init_metrics_exporter(name, config=config, metric_readers=[reader]), reader
+
+
+def pulled(metrics: PlaneMetrics, family: str) -> Series:
+    """The samples of ``family`` on /metrics (service label left out), by name and labels."""
+    assert metrics.exposition is not None
+    out: Series = {}
+    for f in text_string_to_metric_families(metrics.exposition.render().decode()):
+        if f.name == family:
+            for s in f.samples:
+                labels = tuple(sorted((k, v) for k, v in s.labels.items() if k != "service"))
+                out[(s.name, labels)] = s.value
+    return out
+
+
+def collected(reader: InMemoryMetricReader) -> dict[str, dict[tuple[tuple[str, str], ...], Any]]:
+    """The data points of one SDK collection, by instrument and labels (service left out)."""
+    out: dict[str, dict[tuple[tuple[str, str], ...], Any]] = {}
+    data = reader.get_metrics_data()
+    for rm in data.resource_metrics if data else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for point in metric.data.data_points:
+                    labels = tuple(sorted((k, v) for k, v in point.attributes.items() if k != "service"))
+                    out.setdefault(metric.name, {})[labels] = point
+    return out
+
+
+def pushed(reader: InMemoryMetricReader, name: str) -> dict[tuple[tuple[str, str], ...], Any]:
+    """The data points of instrument ``name`` in one SDK collection, by labels (service left out)."""
+    return collected(reader).get(name, {})
+
+
+def drops(metrics: PlaneMetrics) -> dict[tuple[str, str], int]:
+    return metrics.policy.counts()
+
+
+ESZ6 = {"source": "cme", "symbol": "ESZ6"}
+ESH7 = {"source": "cme", "symbol": "ESH7"}
+ESZ6_KEY = (("source", "cme"), ("symbol", "ESZ6"))
+ESH7_KEY = (("source", "cme"), ("symbol", "ESH7"))
+
+
+def test_a_retired_symbol_leaves_metrics_and_the_sdk_readers() -> None:
+    """retire(symbol=...) removes that symbol's series of every metric, from /metrics and the SDK, nothing else."""
+    metrics, reader = plane()
+    for labels in (ESZ6, ESH7):
+        metrics.inc("ticks_received", 3, **labels)
+        metrics.observe("data_freshness", 0.1, **labels)
+        metrics.set("completeness_score", 0.9, symbol=labels["symbol"])
+    assert set(pushed(reader, "data_ticks_received")) == {ESZ6_KEY, ESH7_KEY}
+    assert metrics.retire(symbol="ESZ6") == 3
+    assert pulled(metrics, "data_ticks_received") == {("data_ticks_received_total", ESH7_KEY): 3}
+    assert set(pushed(reader, "data_ticks_received")) == {ESH7_KEY}
+    assert set(pushed(reader, "data_freshness")) == {ESH7_KEY}
+    assert set(pushed(reader, "data_completeness_score")) == {(("symbol", "ESH7"),)}
+    assert {labels for _, labels in pulled(metrics, "data_completeness_score")} == {(("symbol", "ESH7"),)}
+    assert metrics.series_count("ticks_received") == 1
+    assert metrics.retire(symbol="ESZ6") == 0
+    assert drops(metrics) == {}
+
+
+def test_retire_one_metric_of_a_stopped_strategy() -> None:
+    """retire(key, strategy=...) removes that metric's series of the strategy only."""
+    metrics, reader = plane("strategy_plane")
+    for strategy in ("mom_1", "mr_2"):
+        metrics.set("pnl_unrealized_usd", 10.0, strategy=strategy)
+        metrics.set("pnl_realized_usd", 5.0, strategy=strategy)
+    assert metrics.retire("pnl_unrealized_usd", strategy="mom_1") == 1
+    assert set(pushed(reader, "strategy_pnl_unrealized_usd")) == {(("strategy", "mr_2"),)}
+    assert set(pushed(reader, "strategy_pnl_realized_usd")) == {(("strategy", "mom_1"),), (("strategy", "mr_2"),)}
+    assert metrics.retire("pnl_realized_usd") == 2  # a key alone: all its series
+    assert pushed(reader, "strategy_pnl_realized_usd") == {}
+    assert pulled(metrics, "strategy_pnl_realized_usd") == {}
+
+
+def test_a_bound_handle_of_a_retired_series_is_inert_and_counts_a_drop() -> None:
+    """In production mode a retired series' handle records nothing, never raises, and counts drops as retired."""
+    metrics, reader = plane()
+    handle = metrics.bind("ticks_received", **ESZ6)
+    gauge = metrics.bind("completeness_score", symbol="ESZ6")
+    handle.inc(2)
+    metrics.retire(symbol="ESZ6")
+    handle.inc(5)
+    handle.record_unchecked(1)
+    gauge.set(0.5)
+    assert pulled(metrics, "data_ticks_received") == {}
+    assert pushed(reader, "data_ticks_received") == {}
+    assert drops(metrics) == {("ticks_received", "retired"): 2, ("completeness_score", "retired"): 1}
+    assert handle.retired
+    assert repr(handle).startswith("<RetiredCounterHandle data_plane/ticks_received")
+
+
+def test_a_retired_handle_raises_in_strict_mode() -> None:
+    """In strict mode using a retired handle raises RetiredSeriesError naming the metric and its labels."""
+    metrics, _ = plane(config=STRICT)
+    handle = metrics.bind("data_freshness", **ESZ6)
+    metrics.retire("data_freshness", symbol="ESZ6")
+    with pytest.raises(RetiredSeriesError, match=r"data_freshness: the series .*ESZ6.* was retired") as raised:
+        handle.observe(0.1)
+    assert raised.value.reason == "retired"
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_recording_again_after_retirement_starts_a_new_series_from_zero(delta: bool) -> None:
+    """The same labels recorded after retirement make a new series from zero, on /metrics and in the SDK."""
+    metrics, reader = plane(delta=delta)
+    old = metrics.bind("ticks_received", **ESZ6)
+    metrics.inc("ticks_received", 5, **ESZ6)
+    metrics.observe("data_freshness", 2.0, **ESZ6)
+    first = pushed(reader, "data_ticks_received")[ESZ6_KEY]
+    metrics.retire(symbol="ESZ6")
+    assert pushed(reader, "data_ticks_received") == {}
+    metrics.inc("ticks_received", 1, **ESZ6)
+    metrics.observe("data_freshness", 0.5, **ESZ6)
+    new = metrics.bind("ticks_received", **ESZ6)
+    assert new is not old
+    assert not new.retired
+    assert pulled(metrics, "data_ticks_received") == {("data_ticks_received_total", ESZ6_KEY): 1}
+    now = collected(reader)
+    point = now["data_ticks_received"][ESZ6_KEY]
+    assert point.value == 1
+    assert point.start_time_unix_nano > first.start_time_unix_nano
+    histogram = now["data_freshness"][ESZ6_KEY]
+    assert (histogram.count, histogram.sum) == (1, 0.5)
+    assert drops(metrics) == {}
+
+
+def test_retirement_frees_the_series_place_under_the_cardinality_limit() -> None:
+    """At the limit, retiring a series lets a new label set in."""
+    config = TelemetryConfig(strict=True, metrics_exporters=(), cardinality_limit=2)
+    metrics, _ = plane(config=config)
+    metrics.inc("ticks_received", **ESZ6)
+    metrics.inc("ticks_received", **ESH7)
+    assert metrics.retire(symbol="ESZ6") == 1
+    metrics.inc("ticks_received", source="cme", symbol="ESM7")
+    assert metrics.series_count("ticks_received") == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "labels", "error", "reason", "words"),
+    [
+        ("tick_received", {"symbol": "X"}, UnknownMetricError, "unknown_metric", "unknown metric 'tick_received'"),
+        ("completeness_score", {"source": "cme"}, LabelError, "unknown_label", "retire() by label 'source'='cme'"),
+        (None, {"strategy": "mom_1"}, LabelError, "unknown_label", "no metric of data_plane has it"),
+        ("ticks_received", {"symbol": ""}, LabelError, "invalid_label_value", "label symbol=''"),
+        (None, {}, Exception, "invalid_input", "needs a metric key, a label=value, or both"),
+    ],
+)  # fmt: skip
+def test_bad_retire_calls_follow_the_two_regimes(
+    key: str | None, labels: dict[str, Any], error: type[Exception], reason: str, words: str
+) -> None:
+    """A bad retire call raises a clear error in strict mode; production mode removes nothing and counts a drop."""
+    strict, _ = plane(config=TelemetryConfig(strict=True, metrics_exporters=()))
+    strict.inc("ticks_received", **ESZ6)
+    with pytest.raises(error) as raised:
+        strict.retire(key, **labels)
+    assert words in str(raised.value)
+    assert getattr(raised.value, "reason", None) == reason
+    reset()
+    production, _ = plane(config=TelemetryConfig(metrics_exporters=()))
+    production.inc("ticks_received", **ESZ6)
+    assert production.retire(key, **labels) == 0
+    assert production.series_count("ticks_received") == 1
+    assert sum(n for (_, why), n in drops(production).items() if why == reason) == 1
+
+
+def test_labels_no_metric_has_together_retire_nothing() -> None:
+    """Labels each known to the plane but never on one metric together remove nothing, without a drop."""
+    metrics, _ = plane("order_plane")
+    metrics.inc("orders_rejected", strategy="mom_1", symbol="SPY", reason="risk")
+    assert metrics.retire(reason="risk", direction="buy") == 0
+    assert drops(metrics) == {}
+
+
+def test_order_lifecycle_records_on_new_series_after_its_strategy_retires() -> None:
+    """OrderLifecycle's shared handles of a retired strategy are made anew: later orders count from zero."""
+    metrics, reader = plane("order_plane")
+    order = {"strategy": "mom_1", "symbol": "SPY", "direction": "BUY", "order_type": "LIMIT"}
+    OrderLifecycle(**order, metrics=metrics).intent()
+    OrderLifecycle(**order, metrics=metrics).intent()
+    assert metrics.retire(strategy="mom_1") >= 1
+    OrderLifecycle(**order, metrics=metrics).intent()
+    (point,) = pushed(reader, "orders_received").values()
+    assert point.value == 1
+    assert drops(metrics) == {}
+
+
+def test_multiprocess_mode_refuses_retire(tmp_path: Path) -> None:
+    """In multiprocess mode retire removes nothing: strict mode raises, production counts retire_unsupported."""
+    config = TelemetryConfig(multiprocess_dir=str(tmp_path), metrics_exporters=())
+    metrics = init_metrics_exporter("data_plane", config=config)
+    metrics.inc("ticks_received", **ESZ6)
+    assert metrics.retire(symbol="ESZ6") == 0
+    assert metrics.series_count("ticks_received") == 1
+    assert drops(metrics) == {("<unknown>", "retire_unsupported"): 1}
+
+
+SYMBOLS = ["ESZ6", "ESH7", "NQZ6"]
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["inc", "bind_inc", "retire", "retire_key"]), st.sampled_from(SYMBOLS), st.integers(1, 5)
+    ),
+    max_size=30,
+)
+
+
+@SETTINGS
+@given(steps=ops)
+def test_record_and_retire_interleaved_match_a_model(steps: list[tuple[str, str, int]]) -> None:
+    """Any interleaving of recordings and retirements leaves the model's totals on /metrics and in the SDK."""
+    reset()
+    metrics, reader = plane()
+    model: dict[str, int] = {}
+    handles: dict[str, Any] = {}
+    expected_drops = 0
+    for op, symbol, n in steps:
+        labels = {"source": "cme", "symbol": symbol}
+        if op == "inc":
+            metrics.inc("ticks_received", n, **labels)
+            model[symbol] = model.get(symbol, 0) + n
+        elif op == "bind_inc":
+            handle = handles.get(symbol)
+            if handle is None:
+                handle = handles[symbol] = metrics.bind("ticks_received", **labels)
+                model.setdefault(symbol, 0)  # a bound series exists, at zero
+            handle.inc(n)
+            if handle.retired:
+                expected_drops += 1
+            else:
+                model[symbol] = model.get(symbol, 0) + n
+        else:
+            key = "ticks_received" if op == "retire_key" else None
+            removed = metrics.retire(key, symbol=symbol)
+            assert removed == (1 if symbol in model else 0)
+            model.pop(symbol, None)
+            if n > 3:  # the other handles are kept, retired, and used again
+                handles.pop(symbol, None)
+        got = {labels: p.value for labels, p in pushed(reader, "data_ticks_received").items()}
+        assert got == {(("source", "cme"), ("symbol", s)): v for s, v in model.items()}
+    assert pulled(metrics, "data_ticks_received") == {
+        ("data_ticks_received_total", (("source", "cme"), ("symbol", s))): v for s, v in model.items()
+    }
+    assert drops(metrics).get(("ticks_received", "retired"), 0) == expected_drops
+
+
+def test_retire_idle_removes_series_unchanged_since_an_earlier_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """retire_idle retires the series unchanged between calls at least that long apart, and only those."""
+    clock = [1000.0]
+    monkeypatch.setattr("trading_telemetry._recorder.time.monotonic", lambda: clock[0])
+    metrics, reader = plane()
+    metrics.inc("ticks_received", **ESZ6)
+    metrics.inc("ticks_received", **ESH7)
+    metrics.observe("data_freshness", 0.1, **ESZ6)
+    assert metrics.retire_idle(60) == 0  # first seen now
+    clock[0] += 30
+    metrics.inc("ticks_received", **ESH7)
+    assert metrics.retire_idle(60) == 0
+    clock[0] += 31
+    assert metrics.retire_idle(60) == 2  # ESZ6's counter and histogram: unchanged for 61 s
+    assert set(pushed(reader, "data_ticks_received")) == {ESH7_KEY}
+    assert pulled(metrics, "data_freshness") == {}
+    clock[0] += 30
+    assert metrics.retire_idle(60) == 1  # ESH7: unchanged since its last change, 61 s ago
+    assert metrics.retire_idle(-1) == 0
+    assert drops(metrics) == {("<unknown>", "invalid_input"): 1}
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_a_native_histogram_series_retires_and_starts_again_from_zero(delta: bool) -> None:
+    """With native buckets the exponential points of a retired series stop, and a new one counts from zero."""
+    config = TelemetryConfig(metrics_exporters=("prometheus",), native_histograms="all")
+    metrics, reader = plane(config=config, delta=delta)
+    for value in (0.1, 0.2, 0.4):
+        metrics.observe("data_freshness", value, **ESZ6)
+    assert pushed(reader, "data_freshness")[ESZ6_KEY].count == 3
+    assert metrics.retire("data_freshness", symbol="ESZ6") == 1
+    assert pushed(reader, "data_freshness") == {}
+    metrics.observe("data_freshness", 0.3, **ESZ6)
+    point = pushed(reader, "data_freshness")[ESZ6_KEY]
+    assert (point.count, point.sum, point.zero_count) == (1, 0.3, 0)
+    assert sum(point.positive.bucket_counts) == 1
+
+
+def test_multiprocess_mode_refuses_retire_in_strict_mode_too(tmp_path: Path) -> None:
+    """In strict multiprocess mode retire and retire_idle raise RetireUnsupportedError and remove nothing."""
+    config = TelemetryConfig(strict=True, multiprocess_dir=str(tmp_path), metrics_exporters=())
+    metrics = init_metrics_exporter("data_plane", config=config)
+    metrics.inc("ticks_received", **ESZ6)
+    with pytest.raises(RetireUnsupportedError, match="not supported in multiprocess mode"):
+        metrics.retire(symbol="ESZ6")
+    with pytest.raises(RetireUnsupportedError, match="not supported in multiprocess mode"):
+        metrics.retire_idle(0)
+    assert metrics.series_count("ticks_received") == 1
