@@ -349,3 +349,25 @@ def test_a_serving_block_serves_until_ctrl_c(block: Block, tmp_path: Path) -> No
     assert proc.returncode == 0, f"{block}:\n{err}"
     assert err == "", f"{block}:\n{err}"
     assert f":{port}/metrics" in out
+
+
+def test_every_alert_has_a_row_saying_when_it_fires_and_when_it_is_silent() -> None:
+    """Each alert of prometheus/rules has one row in the alert table of docs/dashboards-and-alerts.md, with its
+    firing and silent cases filled in."""
+    import yaml
+
+    rules = Path(__file__).parents[2] / "prometheus" / "rules"
+    alerts = {
+        rule["alert"]
+        for path in rules.glob("*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    text = (Path(__file__).parents[2] / "docs" / "dashboards-and-alerts.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)` \| (?:critical|warning|info) \|.*$", text, re.M)}
+    assert alerts <= set(rows), sorted(alerts - set(rows))
+    for name in alerts:
+        cells = [c.strip() for c in rows[name].split(" | ")]
+        assert len(cells) == 6, name
+        assert all(cells[2:5]), name
