@@ -8,6 +8,7 @@ shut from its close.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from trading_telemetry._safe import safe_repr
@@ -48,7 +49,10 @@ def exchange_calendar(path: str, where: str, spec: dict[object, object]) -> Exch
     except ImportError:
         raise refusal(path, where, "exchange", f"exchange calendars need the calendars extra: {EXTRA}", code) from None
     try:
-        calendar = exchange_calendars.get_calendar(code)
+        with warnings.catch_warnings():  # pandas 3.1 deprecates calls the library makes as it builds
+            warnings.simplefilter("ignore", DeprecationWarning)
+            calendar = exchange_calendars.get_calendar(code)
+            calendar.is_open_on_minute(calendar.first_minute)  # builds the minutes it looks up, here
     except exchange_calendars.errors.InvalidCalendarName:
         raise refusal(path, where, "exchange", "not an exchange_calendars code (e.g. XNYS, XLON, XTKS)", code) from None
     return ExchangeCalendar(code, calendar)
