@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from trading_telemetry._exchange import ExchangeCalendar, exchange_calendar
 from trading_telemetry._safe import safe_repr
 from trading_telemetry.catalog import Kind, MetricSpec, Plane, refusal
 from trading_telemetry.errors import CatalogError
@@ -112,7 +113,7 @@ class WeeklyCalendar:
         return False
 
 
-Calendar = AlwaysOpen | WeeklyCalendar
+Calendar = AlwaysOpen | WeeklyCalendar | ExchangeCalendar
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,9 @@ def _calendar(path: str, name: str, spec: object) -> Calendar:
     if spec == ALWAYS_OPEN:
         return AlwaysOpen()
     if type(spec) is not dict:
-        raise bad(None, f"expected {ALWAYS_OPEN!r} or a mapping with timezone and sessions", spec)
+        raise bad(None, f"expected {ALWAYS_OPEN!r} or a mapping with timezone and sessions (or exchange)", spec)
+    if "exchange" in spec:
+        return exchange_calendar(path, where, spec)
     fields = ("timezone", "sessions", "holidays", "half_days")
     unknown = [f for f in spec if f not in fields]
     if unknown:
