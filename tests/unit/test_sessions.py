@@ -313,3 +313,37 @@ def test_a_forked_child_does_not_inherit_running_gauges(tmp_path: Path) -> None:
     os.waitpid(pid, 0)
     assert seen == b"11"
     assert sessions.running() is gauges
+
+
+def test_any_sequence_of_add_and_remove_symbol_matches_a_dict(tmp_path: Path) -> None:
+    """Any sequence of add_symbol and remove_symbol leaves the gauges' symbols and the exported mappings equal to a
+    dict that keeps each symbol's first declared calendar."""
+    metrics, _ = started_with_plane(tmp_path)
+    declared = sessions.from_file(str(tmp_path / "desk.yaml"))
+    runs = [0]
+    step = st.tuples(st.booleans(), st.sampled_from(["S1", "S2", "S3"]), st.sampled_from(["XNYS", "BINANCE", "LSE"]))
+
+    @settings(max_examples=100, deadline=None, derandomize=True, database=None)
+    @given(steps=st.lists(step, max_size=12))
+    def check(steps: list[tuple[bool, str, str]]) -> None:
+        runs[0] += 1
+        prefix = f"r{runs[0]}-"
+        gauges = sessions.SessionGauges(metrics, sessions.Sessions(declared.calendars, {}))
+        model: dict[str, str] = {}
+        for add, name, calendar in steps:
+            symbol = prefix + name
+            if not add:
+                gauges.remove_symbol(symbol)
+                model.pop(symbol, None)
+            elif calendar not in declared.calendars:
+                with pytest.raises(ValueError, match=calendar):
+                    gauges.add_symbol(symbol, calendar)
+            else:
+                assert gauges.add_symbol(symbol, calendar) == (symbol not in model)
+                model.setdefault(symbol, calendar)
+        gauges.refresh()
+        assert gauges.symbols == model
+        exported = {s: c for s, c in metrics.store.series("symbol_calendar") if s.startswith(prefix)}
+        assert exported == model
+
+    check()
