@@ -79,6 +79,10 @@ class State:
     # timing: the latency keys timed() warned OrderLifecycle also records, each once.
     lifecycle_keys_warned: set[str] = field(default_factory=set)
 
+    # sessions: the data plane's running session gauges (started with the plane when its catalog file declares
+    # calendars, or by sessions.start); stopped by reset() and forgotten in a forked child.
+    session_gauges: Any = None  # _sessions.SessionGauges | None
+
     # _exporter_logs: the throttle filter on the OTLP exporters' loggers (None: not put on).
     exporter_log_filter: Any = None  # _exporter_logs.ThrottleFilter | None
     # _exporter_logs: guards putting the filter on and taking it off.

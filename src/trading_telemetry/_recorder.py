@@ -251,7 +251,12 @@ class PlaneMetrics:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush push exporters and stop the plane's SDK (idempotent), waiting at most
         ``timeout`` seconds (default TRADING_TELEMETRY_SHUTDOWN_TIMEOUT); whether it
-        finished in time."""
+        finished in time. The data plane's session gauges stop refreshing."""
+        from trading_telemetry._globals import STATE
+
+        gauges = STATE.session_gauges
+        if gauges is not None and gauges.metrics is self:
+            gauges.stop(0)
         thread = self.sdk.shutdown()
         if thread is None:
             return True

@@ -37,6 +37,7 @@ __all__ = [
     "SessionGauges",
     "Sessions",
     "WeeklyCalendar",
+    "gauges_from_file",
     "parse_sessions",
 ]
 
@@ -58,6 +59,7 @@ SYMBOL_CALENDAR = MetricSpec(
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
 class AlwaysOpen:
     """A venue that never closes."""
 
@@ -145,13 +147,57 @@ class SessionGauges:
         self.metrics, self.sessions, self.interval, self.clock = metrics, sessions, interval, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._symbols = dict(sessions.symbols)  # the file's, then add_symbol's; guarded by _lock
+        self._lock = threading.Lock()
 
     def refresh(self) -> None:
         """Set the gauges for the clock's instant now."""
         for name, is_open in self.sessions.open_now(self.clock()).items():
             self.metrics.set(SESSION_OPEN.key, float(is_open), calendar=name)
-        for symbol, name in self.sessions.symbols.items():
+        with self._lock:
+            symbols = list(self._symbols.items())
+        for symbol, name in symbols:
             self.metrics.set(SYMBOL_CALENDAR.key, 1.0, symbol=symbol, calendar=name)
+
+    @property
+    def symbols(self) -> dict[str, str]:
+        """Each exported symbol's calendar: the file's and those added since."""
+        with self._lock:
+            return dict(self._symbols)
+
+    def add_symbol(self, symbol: str, calendar: str) -> bool:
+        """Export ``symbol``'s calendar from now on (thread-safe; the gauge is set at once).
+        A symbol keeps the calendar it was first given; beyond MAX_SYMBOLS none is added.
+        Returns whether the mapping is new. ValueError for a calendar not declared."""
+        if calendar not in self.sessions.calendars:
+            known = ", ".join(sorted(self.sessions.calendars)) or "none"
+            raise ValueError(f"calendar {calendar!r} is not declared (declared: {known})")
+        with self._lock:
+            if symbol in self._symbols or len(self._symbols) >= MAX_SYMBOLS:
+                return False
+            self._symbols[symbol] = calendar
+        self.metrics.set(SYMBOL_CALENDAR.key, 1.0, symbol=symbol, calendar=calendar)
+        return True
+
+    def remove_symbol(self, symbol: str) -> None:
+        """Stop exporting ``symbol``'s calendar (its series retired: an expired contract)."""
+        with self._lock:
+            calendar = self._symbols.pop(symbol, None)
+        if calendar is not None:
+            self.metrics.retire(SYMBOL_CALENDAR.key, symbol=symbol, calendar=calendar)
+
+    @property
+    def running(self) -> bool:
+        """Whether the refreshing thread runs."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def after_fork(self) -> None:
+        """In a forked child, where the parent's thread does not exist: stopped for good,
+        with new locks (the child starts gauges of its own if it wants them)."""
+        self._stop = threading.Event()
+        self._stop.set()
+        self._thread = None
+        self._lock = threading.Lock()
 
     def start(self) -> SessionGauges:
         """Refresh now, then every ``interval`` seconds until :meth:`stop`."""
@@ -173,6 +219,17 @@ class SessionGauges:
                 self.refresh()
             except Exception:  # noqa: BLE001 - a failed refresh keeps the last values; the next one retries
                 continue
+
+
+def gauges_from_file(metrics: PlaneMetrics, path: str) -> SessionGauges | None:
+    """The started gauges of the catalog file at ``path``'s calendars, on the data plane
+    ``metrics`` whose catalog declared them; None when the file declares none."""
+    from trading_telemetry._catalog_file import read_sessions  # it imports this module
+
+    if SESSION_OPEN.key not in metrics.store.specs:
+        return None
+    declared = read_sessions(path)
+    return None if declared is None else SessionGauges(metrics, declared).start()
 
 
 def parse_sessions(path: str, calendars: object, symbols: object) -> Sessions:

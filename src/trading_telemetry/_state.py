@@ -77,8 +77,26 @@ def init_metrics_exporter(
             freeze()  # the catalog is fixed while planes exist
             _warn_about_auto_instrumentation(cfg)
         metrics = build_plane(p, cfg, metric_readers, span_exporters)
+        if p is Plane.DATA and cfg.catalog_path and not cfg.sdk_disabled:
+            _start_session_gauges(metrics, cfg.catalog_path)
         planes[p] = metrics
         return metrics
+
+
+def _start_session_gauges(metrics: PlaneMetrics, path: str) -> None:
+    """The data plane's session gauges, started with it when its catalog file declares
+    calendars (on a thread of their own); a file that cannot be read shuts the plane."""
+    from trading_telemetry._sessions import gauges_from_file
+
+    try:
+        gauges = gauges_from_file(metrics, path)
+    except BaseException:
+        metrics.shutdown(0)
+        raise
+    if gauges is not None:
+        previous, STATE.session_gauges = STATE.session_gauges, gauges
+        if previous is not None:
+            previous.stop(0)
 
 
 def load_configured_catalog() -> None:
@@ -159,6 +177,8 @@ def _stop(previous: State, timeout: float | None) -> bool:
         configs = [m.sdk.config for m in stopping] or [config or TelemetryConfig()]
         timeout = max(c.shutdown_timeout_ms for c in configs) / 1000
     deadline = time.monotonic() + timeout
+    if previous.session_gauges is not None:
+        previous.session_gauges.stop(timeout)  # a refresh takes microseconds
     for m in stopping:
         if m.multiprocess is not None:
             m.multiprocess.close()
@@ -184,6 +204,9 @@ atexit.register(_at_exit)
 def _after_fork_in_child() -> None:
     """A forked child's locks and planes: see ``_fork``."""
     renew_locks()
+    gauges, STATE.session_gauges = STATE.session_gauges, None  # their thread is the parent's
+    if gauges is not None:
+        gauges.after_fork()
     from trading_telemetry._plane import rebuild_after_fork
 
     _fork.after_fork_in_child(list(planes.values()), rebuild_after_fork)

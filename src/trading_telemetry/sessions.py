@@ -12,10 +12,9 @@ The desk declares its calendars and its symbols' calendars in its catalog file
       BINANCE: "24/7"
     symbols: {AAPL: XNYS, BTCUSDT: BINANCE}
 
-and, once the data plane is made, starts the gauges::
-
-    from trading_telemetry import get_metrics, sessions
-    gauges = sessions.start(get_metrics("data_plane"))
+and the data plane, once made, exports them (``sessions.start(metrics, ...)`` starts
+gauges for other calendars or a plane made otherwise; ``sessions.running()`` gives the
+running ones).
 
 ``data_session_open{calendar}`` is 1 while the calendar's session is open and 0 while it is
 shut; ``data_symbol_calendar{symbol, calendar}`` is 1 for each mapped symbol. The
@@ -27,12 +26,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from trading_telemetry._globals import STATE
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sessions import ALWAYS_OPEN, AlwaysOpen, Session, SessionGauges, Sessions, WeeklyCalendar
 from trading_telemetry._state import current_config
 from trading_telemetry.errors import ConfigError
 
-__all__ = ["ALWAYS_OPEN", "AlwaysOpen", "Session", "SessionGauges", "Sessions", "WeeklyCalendar", "from_file", "start"]
+__all__ = [
+    "ALWAYS_OPEN",
+    "AlwaysOpen",
+    "Session",
+    "SessionGauges",
+    "Sessions",
+    "WeeklyCalendar",
+    "from_file",
+    "running",
+    "start",
+]
 
 
 def from_file(path: str | None = None) -> Sessions:
@@ -49,9 +59,40 @@ def from_file(path: str | None = None) -> Sessions:
 def start(
     metrics: PlaneMetrics,
     sessions: Sessions | None = None,
-    interval: float = 5.0,
-    clock: Callable[[], float] = time.time,
+    interval: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> SessionGauges:
-    """Set the data plane's session gauges now and every ``interval`` seconds, on a
-    thread of their own, from ``sessions`` (by default :func:`from_file`'s)."""
-    return SessionGauges(metrics, sessions if sessions is not None else from_file(), interval, clock).start()
+    """Set the data plane's session gauges now and every ``interval`` seconds (5 by
+    default), on a thread of their own, from ``sessions`` (by default the running gauges',
+    else :func:`from_file`'s for the plane's catalog file), at ``clock``'s instants (by
+    default ``time.time``). Gauges already running on ``metrics`` (started with the plane,
+    or by an earlier call) are returned as they are unless an argument given differs from
+    theirs; then they stop and new ones start."""
+    with STATE.lock:
+        current: SessionGauges | None = STATE.session_gauges
+        if (
+            current is not None
+            and current.running
+            and current.metrics is metrics
+            and (
+                (sessions is None or sessions == current.sessions)
+                and (interval is None or interval == current.interval)
+                and (clock is None or clock is current.clock)
+            )
+        ):
+            return current
+    if sessions is None:  # the running gauges' calendars, else those of the plane's catalog file
+        same = current is not None and current.metrics is metrics
+        sessions = current.sessions if same and current is not None else from_file(metrics.sdk.config.catalog_path)
+    gauges = SessionGauges(metrics, sessions, 5.0 if interval is None else interval, clock or time.time)
+    with STATE.lock:
+        previous, STATE.session_gauges = STATE.session_gauges, gauges
+    if previous is not None:
+        previous.stop(0)
+    return gauges.start()
+
+
+def running() -> SessionGauges | None:
+    """The data plane's running session gauges, if any."""
+    gauges: SessionGauges | None = STATE.session_gauges
+    return gauges if gauges is not None and gauges.running else None

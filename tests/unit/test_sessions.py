@@ -5,6 +5,8 @@ checked at load; the data plane's /metrics shows the session gauges at a given i
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import wait_for
-from trading_telemetry import CatalogError, TelemetryConfig, init_metrics_exporter, sessions
+from trading_telemetry import CatalogError, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, sessions
 from trading_telemetry import catalog as cat
 from trading_telemetry._sessions import DAYS, AlwaysOpen, Session, Sessions, WeeklyCalendar
 
@@ -214,3 +216,134 @@ def test_a_session_across_the_spring_forward_hour() -> None:
     assert london.is_open(at(2026, 3, 29, 1, 0))
     assert not london.is_open(at(2026, 3, 29, 1, 30))
     assert not london.is_open(at(2026, 3, 29, 0, 29))
+
+
+def started_with_plane(tmp_path: Path) -> tuple[PlaneMetrics, sessions.SessionGauges]:
+    path = tmp_path / "desk.yaml"
+    path.write_text(DESK)
+    config = TelemetryConfig(metrics_exporters=("prometheus",), catalog_path=str(path))
+    metrics = init_metrics_exporter("data_plane", config=config)
+    gauges = sessions.running()
+    assert gauges is not None
+    return metrics, gauges
+
+
+def test_the_data_plane_starts_the_gauges_of_its_catalog_file(tmp_path: Path) -> None:
+    """A data plane whose catalog file declares calendars exports them at once from a running thread, and
+    sessions.start returns those gauges; reset() stops the thread."""
+    metrics, gauges = started_with_plane(tmp_path)
+    assert metrics.exposition is not None
+    text = metrics.exposition.render().decode()
+    assert 'data_session_open{calendar="BINANCE",service="data_plane"} 1.0' in text
+    assert 'data_symbol_calendar{calendar="XNYS",service="data_plane",symbol="AAPL"} 1.0' in text
+    assert gauges.running
+    assert gauges.metrics is metrics
+    assert sessions.start(metrics) is gauges
+    assert sessions.start(metrics, sessions.from_file(str(tmp_path / "desk.yaml"))) is gauges
+    thread = gauges._thread
+    assert thread is not None
+    reset()
+    assert not thread.is_alive()
+    assert sessions.running() is None
+
+
+def test_only_the_data_plane_of_a_file_with_calendars_starts_gauges(tmp_path: Path) -> None:
+    """The order plane starts none, nor does a data plane whose catalog file declares no calendars."""
+    path = tmp_path / "desk.yaml"
+    path.write_text(DESK)
+    init_metrics_exporter("order_plane", config=TelemetryConfig(metrics_exporters=(), catalog_path=str(path)))
+    assert sessions.running() is None
+    reset()
+    path.write_text("label_values: {}\n")
+    init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=(), catalog_path=str(path)))
+    assert sessions.running() is None
+
+
+def test_a_start_with_other_arguments_replaces_the_running_gauges(tmp_path: Path) -> None:
+    """start() with another clock stops the running gauges and returns new ones, which reset() stops too."""
+    metrics, first = started_with_plane(tmp_path)
+    second = sessions.start(metrics, clock=lambda: at(2026, 12, 7, 10, zone=NY))
+    assert second is not first
+    assert sessions.running() is second
+    assert not first.running
+    assert metrics.exposition is not None
+    assert 'data_session_open{calendar="XNYS",service="data_plane"} 1.0' in metrics.exposition.render().decode()
+    metrics.shutdown(timeout=5)
+    assert not second.running
+
+
+def test_add_symbol_maps_once_from_any_thread(tmp_path: Path) -> None:
+    """add_symbol sets the mapping at once, keeps a symbol's first calendar, takes concurrent calls without loss,
+    and refuses an undeclared calendar naming it; remove_symbol retires the series."""
+    metrics, gauges = started_with_plane(tmp_path)
+    assert gauges.add_symbol("ES", "XNYS")
+    assert not gauges.add_symbol("ES", "BINANCE")
+    assert not gauges.add_symbol("AAPL", "BINANCE")
+    with pytest.raises(ValueError, match="'LSE' is not declared"):
+        gauges.add_symbol("VOD", "LSE")
+    names = [f"S{i}" for i in range(400)]
+    threads = [threading.Thread(target=lambda part=part: [gauges.add_symbol(n, "BINANCE") for n in part])
+               for part in (names[::2], names[1::2])]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    gauges.refresh()
+    assert gauges.symbols == {"AAPL": "XNYS", "BTCUSDT": "BINANCE", "ES": "XNYS"} | dict.fromkeys(names, "BINANCE")
+    assert len(metrics.store.series("symbol_calendar")) == 403
+    gauges.remove_symbol("ES")
+    assert ("ES", "XNYS") not in metrics.store.series("symbol_calendar")
+    assert "ES" not in gauges.symbols
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_does_not_inherit_running_gauges(tmp_path: Path) -> None:
+    """In a forked child the parent's gauges are forgotten (their thread is not there); the parent's keep running."""
+    _, gauges = started_with_plane(tmp_path)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what it sees, then leave at once
+        try:
+            os.write(write, b"%d%d" % (sessions.running() is None, not gauges.running))
+        finally:
+            os._exit(0)
+    os.close(write)
+    seen = os.read(read, 2)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert seen == b"11"
+    assert sessions.running() is gauges
+
+
+def test_any_sequence_of_add_and_remove_symbol_matches_a_dict(tmp_path: Path) -> None:
+    """Any sequence of add_symbol and remove_symbol leaves the gauges' symbols and the exported mappings equal to a
+    dict that keeps each symbol's first declared calendar."""
+    metrics, _ = started_with_plane(tmp_path)
+    declared = sessions.from_file(str(tmp_path / "desk.yaml"))
+    runs = [0]
+    step = st.tuples(st.booleans(), st.sampled_from(["S1", "S2", "S3"]), st.sampled_from(["XNYS", "BINANCE", "LSE"]))
+
+    @settings(max_examples=100, deadline=None, derandomize=True, database=None)
+    @given(steps=st.lists(step, max_size=12))
+    def check(steps: list[tuple[bool, str, str]]) -> None:
+        runs[0] += 1
+        prefix = f"r{runs[0]}-"
+        gauges = sessions.SessionGauges(metrics, sessions.Sessions(declared.calendars, {}))
+        model: dict[str, str] = {}
+        for add, name, calendar in steps:
+            symbol = prefix + name
+            if not add:
+                gauges.remove_symbol(symbol)
+                model.pop(symbol, None)
+            elif calendar not in declared.calendars:
+                with pytest.raises(ValueError, match=calendar):
+                    gauges.add_symbol(symbol, calendar)
+            else:
+                assert gauges.add_symbol(symbol, calendar) == (symbol not in model)
+                model.setdefault(symbol, calendar)
+        gauges.refresh()
+        assert gauges.symbols == model
+        exported = {s: c for s, c in metrics.store.series("symbol_calendar") if s.startswith(prefix)}
+        assert exported == model
+
+    check()

@@ -26,6 +26,7 @@ from trading_telemetry import (
     inject_trace_context,
     reset,
     serve_metrics,
+    sessions,
     timed,
     traced,
 )
@@ -85,6 +86,7 @@ def test_reset_returns_every_field_touched_by_the_api_to_its_import_value(
         inject_trace_context({})  # reads the configuration: warns about the unknown propagator
         extract_trace_context(None)  # type: ignore[arg-type]  # not a carrier: logged once
         timed("submit_to_ack_latency", labels={"strategy": "OFI", "symbol": "SPY", "order_type": "LIMIT"})
+    gauges = sessions.start(data, sessions.Sessions({}, {}))
     server = serve_metrics(data, port=0)
     assert set(STATE.servers) == {server}
     server.close()
@@ -95,6 +97,7 @@ def test_reset_returns_every_field_touched_by_the_api_to_its_import_value(
 
     assert reset(timeout=10)
     assert State() == STATE
+    assert not gauges.running
     assert cat.effective_catalog() == CATALOG
     assert cat.lookup("callback_latency") is None
     assert cat.lookup("desk_depth") is None
@@ -225,11 +228,23 @@ def _config(draw: Any) -> Callable[[], None]:
     return lambda: TelemetryConfig.from_env(environ) and None
 
 
+def _session_gauges(draw: Any) -> Callable[[], None]:
+    interval = draw(st.sampled_from([None, 0.01, 5.0]))
+
+    def start() -> None:
+        metrics = _state.planes.get(Plane.DATA)
+        if metrics is None:
+            metrics = init_metrics_exporter(Plane.DATA, config=TelemetryConfig(metrics_exporters=()))
+        sessions.start(metrics, sessions.Sessions({}, {}), interval=interval)
+
+    return start
+
+
 def _reset(draw: Any) -> Callable[[], None]:
     return lambda: reset() and None
 
 
-OPERATIONS = [_planes, _record, _bound, _extend, _load_file, _timed, _trace, _config, _reset]
+OPERATIONS = [_planes, _record, _bound, _extend, _load_file, _timed, _trace, _config, _session_gauges, _reset]
 
 
 @st.composite
@@ -239,8 +254,8 @@ def operations(draw: Any) -> Callable[[], None]:
 
 def test_any_sequence_of_api_calls_then_reset_leaves_a_fresh_state() -> None:
     """Planes, recordings good and bad, catalog extensions and files, timed, traced and the trace helpers, config
-    warnings and resets, in any order: after reset(), STATE equals a new State; the sequences reach every field
-    they can (all but the servers and the exporter-log filter, which need a server and an OTLP exporter)."""
+    warnings, session gauges and resets, in any order: after reset(), STATE equals a new State; the sequences reach
+    every field they can (all but the servers and the exporter-log filter, which need a server and an OTLP exporter)."""
     touched: set[str] = set()
 
     @settings(

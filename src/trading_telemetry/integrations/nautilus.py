@@ -27,6 +27,9 @@ The actor listens on the message bus, passively (it subscribes to no market data
   positions; when the engine stops, the actor stops first, so a backtest's final PnL stays.
 - ``data.venue.close_price.*``: an instrument close of type ``CONTRACT_EXPIRED`` retires
   the instrument's series (``symbol`` = its id) on every plane.
+- trading calendars: each instrument the actor records is mapped to the desk's calendar
+  of its venue (``data_symbol_calendar{symbol, calendar}``, see ``sessions``): the
+  calendar named in ``venue_calendars``, else the one named like the venue (``XNAS``).
 
 Money is converted into USD at the engine's mid rate, or at ``usd_rates`` for currencies
 the engine has no rate for (stablecoins). A figure that cannot be computed (no rate, no
@@ -94,10 +97,11 @@ except ImportError as error:  # pragma: no cover - the message is the point
         f"pip install 'trading-telemetry[nautilus]' ({error})"
     ) from error
 
-from trading_telemetry import _state
+from trading_telemetry import _state, sessions
 from trading_telemetry._drops import DROPPED_METRIC
 from trading_telemetry._recorder import PlaneMetrics
 from trading_telemetry._sdk import DEFAULT_NAMESPACE
+from trading_telemetry._sessions import SessionGauges
 from trading_telemetry.catalog import Plane
 from trading_telemetry.errors import ConfigError
 from trading_telemetry.integrations._nautilus_codes import (
@@ -177,11 +181,14 @@ class TelemetryActorConfig(ActorConfig, frozen=True, kw_only=True):
     recorded as it comes, the gauges after every fill). ``record_data``: count quotes,
     trades and bars (off: orders and portfolio only). ``usd_rates``: fixed USD rates of
     currencies the engine cannot convert, such as ``{"USDT": 1.0, "USDC": 1.0}``; also
-    used to convert through them (BTC at the engine's BTC/USDT rate times USDT's)."""
+    used to convert through them (BTC at the engine's BTC/USDT rate times USDT's).
+    ``venue_calendars``: the desk's calendar of each venue whose name is not one, such as
+    ``{"SIM": "XNYS"}`` (an instrument of a venue named like a calendar takes that one)."""
 
     portfolio_interval_secs: float = 1.0
     record_data: bool = True
     usd_rates: dict[str, float] | None = None
+    venue_calendars: dict[str, str] | None = None
 
 
 def _checked_rates(rates: Any) -> dict[str, float]:
@@ -199,6 +206,32 @@ def _checked_rates(rates: Any) -> dict[str, float]:
             raise ConfigError(field, rate, "the USD value of one unit: a finite number > 0, such as 1.0")
         out[code] = float(rate)
     return out
+
+
+def _checked_venue_calendars(mapping: Any) -> dict[str, str]:
+    """``venue_calendars`` as {venue: calendar name}, or ConfigError naming the entry."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise ConfigError("TelemetryActorConfig.venue_calendars", mapping, "must be a dict of venue -> calendar name")
+    for venue, calendar in mapping.items():
+        if not isinstance(venue, str) or not isinstance(calendar, str):
+            raise ConfigError(f"TelemetryActorConfig.venue_calendars[{venue!r}]", calendar,
+                              "a venue and a calendar are names, such as 'SIM': 'XNYS'")  # fmt: skip
+    return dict(mapping)
+
+
+def _running_gauges(venue_calendars: dict[str, str]) -> SessionGauges | None:
+    """The data plane's running session gauges; ConfigError for a calendar in
+    ``venue_calendars`` they do not have (the catalog file does not declare it)."""
+    gauges = sessions.running()
+    declared = gauges.sessions.calendars if gauges is not None else {}
+    for venue, calendar in venue_calendars.items():
+        if calendar not in declared:
+            known = ", ".join(sorted(declared)) or "none: the catalog file declares no calendars"
+            raise ConfigError(f"TelemetryActorConfig.venue_calendars[{venue!r}]", calendar,
+                              f"not a calendar of the desk's catalog file (declared: {known})")  # fmt: skip
+    return gauges
 
 
 def prepare(*, backtest: bool) -> None:
@@ -237,6 +270,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         self._interval = float(config.portfolio_interval_secs)
         self._record_data = bool(config.record_data)
         self._fixed_rates = _checked_rates(config.usd_rates)
+        self._venue_calendars = _checked_venue_calendars(config.venue_calendars)
+        self._gauges: SessionGauges | None = None
+        self._mapped: set[Any] = set()  # the instruments whose calendar was looked for
         self._via: list[tuple[Any, float]] = [(Currency.from_str(c), r) for c, r in self._fixed_rates.items()]
         self._data_handles: dict[Any, tuple[Any, Any]] = {}
         self._bar_handles: dict[Any, Any] = {}
@@ -297,6 +333,8 @@ class TelemetryActor(Actor):  # type: ignore[misc]
     def on_start(self) -> None:
         self.backtest = isinstance(self.clock, TestClock)
         prepare(backtest=self.backtest)
+        self._gauges = _running_gauges(self._venue_calendars)
+        self._mapped.clear()
         self._data = _state.plane_metrics(Plane.DATA)
         self._order = _state.plane_metrics(Plane.ORDER)
         self._strategy = _state.plane_metrics(Plane.STRATEGY)
@@ -384,6 +422,9 @@ class TelemetryActor(Actor):  # type: ignore[misc]
             self.flush()
             instrument_id = close.instrument_id
             self._data_handles.pop(instrument_id, None)
+            if self._gauges is not None and instrument_id in self._mapped:
+                self._gauges.remove_symbol(instrument_id.value)
+            self._mapped.discard(instrument_id)
             for bar_type in [b for b in self._bar_handles if b.instrument_id == instrument_id]:
                 del self._bar_handles[bar_type]
             for m in (self._data, self._order, self._strategy):
@@ -509,8 +550,21 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         except Exception as error:  # noqa: BLE001 - never into the engine (strict: MeasurementError)
             self._failed(self._data, error, "ticks_received")
 
+    def _map_calendar(self, instrument_id: Any) -> None:
+        """The first time the actor records ``instrument_id``: its symbol mapped to its
+        venue's calendar, if the desk declares one."""
+        gauges = self._gauges
+        if gauges is None or instrument_id in self._mapped:
+            return
+        self._mapped.add(instrument_id)
+        venue = instrument_id.venue.value
+        calendar = self._venue_calendars.get(venue, venue)
+        if calendar in gauges.sessions.calendars:
+            gauges.add_symbol(instrument_id.value, calendar)
+
     def _bind_data(self, instrument_id: Any) -> tuple[Any, Any]:
         assert self._data is not None
+        self._map_calendar(instrument_id)
         labels = {"source": instrument_id.venue.value, "symbol": instrument_id.value}
         handles = (self._data.bind("ticks_received", **labels), self._data.bind("data_freshness", **labels))
         self._data_handles[instrument_id] = handles
@@ -532,6 +586,7 @@ class TelemetryActor(Actor):  # type: ignore[misc]
         spec = bar_type.spec
         duration = _DURATIONS.get((spec.step, spec.aggregation))
         instrument_id = bar_type.instrument_id
+        self._map_calendar(instrument_id)
         handle: Any = False  # a bar duration the catalog does not list: not counted
         if duration is not None:
             handle = self._data.bind(
@@ -571,6 +626,8 @@ class TelemetryActor(Actor):  # type: ignore[misc]
              price: float | None) -> OrderLifecycle:  # fmt: skip
         strategy = strategy_id.value
         self._strategies.add(strategy)
+        if instrument_id not in self._mapped:
+            self._map_calendar(instrument_id)
         return OrderLifecycle(
             strategy=strategy,
             symbol=instrument_id.value,
