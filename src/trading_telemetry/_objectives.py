@@ -14,8 +14,9 @@ warning     3x          1d            2h
 warning     1x          3d            6h
 ==========  ==========  ============  ============
 
-A latency objective's bad events are those above the threshold, from the classic buckets:
-``1 - rate(NAME_bucket{le=THRESHOLD}[w]) / rate(NAME_count[w])``; an error-ratio objective's
+A latency objective's bad events are those above the threshold, from the native histogram
+where there is one, else the classic buckets: ``1 - (histogram_fraction(0, THRESHOLD,
+rate(NAME[w])) or rate(NAME_bucket{le=THRESHOLD}[w]) / rate(NAME_count[w]))``; an error-ratio objective's
 are its counter over the total counter. Both are summed by ``service``.
 
 ``python -m trading_telemetry._objectives prometheus`` writes ``rules/objectives.yml`` and
@@ -129,8 +130,11 @@ def _ratio(s: MetricSpec, window: str, catalog: Sequence[MetricSpec]) -> str:
     if s.kind is Kind.HISTOGRAM:
         assert o.threshold is not None
         family = s.prometheus_name
+        # The native histogram where there is one (pushed native-only, or scraped with both),
+        # else the classic buckets: the same two-shape form as the quantile rules.
         return (
-            f"1 - (sum by (service) (rate({family}_bucket{{{le_matcher(o.threshold)}}}[{window}]))\n"
+            f"1 - (histogram_fraction(0, {_go_g(o.threshold)}, sum by (service) (rate({family}[{window}])))\n"
+            f"  or sum by (service) (rate({family}_bucket{{{le_matcher(o.threshold)}}}[{window}]))\n"
             f"  / sum by (service) (rate({family}_count[{window}])))"
         )
     total = next(t for t in catalog if t.key == o.total)

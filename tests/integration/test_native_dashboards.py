@@ -51,10 +51,15 @@ def _histogram_queries() -> list[tuple[str, str, str]]:
     return [q for q in dashboard_queries() if histogram_in(q[2])]
 
 
-def _quantile_rules() -> dict[str, str]:
+def _histogram_rules() -> dict[str, str]:
     """Recorded name -> expression of every recording rule that reads a histogram."""
     groups = [g for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
     return {r["record"]: r["expr"] for g in groups for r in g["rules"] if histogram_in(r.get("expr", ""))}
+
+
+def _quantile_rules() -> dict[str, str]:
+    """Recorded name -> expression of every recording rule that takes a histogram's quantile."""
+    return {k: v for k, v in _histogram_rules().items() if "histogram_quantile" in v}
 
 
 @pytest.fixture(autouse=True)
@@ -155,3 +160,14 @@ def test_exemplar_queries_accept_the_two_shape_form(native_only: Prometheus) -> 
     for expr in with_exemplars:
         assert isinstance(native_only.api("query_exemplars", query=with_all_variables(expr), start=now - 60, end=now),
                           list)  # fmt: skip
+
+
+@pytest.mark.parametrize("record", sorted(set(_histogram_rules()) - set(_quantile_rules())))
+def test_every_latency_objective_ratio_records_on_native_data(native_only: Prometheus, record: str) -> None:
+    """Each latency objective's error-ratio rule records a ratio from the native histogram alone."""
+
+    def recorded() -> list[dict[str, Any]]:
+        found = native_only.query(f'{record}{{objective="order_ack_latency"}}')
+        return found if found and all(0 <= float(r["value"][1]) <= 1 for r in found) else []
+
+    assert wait_for(f"{record} on native data", recorded, timeout=60, interval=1.0)

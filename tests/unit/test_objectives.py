@@ -78,7 +78,8 @@ def test_each_objective_records_seven_windows_and_alerts_on_the_workbook_burn_ra
     records = [r for r in rules if "record" in r]
     assert [r["record"] for r in records] == [f"objective:error_ratio:rate{w}" for w in WINDOWS]
     assert records[2]["expr"] == (
-        '1 - (sum by (service) (rate(orders_submit_to_ack_latency_seconds_bucket{le="0.25"}[1h]))\n'
+        "1 - (histogram_fraction(0, 0.25, sum by (service) (rate(orders_submit_to_ack_latency_seconds[1h])))\n"
+        '  or sum by (service) (rate(orders_submit_to_ack_latency_seconds_bucket{le="0.25"}[1h]))\n'
         "  / sum by (service) (rate(orders_submit_to_ack_latency_seconds_count[1h])))"
     )
     assert all(r["labels"] == {"objective": "order_ack_latency"} for r in records)
