@@ -10,10 +10,10 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from trading_telemetry import PlaneMetrics, TelemetryConfig
-from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane
+from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Plane, plane_specs
 
 T = TypeVar("T")
 
@@ -73,6 +73,20 @@ def record_everything(planes: Mapping[Plane, PlaneMetrics], times: int = 3) -> N
         method = getattr(metrics, spec.kind.method)
         for _ in range(times):
             method(spec.key, sample_value(spec), **labels_for(spec))
+
+
+def record_ops(metrics: PlaneMetrics, ops: list[tuple[str, dict[str, str], Any]]) -> None:
+    """Record each (key, labels, value) with the method of the metric's kind; bad values are dropped and
+    counted (negative increments, out-of-range gauges)."""
+    specs = plane_specs(metrics.plane)
+    for key, labels, value in ops:
+        kind = specs[key].kind
+        if kind is Kind.COUNTER:
+            metrics.inc(key, value, **labels)
+        elif kind is Kind.GAUGE:
+            metrics.set(key, value, **labels)
+        else:
+            metrics.observe(key, value, **labels)
 
 
 @contextlib.contextmanager

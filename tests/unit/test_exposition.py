@@ -17,10 +17,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from helpers import LABEL_VALUES
-from trading_telemetry import PlaneMetrics, TelemetryConfig, _self_metrics, init_metrics_exporter, reset
+from helpers import LABEL_VALUES, record_ops
+from trading_telemetry import TelemetryConfig, _self_metrics, init_metrics_exporter, reset
 from trading_telemetry._exposition import PlaneExposition
-from trading_telemetry.catalog import Kind, Plane, plane_specs
+from trading_telemetry.catalog import Plane, plane_specs
 
 ORACLE = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                   suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
@@ -68,18 +68,6 @@ def workloads(draw: st.DrawFn) -> tuple[Plane, list[tuple[str, dict[str, str], A
     return plane, ops
 
 
-def _record(metrics: PlaneMetrics, ops: list[tuple[str, dict[str, str], Any]]) -> None:
-    specs = plane_specs(metrics.plane)
-    for key, labels, value in ops:
-        kind = specs[key].kind
-        if kind is Kind.COUNTER:
-            metrics.inc(key, value, **labels)  # negative ones are dropped and counted
-        elif kind is Kind.GAUGE:
-            metrics.set(key, value, **labels)  # out-of-range ones are dropped and counted
-        else:
-            metrics.observe(key, value, **labels)
-
-
 @ORACLE
 @given(workload=workloads())
 def test_the_render_equals_the_otel_prometheus_exporter(workload: tuple[Plane, list[Any]]) -> None:
@@ -92,7 +80,7 @@ def test_the_render_equals_the_otel_prometheus_exporter(workload: tuple[Plane, l
         config=TelemetryConfig(metrics_exporters=("prometheus",)),
         metric_readers=[PrometheusMetricReader(scope_info_enabled=False, registry=registry)],
     )
-    _record(metrics, ops)
+    record_ops(metrics, ops)
     metrics.bind(
         sorted(plane_specs(plane))[0], **dict.fromkeys(plane_specs(plane)[sorted(plane_specs(plane))[0]].labels, "SPY")
     )

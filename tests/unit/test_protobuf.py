@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.utils import floatToGoString
 
-from helpers import LABEL_VALUES, http_get
+from helpers import LABEL_VALUES, http_get, record_ops
 from trading_telemetry import PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, serve_metrics
 from trading_telemetry._client_model.io.prometheus.client import metrics_pb2
 from trading_telemetry._exposition import OPENMETRICS, PROTOBUF, TEXT
@@ -107,18 +107,6 @@ def workloads(draw: st.DrawFn) -> tuple[Plane, str, list[tuple[str, dict[str, st
     return plane, draw(st.sampled_from(["all", "catalog"])), ops
 
 
-def _record(metrics: PlaneMetrics, ops: list[tuple[str, dict[str, str], Any]]) -> None:
-    specs = plane_specs(metrics.plane)
-    for key, labels, value in ops:
-        kind = specs[key].kind
-        if kind is Kind.COUNTER:
-            metrics.inc(key, value, **labels)  # negative ones are dropped and counted
-        elif kind is Kind.GAUGE:
-            metrics.set(key, value, **labels)
-        else:
-            metrics.observe(key, value, **labels)
-
-
 def text_samples(body: str) -> set[tuple[str, tuple[tuple[str, str], ...], Any]]:
     return {
         (s.name, tuple(sorted(s.labels.items())), s.value >= 0 if s.name == UPTIME else s.value)
@@ -162,7 +150,7 @@ def test_the_protobuf_body_decodes_to_what_the_handles_hold_and_to_the_text_rend
     reset()
     metrics = init_metrics_exporter(plane, config=TelemetryConfig(metrics_exporters=("prometheus",),
                                                                   native_histograms=native))  # fmt: skip
-    _record(metrics, ops)
+    record_ops(metrics, ops)
     assert metrics.exposition is not None
     specs = dict(metrics.store.specs)
     families = decode(metrics.exposition.render(PROTOBUF))
