@@ -22,6 +22,8 @@ In a forked child, the periodic readers inherited from the parent are disowned t
 their private ``_collect`` and ``_shutdown_event`` (:func:`disown_reader`): the SDK's own
 fork hook starts their threads again, and no public call stops one without exporting; and
 the class-wide lock of MeterProvider's construction is renewed (:func:`renew_provider_lock`).
+Under a delta-temporality reader, SDK 1.45.2's reset of a synchronous instrument's series
+at each collection is turned off for ours (:func:`keep_across_delta`).
 
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
@@ -202,6 +204,7 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
         cell = _cell(self._store, self._key, self._labels, attributes)
         if cell is None:
             return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
+        keep_across_delta(instrument)
         return _CellHistogramAggregation(
             cell,
             attributes,
@@ -292,6 +295,7 @@ class _ReadsHandles:
             return super()._create_aggregation(  # type: ignore[misc, no-any-return]
                 instrument, attributes, reservoir_factory, start_time_unix_nano
             )
+        keep_across_delta(instrument)
         find = partial(_cell, self._store, self._key, self._labels, attributes)
         return self._for_cell(cell, attributes, start_time_unix_nano, reservoir_factory, find)
 
@@ -482,6 +486,26 @@ def register_series(instrument: Any, attributes: Mapping[str, str]) -> None:
     instrument._measurement_consumer.consume_measurement(
         Measurement(math.nan, time.time_ns(), instrument, Context(), attributes)
     )
+
+
+def keep_across_delta(instrument: Any) -> None:
+    """Keep the aggregations that read handles from one delta collection to the next.
+
+    From SDK 1.45.2 a synchronous instrument's series under a delta-temporality reader
+    are forgotten at each collection (private ``_reset_on_collect`` of each
+    ``_ViewInstrumentMatch``), to be made again by the next measurement. Ours are measured
+    once (:func:`register_series`) and read from their handles after that, so forgetting
+    them would export each series once and never again. The flag is cleared on every
+    reader's matches of ``instrument`` (private ``_reader_storages`` and
+    ``_instrument_view_instrument_matches``). This runs inside the SDK's creation of one
+    of our aggregations, under that match's lock, so no collection falls between the
+    series' creation and this. Our store bounds the series (the cardinality limit, each
+    refusal counted) and ``retire`` ends them; the SDK's own flag exists for the
+    unbounded label sets of raw instruments. SDKs without the flag keep every series."""
+    for storage in instrument._measurement_consumer._reader_storages.values():
+        for match in storage._instrument_view_instrument_matches.get(instrument, ()):
+            if getattr(match, "_reset_on_collect", False):
+                match._reset_on_collect = False
 
 
 def disown_reader(reader: PeriodicExportingMetricReader) -> None:

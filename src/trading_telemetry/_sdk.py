@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -142,9 +144,22 @@ def build_views(specs: Mapping[str, MetricSpec], store: SeriesReader) -> list[Vi
                 meter_name=METER_NAME,
                 attribute_keys={*s.labels, SERVICE_LABEL},
                 aggregation=aggregation,
+                **_NO_SDK_LIMIT,
             )
         )
     return views
+
+
+_NO_SDK_LIMIT: dict[str, Any] = (
+    {"aggregation_cardinality_limit": sys.maxsize}
+    if "aggregation_cardinality_limit" in inspect.signature(View).parameters
+    else {}
+)
+"""From SDK 1.45.2 a view's series beyond a cardinality limit (2,000 by default, or the
+reader's) are merged into one ``otel.metric.overflow`` point, which no handle reads: the
+series past it would leave the push path silently. Our store enforces the plane's own
+limit (``TRADING_TELEMETRY_CARDINALITY_LIMIT``) and counts each label set it refuses, and a
+retired label set keeps its inert aggregation, so the SDK's limit is lifted on our views."""
 
 
 class TrackedExporter(MetricExporter):

@@ -299,7 +299,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bind_address", ("TRADING_TELEMETRY_BIND_ADDRESS",), _text, "127.0.0.1",
             "address the /metrics and /health servers listen on (`0.0.0.0` in containers)"),
     Setting("cardinality_limit", ("TRADING_TELEMETRY_CARDINALITY_LIMIT",), _positive_int, "2000",
-            "most label sets one metric may have; measurements with further label sets are dropped"),
+            "most label sets one metric may have; measurements with further label sets are dropped and counted. "
+            "It governs every path: the OpenTelemetry SDK's own limit (2,000 from SDK 1.45.2, past which series "
+            "merge into one `otel.metric.overflow` point) is lifted on the plane's metrics"),
     Setting("http_max_connections", ("TRADING_TELEMETRY_HTTP_MAX_CONNECTIONS",), _positive_int, "500",
             "most connections the /metrics and /health server holds open at once, capped at half the process's "
             "open-file limit; at the cap a new connection closes the oldest that has not completed a request (else "

@@ -56,6 +56,15 @@ def test_the_sdk_objects_have_each_private_attribute_we_use() -> None:
     consumer = getattr(counter, "_measurement_consumer", None)
     assert consumer is not None, "opentelemetry-sdk: Counter._measurement_consumer is gone"
     assert hasattr(consumer, "consume_measurement"), "opentelemetry-sdk: consume_measurement is gone"
+    # keep_across_delta reaches each reader's matches of an instrument, and clears their reset flag (SDK 1.45.2+).
+    counter.add(1, {"a": "b"})
+    (storage,) = getattr(consumer, "_reader_storages", {}).values()
+    matches = getattr(storage, "_instrument_view_instrument_matches", {}).get(counter)
+    assert matches, "opentelemetry-sdk: _reader_storages[...]._instrument_view_instrument_matches is gone"
+    from opentelemetry.sdk.metrics._internal._view_instrument_match import _ViewInstrumentMatch
+
+    if "reset_on_collect" in inspect.signature(_ViewInstrumentMatch).parameters:
+        assert all(hasattr(m, "_reset_on_collect") for m in matches), "_ViewInstrumentMatch._reset_on_collect is gone"
     exporter = ConsoleMetricExporter()
     for attribute in ("_preferred_temporality", "_preferred_aggregation"):
         assert hasattr(exporter, attribute), f"opentelemetry-sdk: MetricExporter.{attribute} is gone"

@@ -141,3 +141,37 @@ def test_delta_exports_what_changed_since_the_last_collection() -> None:
     assert [p.value for p in first_low["trading_telemetry_dropped_measurements"]] == [1]
     assert [p.value for p in second_low["trading_telemetry_dropped_measurements"]] == [2]
     assert [p.value for p in second_low["data_ticks_received"]] == [2]
+
+
+def test_under_delta_every_series_is_exported_at_each_collection_not_only_the_first() -> None:
+    """Each series is measured once by the SDK and read from its handle after that: under delta (where SDK 1.45.2
+    forgets a synchronous instrument's series at each collection) every later collection still has it, with what
+    changed since the one before."""
+    delta = InMemoryMetricReader(preferred_temporality=otlp_temporality("delta"))
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=()), metric_readers=[delta])
+    ticks, freshness = metrics.bind("ticks_received", **SPY), metrics.bind("data_freshness", **SPY)
+    seen = []
+    for n in range(1, 6):
+        ticks.inc(n)
+        for _ in range(n):
+            freshness.observe(0.1)
+        points = _points(delta)
+        seen.append(([p.value for p in points["data_ticks_received"]], [p.count for p in points["data_freshness"]]))
+    assert seen == [([n], [n]) for n in range(1, 6)]
+
+
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
+def test_past_the_sdks_default_cardinality_limit_every_live_series_is_exported(temporality: str) -> None:
+    """The plane's own limit governs (3,000 here): more label sets than the SDK's default limit of 2,000 (1.45.2),
+    and more than that again after retiring some and recording new ones, are each exported as themselves, with no
+    otel.metric.overflow point."""
+    reader = InMemoryMetricReader(preferred_temporality=otlp_temporality(temporality))
+    config = TelemetryConfig(metrics_exporters=(), cardinality_limit=3_000)
+    metrics = init_metrics_exporter("data_plane", config=config, metric_readers=[reader])
+    for i in range(2_500):
+        metrics.inc("ticks_received", source="ibkr_rt", symbol=f"S{i}")
+    assert metrics.retire("ticks_received", symbol="S7") == 1
+    for i in range(2_500, 3_000):
+        metrics.inc("ticks_received", source="ibkr_rt", symbol=f"S{i}")
+    symbols = sorted(str(p.attributes.get("symbol")) for p in _points(reader)["data_ticks_received"])
+    assert symbols == sorted(f"S{i}" for i in range(3_000) if i != 7)
