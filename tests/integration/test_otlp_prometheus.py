@@ -47,6 +47,17 @@ def basic_header(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def receiver_env(receiver: Prometheus, interval_ms: int = INTERVAL_MS) -> dict[str, str]:
+    """The settings of a plane that pushes OTLP over HTTP into ``receiver``'s OTLP receiver, with its password."""
+    return {
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{receiver.url}/api/v1/otlp",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=" + urllib.parse.quote(basic_header(USER, TEST_PASSWORD)),
+        "OTEL_METRIC_EXPORT_INTERVAL": str(interval_ms),
+    }
+
+
 def receiver_le(bound: float) -> str:
     """A bucket bound as the OTLP receiver stores it: Go's %f, shortest ("1", "0.005", "-50")."""
     if bound == float("inf"):
@@ -108,14 +119,8 @@ def paths(collector_factory: Callable[[], Collector], prometheus_factory: Callab
         "utf8": prometheus_factory({}, flags=receive, web_user=USER, config_changes=utf8),
         "typed": prometheus_factory({}, flags=[*receive, "--enable-feature=type-and-unit-labels"], web_user=USER),
     }
-    config = TelemetryConfig.from_env({
-        "OTEL_METRICS_EXPORTER": "prometheus,otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{receiver['legacy'].url}/api/v1/otlp",
-        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=" + urllib.parse.quote(basic_header(USER, TEST_PASSWORD)),
-        "OTEL_METRIC_EXPORT_INTERVAL": str(INTERVAL_MS),
-        "TRADING_TELEMETRY_STRICT": "true",
-    })  # fmt: skip
+    pushing = {**receiver_env(receiver["legacy"]), "OTEL_METRICS_EXPORTER": "prometheus,otlp"}
+    config = TelemetryConfig.from_env({**pushing, "TRADING_TELEMETRY_STRICT": "true"})
     others = [receiver["utf8"], receiver["typed"]]
     planes = {p: init_metrics_exporter(p, config=config, metric_readers=_receiver_readers(others, collector))
               for p in Plane}  # fmt: skip

@@ -7,14 +7,13 @@ through the stack's Collector it leaves the Collector's exporter after its metri
 from __future__ import annotations
 
 import time
-import urllib.parse
 from typing import Any
 
 import pytest
-from test_otlp_prometheus import USER, basic_header
+from test_otlp_prometheus import USER, receiver_env
 
 from helpers import wait_for
-from servers import TEST_PASSWORD, Prometheus
+from servers import Prometheus
 from trading_telemetry import TelemetryConfig, init_metrics_exporter, serve_metrics
 from trading_telemetry.catalog import Plane, spec
 
@@ -62,13 +61,7 @@ def test_a_retired_series_stops_being_pushed_over_otlp(prometheus_factory: Any) 
     delta has passed since its last sample (the receiver writes no staleness marker)."""
     flags = ["--web.enable-otlp-receiver", f"--query.lookback-delta={LOOKBACK_S}s"]
     receiver = prometheus_factory({}, flags=flags, web_user=USER)
-    config = TelemetryConfig.from_env({
-        "OTEL_METRICS_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{receiver.url}/api/v1/otlp",
-        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=" + urllib.parse.quote(basic_header(USER, TEST_PASSWORD)),
-        "OTEL_METRIC_EXPORT_INTERVAL": str(INTERVAL_MS),
-    })  # fmt: skip
+    config = TelemetryConfig.from_env(receiver_env(receiver, INTERVAL_MS))
     metrics = init_metrics_exporter("strategy_plane", config=config)
     metrics.set("pnl_unrealized_usd", 120.0, strategy="mom_1")
     metrics.set("pnl_unrealized_usd", -40.0, strategy="mr_2")
