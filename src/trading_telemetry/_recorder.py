@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Tracer
@@ -74,6 +75,9 @@ class PlaneMetrics:
         """The plane's tracer, or None when tracing is off (no span exporter configured)."""
         self.order_handles: dict[tuple[Any, ...], Any] = {}
         """OrderLifecycle's shared handle sets, by (strategy, symbol, direction, order type)."""
+        self.handle_caches: weakref.WeakSet[Any] = weakref.WeakSet()
+        """Other holders of this plane's handles (``timed``), each told by ``forget_retired()``
+        after a retirement to drop the handles it removed."""
         self._calls = store.calls
         self._bind = store.bind
 
@@ -188,6 +192,9 @@ class PlaneMetrics:
             for kept, handles in list(self.order_handles.items()):
                 if any(handle.retired for handle in _order_set(handles)):
                     self.order_handles.pop(kept, None)
+        if removed:
+            for cache in list(self.handle_caches):
+                cache.forget_retired()
         return len(removed)
 
     def count_drop(self, key: str, reason: str) -> None:

@@ -78,12 +78,18 @@ class _Bound:
     """One label set's recorders: the histogram's, and the outcome counter's per outcome.
     Unchecked: durations and counts of one are valid by construction."""
 
-    __slots__ = ("labels", "observe", "outcomes")
+    __slots__ = ("histogram", "labels", "observe", "outcomes")
 
     def __init__(self, histogram: BoundMetric, labels: dict[str, Any]) -> None:
+        self.histogram = histogram
         self.observe = histogram.record_unchecked
         self.labels = labels
         self.outcomes: dict[str, Callable[[float], None]] = {}
+
+    def retired(self) -> bool:
+        """Whether ``retire`` removed one of its series: a kept method of a retired handle
+        would record where no reader looks."""
+        return self.histogram.retired or any(counter.__self__.retired for counter in self.outcomes.values())  # type: ignore[attr-defined]
 
 
 class Timing:
@@ -188,7 +194,15 @@ class timed:
         if metrics is not self._metrics:  # first call, or the plane was reset
             self._handles.clear()  # cleared, never replaced: the wrappers hold it
             self._metrics = metrics
+            metrics.handle_caches.add(self)
         return metrics
+
+    def forget_retired(self) -> None:
+        """After ``retire``: the kept label sets with a retired series are bound again at
+        their next call, as new series from zero."""
+        for values, bound in list(self._handles.items()):
+            if bound.retired():
+                self._handles.pop(values, None)
 
     def _bound(self, metrics: PlaneMetrics, values: tuple[Any, ...]) -> _Bound:
         plain = _plain(values)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from prometheus_client.parser import text_string_to_metric_families
 
-from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset
+from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, timed
 from trading_telemetry.errors import LabelError, RetiredSeriesError, RetireUnsupportedError, UnknownMetricError
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -219,6 +219,38 @@ def test_order_lifecycle_records_on_new_series_after_its_strategy_retires() -> N
     (point,) = pushed(reader, "orders_received").values()
     assert point.value == 1
     assert drops(metrics) == {}
+
+
+def test_timed_records_on_new_series_after_retirement() -> None:
+    """A timed function's kept handles of a retired series are bound again: the next call counts from zero in the
+    histogram and in its outcome counter, for constant labels and labels from arguments, with no drop."""
+    metrics, reader = plane("strategy_plane")
+
+    @timed("qp_solve_time", outcome="qp_solve_status")
+    def solve() -> None:
+        return None
+
+    solve()
+    solve()
+    assert metrics.retire("qp_solve_time") == 1
+    assert metrics.retire("qp_solve_status") == 1
+    solve()
+    assert [p.count for p in pushed(reader, "strategy_qp_solve_time").values()] == [1]
+    assert [p.value for p in pushed(reader, "strategy_qp_solve_status").values()] == [1]
+    data, data_reader = plane("data_plane")
+
+    @timed("storage_write_latency", labels_from=("event_type",))
+    def write(event_type: str) -> None:
+        return None
+
+    for event_type in ("bar", "bar", "tick"):
+        write(event_type)
+    assert data.retire(event_type="bar") == 1
+    write("bar")
+    points = pushed(data_reader, "data_storage_write_latency")
+    counts = {dict(labels)["event_type"]: p.count for labels, p in points.items()}
+    assert counts == {"bar": 1, "tick": 1}
+    assert drops(metrics) == drops(data) == {}
 
 
 def test_multiprocess_mode_refuses_retire(tmp_path: Path) -> None:
