@@ -23,7 +23,8 @@ their private ``_collect`` and ``_shutdown_event`` (:func:`disown_reader`): the 
 fork hook starts their threads again, and no public call stops one without exporting; and
 the class-wide lock of MeterProvider's construction is renewed (:func:`renew_provider_lock`).
 Under a delta-temporality reader, SDK 1.45.2's reset of a synchronous instrument's series
-at each collection is turned off for ours (:func:`keep_across_delta`).
+at each collection is turned off for ours (:func:`keep_across_delta`); a retired series'
+aggregations are released instead (:func:`forget_series`).
 
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
@@ -506,6 +507,22 @@ def keep_across_delta(instrument: Any) -> None:
         for match in storage._instrument_view_instrument_matches.get(instrument, ()):
             if getattr(match, "_reset_on_collect", False):
                 match._reset_on_collect = False
+
+
+def forget_series(instrument: Any, handles: Sequence[Any]) -> None:
+    """Release the SDK's aggregations of retired series, so that a retired series holds no
+    memory: each reader's match of ``instrument`` drops the aggregations that read one of
+    ``handles`` (private ``_attributes_aggregation`` and ``_lock`` of each
+    ``_ViewInstrumentMatch``). Called by the store under its lock, so no new handle of the
+    same labels is registered meanwhile; that is registration's lock order (store, then
+    match), and a collection, which holds the match's lock, never takes the store's."""
+    doomed = {id(handle) for handle in handles}
+    for storage in instrument._measurement_consumer._reader_storages.values():
+        for match in storage._instrument_view_instrument_matches.get(instrument, ()):
+            with match._lock:
+                table = match._attributes_aggregation
+                for key in [k for k, a in table.items() if isinstance(a, _Follows) and id(a._cell) in doomed]:
+                    del table[key]
 
 
 def disown_reader(reader: PeriodicExportingMetricReader) -> None:

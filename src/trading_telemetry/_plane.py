@@ -123,7 +123,7 @@ def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
     series registered with the readers (with ``summed``, those of every process's sum,
     found at the start of each collection), the exposition (when /metrics is served) and
     the tracer."""
-    from trading_telemetry._aggregation import register_series
+    from trading_telemetry._aggregation import forget_series, register_series
 
     sdk, store = metrics.sdk, metrics.store
     meter = sdk.meter_provider.get_meter(METER_NAME, __version__)
@@ -144,7 +144,7 @@ def _join(metrics: PlaneMetrics, summed: SummedSeries | None = None) -> None:
     register = register_series if sdk.has_readers and summed is None else None  # summed: the files' series
     # /metrics served from this process's handles carries their exemplars, when any can be made.
     keep = sdk.pull and metrics.multiprocess is None and _exemplars_possible(sdk)
-    store.connect(instruments, register, sdk.config.exemplar_filter, keep_exemplars=keep)
+    store.connect(instruments, register, sdk.config.exemplar_filter, keep_exemplars=keep, forget=forget_series)
     metrics.exposition = _exposition(metrics, sdk, self_metrics) if sdk.pull else None
     provider = sdk.tracer_provider
     metrics.tracer = provider.get_tracer(METER_NAME, __version__) if provider else None

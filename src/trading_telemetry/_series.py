@@ -153,6 +153,7 @@ class SeriesStore:
         self._lock = threading.Lock()
         self._instruments: Mapping[str, Any] = {}
         self._register: Callable[[Any, Mapping[str, str]], None] | None = None
+        self._forget: Callable[[Any, list[BoundMetric]], None] | None = None
         self._exemplar_filter = "always_off"
         self._keep_exemplars = False
 
@@ -162,15 +163,18 @@ class SeriesStore:
         register: Callable[[Any, Mapping[str, str]], None] | None,
         exemplar_filter: str,
         keep_exemplars: bool = False,
+        forget: Callable[[Any, list[BoundMetric]], None] | None = None,
     ) -> None:
         """Record through the SDK's ``instruments`` (one per key): each series, those that
         exist included, is handed to ``register``, and histograms offer exemplars unless
         ``exemplar_filter`` is always_off; ``register`` None (no SDK reader, or one that
         reads every process's sum instead) registers nothing and offers no exemplar to the
         SDK. ``keep_exemplars`` (/metrics is served from these handles): histograms keep the
-        last exemplar of each bucket for it, under the same filter."""
+        last exemplar of each bucket for it, under the same filter. ``forget`` releases the
+        SDK's state of retired series, given an instrument and its removed handles."""
         with self._lock:
             self._instruments, self._register, self._exemplar_filter = instruments, register, exemplar_filter
+            self._forget = forget if register is not None else None
             self._keep_exemplars = keep_exemplars
             for key, series in self._series.items():
                 for handle in series.values():
@@ -286,6 +290,12 @@ class SeriesStore:
             calls = self.calls
             for call in [call for call, handle in calls.items() if handle.retired]:
                 del calls[call]
+            if self._forget is not None:
+                by_key: dict[str, list[BoundMetric]] = {}
+                for handle in removed:
+                    by_key.setdefault(handle.spec.key, []).append(handle)
+                for name, handles in by_key.items():
+                    self._forget(self._instruments[name], handles)
         return removed
 
     def retire_idle(self, older_than: float, now: float) -> list[BoundMetric]:

@@ -3,6 +3,9 @@ frees their place under the cardinality limit, and makes their bound handles ine
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMet
 from prometheus_client.parser import text_string_to_metric_families
 
 from trading_telemetry import OrderLifecycle, PlaneMetrics, TelemetryConfig, init_metrics_exporter, reset, timed
+from trading_telemetry._sdk import otlp_temporality
 from trading_telemetry.errors import LabelError, RetiredSeriesError, RetireUnsupportedError, UnknownMetricError
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
@@ -24,16 +28,19 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def plane(
-    name: str = "data_plane", config: TelemetryConfig = PRODUCTION, delta: bool = False
+    name: str = "data_plane",
+    config: TelemetryConfig = PRODUCTION,
+    delta: bool = False,
+    extra_readers: Sequence[InMemoryMetricReader] = (),
 ) -> tuple[PlaneMetrics, InMemoryMetricReader]:
-    """A plane serving /metrics, with an in-memory SDK reader (cumulative, or delta)."""
+    """A plane serving /metrics, with an in-memory SDK reader (cumulative, or delta), and ``extra_readers``."""
     temporality = {}
     if delta:
         from opentelemetry.sdk.metrics import Counter, Histogram
 
         temporality = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
     reader = InMemoryMetricReader(preferred_temporality=temporality)  # type: ignore[arg-type]
-    return init_metrics_exporter(name, config=config, metric_readers=[reader]), reader
+    return init_metrics_exporter(name, config=config, metric_readers=[reader, *extra_readers]), reader
 
 
 def pulled(metrics: PlaneMetrics, family: str) -> Series:
@@ -219,6 +226,86 @@ def test_order_lifecycle_records_on_new_series_after_its_strategy_retires() -> N
     (point,) = pushed(reader, "orders_received").values()
     assert point.value == 1
     assert drops(metrics) == {}
+
+
+def sdk_aggregations(metrics: PlaneMetrics, key: str) -> int:
+    """How many aggregations the SDK's readers hold for ``key``'s instrument (private SDK state, read to show it
+    is released)."""
+    instrument = metrics.store._instruments[key]
+    return sum(
+        len(match._attributes_aggregation)
+        for storage in instrument._measurement_consumer._reader_storages.values()
+        for match in storage._instrument_view_instrument_matches.get(instrument, ())
+    )
+
+
+def test_retired_series_leave_no_state_in_the_sdk() -> None:
+    """Strategies that come and go: after each retirement the SDK's readers (cumulative and delta) hold an
+    aggregation for the live series only, and a strategy that comes back is exported from zero on both."""
+    delta = InMemoryMetricReader(preferred_temporality=otlp_temporality("delta"))
+    metrics, cumulative = plane("strategy_plane", extra_readers=[delta])
+    for day in range(5):
+        for n in range(50):
+            metrics.set("pnl_unrealized_usd", float(n), strategy=f"s{day}_{n}")
+        cumulative.get_metrics_data(), delta.get_metrics_data()
+        assert metrics.retire("pnl_unrealized_usd") == 50
+        assert sdk_aggregations(metrics, "pnl_unrealized_usd") == 0
+    metrics.set("pnl_unrealized_usd", 7.0, strategy="s0_1")
+    assert sdk_aggregations(metrics, "pnl_unrealized_usd") == 2  # one per reader
+    for reader in (cumulative, delta):
+        assert {k: p.value for k, p in pushed(reader, "strategy_pnl_unrealized_usd").items()} == {
+            (("strategy", "s0_1"),): 7.0
+        }
+
+
+def test_recording_retiring_and_collecting_at_once_end_and_agree() -> None:
+    """Two threads recording, one retiring symbols and one collecting, all at once: every thread ends (no lock taken
+    in two orders), nothing fails or is lost uncounted, and afterwards every live series has the same total on
+    /metrics and in the SDK."""
+    metrics, reader = plane()
+    symbols = [f"S{i}" for i in range(12)]
+    failures: list[BaseException] = []
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+                failures.append(error)
+
+        return run
+
+    def record(offset: int) -> None:
+        for i in range(6_000):
+            symbol = symbols[(i + offset) % len(symbols)]
+            metrics.inc("ticks_received", source="cme", symbol=symbol)
+            metrics.observe("data_freshness", 0.01, source="cme", symbol=symbol)
+
+    def retire() -> None:
+        for i in range(300):
+            metrics.retire(symbol=symbols[i % len(symbols)])
+
+    def collect() -> None:
+        for _ in range(150):
+            reader.get_metrics_data()
+
+    work = [partial(record, 0), partial(record, 5), retire, collect]
+    threads = [threading.Thread(target=guarded(w), daemon=True) for w in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not [t for t in threads if t.is_alive()], "a thread did not end: a lock taken in two orders"
+    assert failures == []
+    # A recording that looked its handle up just before the handle's retirement is dropped, and counted as such.
+    assert {reason for _, reason in drops(metrics)} <= {"retired"}
+    record(0)  # every symbol live again
+    ticks = {labels: point.value for labels, point in pushed(reader, "data_ticks_received").items()}
+    assert len(ticks) == len(symbols)
+    assert ticks == {labels: value for (_, labels), value in pulled(metrics, "data_ticks_received").items()}
+    freshness = {labels: point.count for labels, point in pushed(reader, "data_freshness").items()}
+    exposed = pulled(metrics, "data_freshness_seconds")
+    assert freshness == {labels: value for (name, labels), value in exposed.items() if name.endswith("_count")}
 
 
 def test_timed_records_on_new_series_after_retirement() -> None:

@@ -61,6 +61,9 @@ def test_the_sdk_objects_have_each_private_attribute_we_use() -> None:
     (storage,) = getattr(consumer, "_reader_storages", {}).values()
     matches = getattr(storage, "_instrument_view_instrument_matches", {}).get(counter)
     assert matches, "opentelemetry-sdk: _reader_storages[...]._instrument_view_instrument_matches is gone"
+    # forget_series drops entries of each match's table, under its lock.
+    for attribute in ("_attributes_aggregation", "_lock"):
+        assert all(hasattr(m, attribute) for m in matches), f"_ViewInstrumentMatch.{attribute} is gone"
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _ViewInstrumentMatch
 
     if "reset_on_collect" in inspect.signature(_ViewInstrumentMatch).parameters:
