@@ -95,9 +95,10 @@ Find = Callable[[], Any]
 
 class _Follows:
     """An aggregation that reads a handle, and follows its label set when ``retire``
-    removes it: nothing is collected while the label set has no live handle (the SDK
-    keeps the aggregation, which reports nothing), and a new handle of the same labels,
-    a new series from zero, is read from its start."""
+    removes it: nothing is collected while the label set has no live handle, and a new
+    handle of the same labels, a new series from zero, is read from its start. (``retire``
+    also has the SDK drop the aggregation, :func:`forget_series`; this covers any
+    collection that still holds one.)"""
 
     _cell: Any
     _find: Find
