@@ -17,7 +17,8 @@ warning     1x          3d            6h
 A latency objective's bad events are those above the threshold, from the native histogram
 where there is one, else the classic buckets: ``1 - (histogram_fraction(0, THRESHOLD,
 rate(NAME[w])) or rate(NAME_bucket{le=THRESHOLD}[w]) / rate(NAME_count[w]))``; an error-ratio objective's
-are its counter over the total counter. Both are summed by ``service``.
+are its counter over the total counter. Both are summed by ``service``. Each group also
+records the budget left over the objective's window (:data:`REMAINING`).
 
 ``python -m trading_telemetry._objectives prometheus`` writes ``rules/objectives.yml`` and
 ``tests/objectives_test.yml`` (promtool's unit tests of those rules) under the directory given;
@@ -38,7 +39,7 @@ import yaml
 
 from trading_telemetry.catalog import CATALOG, PAGE_BURN_RATE, Kind, MetricSpec, Objective
 
-__all__ = ["ALERTS", "WINDOWS", "le_matcher", "objective_rules", "objective_tests", "write"]
+__all__ = ["ALERTS", "REMAINING", "WINDOWS", "le_matcher", "objective_rules", "objective_tests", "write"]
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 """The windows each objective's error ratio is recorded over."""
@@ -50,6 +51,9 @@ ALERTS: tuple[tuple[str, str, tuple[tuple[float, str, str], ...]], ...] = (
 """Each alert, its severity and its (burn rate, long window, short window) pairs: either pair fires it."""
 
 RECORD = "objective:error_ratio:rate{window}"
+REMAINING = "objective:error_budget_remaining:ratio"
+"""The share of the error budget left over the objective's window (1: untouched, 0: spent,
+below 0: overspent), from the 5m error ratio averaged over the window."""
 INTERVAL = "30s"
 """How often the groups are evaluated: a rate over 3 days is costly every 5 s, and half a minute
 is nothing next to the shortest window."""
@@ -198,9 +202,20 @@ def objective_rules(catalog: Sequence[MetricSpec]) -> dict[str, Any]:
             {"record": RECORD.format(window=w), "expr": _ratio(s, w, catalog), "labels": {"objective": name}}
             for w in WINDOWS
         ]
+        records.append({"record": REMAINING, "expr": _remaining(s), "labels": {"objective": name}})
         alerts = [_alert(s, alert, severity, pairs) for alert, severity, pairs in ALERTS]
         groups.append({"name": f"objective_{name}", "interval": INTERVAL, "rules": records + alerts})
     return {"groups": groups}
+
+
+def _remaining(s: MetricSpec) -> str:
+    """The budget left: one minus the 5m error ratio averaged over the objective's window, over
+    the budget. Each 5 minutes weighs alike, whatever their volume (Sloth's period burn rate),
+    which costs one recorded series a window instead of a rate over weeks of raw samples."""
+    o = s.objective
+    assert o is not None
+    ratio = f'{RECORD.format(window="5m")}{{objective="{_name(s)}"}}'
+    return f"1 - avg_over_time({ratio}[{o.window}]) / {_number(_budget(o))}"
 
 
 # -- promtool tests --------------------------------------------------------------------------
@@ -299,6 +314,7 @@ def _tests_for(s: MetricSpec, catalog: Sequence[MetricSpec]) -> list[dict[str, A
                     "exp_alerts": [_expected(s, ticket, slow_fraction / budget)],
                 },
             ],
+            "promql_expr_test": [_remaining_test(s, slow_minutes, 1 - slow_fraction / budget)],
         },
         {
             "interval": "1m",
@@ -307,8 +323,22 @@ def _tests_for(s: MetricSpec, catalog: Sequence[MetricSpec]) -> list[dict[str, A
                 {"eval_time": f"{length}m", "alertname": page[0], "exp_alerts": []},
                 {"eval_time": f"{length}m", "alertname": ticket[0], "exp_alerts": []},
             ],
+            "promql_expr_test": [_remaining_test(s, length, 0.9)],
         },
     ]
+
+
+def _remaining_test(s: MetricSpec, minutes: int, expected: float) -> dict[str, Any]:
+    """At ``minutes``, the budget left is ``expected`` (a steady ratio: one minus its burn rate), to
+    a thousandth (promtool compares floats exactly; the rates' division leaves 1e-12)."""
+    name = _name(s)
+    return {
+        "expr": f'round({REMAINING}{{objective="{name}"}}, 0.001)',
+        "eval_time": f"{minutes}m",
+        "exp_samples": [
+            {"labels": f'{{objective="{name}",service="{s.plane.value}"}}', "value": float(_number(expected))}
+        ],
+    }
 
 
 def objective_tests(catalog: Sequence[MetricSpec], rule_file: str = "../rules/objectives.yml") -> dict[str, Any]:

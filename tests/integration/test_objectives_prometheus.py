@@ -1,11 +1,13 @@
 """The generated objective rules on a real Prometheus: a burst of rejected orders from a plane's /metrics
-pages through ObjectiveBudgetBurnFast, while the healthy ack-latency objective stays silent; and the rules
-generated for a desk's objectives pass `promtool check rules` and their own `promtool test rules`."""
+pages through ObjectiveBudgetBurnFast, while the healthy ack-latency objective stays silent, and each records
+the budget it has left; and the rules generated for a desk's objectives pass `promtool check rules` and their
+own `promtool test rules`."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,8 @@ def test_a_burst_of_rejections_pages_and_a_healthy_latency_objective_stays_silen
     order_plane: MetricsServer, prometheus_factory: Callable[..., Prometheus], tmp_path: Path
 ) -> None:
     """Every order rejected (a burn of 100x a 1 % budget) fires ObjectiveBudgetBurnFast for order_rejections,
-    critical, naming the objective and the burn rate; acks all within 0.25 s keep order_ack_latency silent."""
+    critical, naming the objective and the burn rate; acks all within 0.25 s keep order_ack_latency silent. The
+    budget left is recorded for both."""
     prom = prometheus_factory({"planes": [f"127.0.0.1:{order_plane.port}"]}, rule_files=[_every_second(tmp_path)])
     metrics = order_plane.metrics
 
@@ -80,6 +83,14 @@ def test_a_burst_of_rejections_pages_and_a_healthy_latency_objective_stays_silen
     assert wait_for("order_ack_latency's ratio recorded", latency, timeout=15, interval=0.5) == [0.0]
     assert not [a for a in prom.api("alerts")["alerts"] if a["labels"]["objective"] == "order_ack_latency"]
 
+    def remaining(objective: str) -> list[float]:
+        found = prom.query(f'objective:error_budget_remaining:ratio{{objective="{objective}"}}')
+        return [float(s["value"][1]) for s in found]
+
+    # The budget left: untouched for the acks, overspent 99 times over (a 100x burn) for the rejections.
+    assert wait_for("order_ack_latency's budget left", partial(remaining, "order_ack_latency"), timeout=15) == [1.0]
+    assert wait_for("order_rejections' budget left", partial(remaining, "order_rejections"), timeout=15) == [-99.0]
+
 
 @pytest.mark.parametrize(("target", "threshold"), [(0.931, 1.0), (0.999, 0.1), (0.99999, 1.0)])
 def test_generated_rules_for_a_desks_objectives_pass_promtool(
@@ -111,7 +122,7 @@ def test_generated_rules_for_a_desks_objectives_pass_promtool(
     checked = subprocess.run([promtool, "check", "rules", str(out / "rules" / "objectives.yml")],
                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 36 rules found" in checked.stdout
+    assert "SUCCESS: 40 rules found" in checked.stdout
     tested = subprocess.run([promtool, "test", "rules", str(out / "tests" / "objectives_test.yml")],
                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from trading_telemetry import catalog as cat
 from trading_telemetry import cli, reset
-from trading_telemetry._objectives import ALERTS, WINDOWS, le_matcher, objective_rules, rendered
+from trading_telemetry._objectives import ALERTS, REMAINING, WINDOWS, le_matcher, objective_rules, rendered
 from trading_telemetry.catalog import CATALOG, Kind, MetricSpec, Objective, Plane
 from trading_telemetry.errors import CatalogError
 
@@ -70,13 +70,18 @@ def _rules_of(document: dict[str, Any], objective: str) -> list[dict[str, Any]]:
 
 
 def test_each_objective_records_seven_windows_and_alerts_on_the_workbook_burn_rates() -> None:
-    """Each objective records its error ratio over 5m..3d and pages at 14.4x (1h and 5m) or 6x (6h and 30m),
-    tickets at 3x (1d and 2h) or 1x (3d and 6h), with severity and objective labels and the annotations."""
+    """Each objective records its error ratio over 5m..3d and the budget left over its window, and pages at
+    14.4x (1h and 5m) or 6x (6h and 30m), tickets at 3x (1d and 2h) or 1x (3d and 6h), with severity and objective
+    labels and the annotations."""
     document = objective_rules(CATALOG)
     assert [g["name"] for g in document["groups"]] == ["objective_order_rejections", "objective_order_ack_latency"]
     rules = _rules_of(document, "order_ack_latency")
     records = [r for r in rules if "record" in r]
-    assert [r["record"] for r in records] == [f"objective:error_ratio:rate{w}" for w in WINDOWS]
+    assert [r["record"] for r in records] == [*(f"objective:error_ratio:rate{w}" for w in WINDOWS), REMAINING]
+    assert REMAINING == "objective:error_budget_remaining:ratio"
+    assert records[-1]["expr"] == (
+        '1 - avg_over_time(objective:error_ratio:rate5m{objective="order_ack_latency"}[28d]) / 0.01'
+    )
     assert records[2]["expr"] == (
         "1 - (histogram_fraction(0, 0.25, sum by (service) (rate(orders_submit_to_ack_latency_seconds[1h])))\n"
         '  or sum by (service) (rate(orders_submit_to_ack_latency_seconds_bucket{le="0.25"}[1h]))\n'
@@ -103,7 +108,8 @@ def test_each_objective_records_seven_windows_and_alerts_on_the_workbook_burn_ra
 
 def test_generated_tests_cover_a_fast_burn_a_slow_burn_and_a_healthy_series() -> None:
     """The promtool file tests each objective three ways: the page silent, then firing, on a fast burn; a
-    ticket but no page on a slow burn; nothing on a healthy series."""
+    ticket but no page on a slow burn, and the budget overspent; nothing on a healthy series, and most of the
+    budget left."""
     tests = yaml.safe_load((PROMETHEUS / "tests" / "objectives_test.yml").read_text())
     assert tests["rule_files"] == ["../rules/objectives.yml"]
     cases = [(c["alertname"], bool(c["exp_alerts"])) for t in tests["tests"] for c in t["alert_rule_test"]]
@@ -113,6 +119,15 @@ def test_generated_tests_cover_a_fast_burn_a_slow_burn_and_a_healthy_series() ->
         ("ObjectiveBudgetBurnFast", False), ("ObjectiveBudgetBurnSlow", False),
     ]  # fmt: skip
     assert cases == per_objective * 2
+    # The budget left: 3.5 budgets spent on the slow burn (-2.5 left), a tenth on the healthy series (0.9 left).
+    remaining = [
+        (q["expr"], q["exp_samples"][0]["value"]) for t in tests["tests"] for q in t.get("promql_expr_test", [])
+    ]
+    assert remaining == [
+        (f'round({REMAINING}{{objective="{name}"}}, 0.001)', value)
+        for name in ("order_rejections", "order_ack_latency")
+        for value in (-2.5, 0.9)
+    ]
 
 
 def _refusal(specs: list[MetricSpec]) -> str:
