@@ -1,9 +1,11 @@
 """Exchange calendars from the ``exchange_calendars`` library (the ``[calendars]`` extra).
 
-A catalog file declares ``calendars: {NYSE: {exchange: XNYS}}``; the calendar is built once,
+A catalog file declares ``calendars: {NYSE: {exchange: XNYS}}``; the calendar is built
 when the file loads, with ``exchange_calendars.get_calendar`` (holidays and early closes
-included), and answers with its ``is_open_on_minute``: open from a session's open,
-shut from its close.
+included, from 20 years before to one year after that day), and answers with its
+``is_open_on_minute``: open from a session's open, shut from its close. An instant past
+its last day builds it again, to a year after that instant: a plane that runs for more
+than a year keeps its sessions.
 """
 
 from __future__ import annotations
@@ -26,13 +28,35 @@ class ExchangeCalendar:
         import pandas as pd  # installed with exchange_calendars
 
         self._timestamp = pd.Timestamp
+        self._timedelta = pd.Timedelta
 
     def is_open(self, instant: float) -> bool:
-        """Whether the exchange's session is open at ``instant`` (seconds since the epoch);
-        raises outside the dates the calendar was built for (from 20 years before the load
-        to one year after)."""
+        """Whether the exchange's session is open at ``instant`` (seconds since the epoch).
+        Past the calendar's last day, it is built again to a year after ``instant`` (a few
+        seconds, once a year, in the thread that refreshes the session gauges); raises before
+        its first day (20 years before the load)."""
         minute = self._timestamp(int(instant // 60) * 60, unit="s", tz="UTC")
-        return bool(self._calendar.is_open_on_minute(minute))
+        calendar = self._calendar
+        if minute > calendar.last_minute:
+            end = (minute + self._timedelta(days=366)).strftime("%Y-%m-%d")
+            calendar = self._calendar = _built(self.code, end)
+        return bool(calendar.is_open_on_minute(minute))
+
+
+def _built(code: str, end: str | None = None) -> Any:
+    """``exchange_calendars``' calendar of ``code``, its minutes built; to ``end`` (a date)
+    when given, else to the library's default (a year after today). Raises the library's
+    InvalidCalendarName for an unknown code."""
+    import exchange_calendars
+
+    with warnings.catch_warnings():  # pandas 3.1 deprecates calls the library makes as it builds
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # An explicit end also passes the library's cache of calendars built with its defaults.
+        calendar = (
+            exchange_calendars.get_calendar(code) if end is None else exchange_calendars.get_calendar(code, end=end)
+        )
+        calendar.is_open_on_minute(calendar.first_minute)  # builds the minutes it looks up, here
+    return calendar
 
 
 def exchange_calendar(path: str, where: str, spec: dict[object, object]) -> ExchangeCalendar:
@@ -49,10 +73,7 @@ def exchange_calendar(path: str, where: str, spec: dict[object, object]) -> Exch
     except ImportError:
         raise refusal(path, where, "exchange", f"exchange calendars need the calendars extra: {EXTRA}", code) from None
     try:
-        with warnings.catch_warnings():  # pandas 3.1 deprecates calls the library makes as it builds
-            warnings.simplefilter("ignore", DeprecationWarning)
-            calendar = exchange_calendars.get_calendar(code)
-            calendar.is_open_on_minute(calendar.first_minute)  # builds the minutes it looks up, here
+        calendar = _built(code)
     except exchange_calendars.errors.InvalidCalendarName:
         raise refusal(path, where, "exchange", "not an exchange_calendars code (e.g. XNYS, XLON, XTKS)", code) from None
     return ExchangeCalendar(code, calendar)

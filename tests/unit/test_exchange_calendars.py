@@ -76,6 +76,23 @@ def test_xnys_answers_as_its_schedule(nyse: ExchangeCalendar, instant: float) ->
     assert nyse.is_open(instant) is inside
 
 
+def test_an_instant_past_the_calendars_last_day_builds_it_again() -> None:
+    """A calendar built to a day (as the load builds one to a year after its day) answers for later instants, a
+    year after its end included, as the library's calendar of those dates does: a plane running past its first
+    year keeps its sessions."""
+    import exchange_calendars
+
+    short = ExchangeCalendar("XNYS", exchange_calendars.get_calendar("XNYS", start="2026-01-02", end="2026-03-31"))
+    cases = [
+        (at(2026, 6, 17, 11), True),  # a Wednesday morning, past the end
+        (at(2026, 6, 19, 11), False),  # Juneteenth
+        (at(2027, 11, 25, 12), False),  # Thanksgiving 2027, after the first rebuild's end
+        (at(2027, 11, 29, 10), True),
+    ]
+    assert [short.is_open(instant) for instant, _ in cases] == [expected for _, expected in cases]
+    assert short.is_open(at(2026, 3, 2, 10)) is True  # earlier days still answer
+
+
 def test_gauge_on_metrics_follows_the_exchange(tmp_path: Path) -> None:
     """data_session_open{calendar="NYSE"} is 0 on Saturday, 1 on Monday 10:00, 0 after the early close."""
     path = load(tmp_path)
