@@ -28,8 +28,10 @@ aggregations are released instead (:func:`forget_series`).
 
 The SDK still calls ``aggregate`` for measurements recorded on the instrument itself:
 the handles do so only for observations made inside a span, to offer them to the
-exemplar reservoir. A label set with no handle (a raw instrument recording) gets the
-SDK's own aggregation.
+exemplar reservoir (:func:`offer_exemplar`); a label set with no live handle at that
+moment (an observation that raced its series' retirement) gets an aggregation of ours that
+reads nothing until a handle of those labels exists. A label set recorded on the raw
+instrument (no handle) gets the SDK's own aggregation.
 """
 
 from __future__ import annotations
@@ -93,12 +95,44 @@ Find = Callable[[], Any]
 """The handle a label set has in the store now (None: none)."""
 
 
+class _Dormant:
+    """The cell of a label set of ours that has no live handle when the SDK makes its
+    aggregation (an exemplar offered by an observation that raced its series' retirement):
+    the aggregation reads nothing until a handle of those labels exists, then follows it."""
+
+    retired = True
+
+
+_DORMANT = _Dormant()
+_offering = threading.local()
+"""``offering.on``: this thread is offering a handle's exemplar to the SDK (:func:`offer_exemplar`)."""
+
+
+def _dormant() -> Any:
+    """The cell of a label set that has no live handle: dormant while a handle offers it an
+    exemplar (its series retired meanwhile); else None (the SDK's type probe, or a label set
+    recorded on the raw instrument, which gets the SDK's own aggregation)."""
+    return _DORMANT if getattr(_offering, "on", False) else None
+
+
+def offer_exemplar(instrument: Any, value: float, attributes: Mapping[str, str]) -> None:
+    """A handle's observation offered to the SDK's exemplar reservoirs, through the
+    instrument. Should the series be retired meanwhile, the aggregation the SDK makes for
+    the label set is a dormant one of ours, which ignores the value, rather than the SDK's
+    own, which would count it and then every later registration's NaN."""
+    _offering.on = True
+    try:
+        instrument.record(value, attributes)
+    finally:
+        _offering.on = False
+
+
 class _Follows:
     """An aggregation that reads a handle, and follows its label set when ``retire``
     removes it: nothing is collected while the label set has no live handle, and a new
     handle of the same labels, a new series from zero, is read from its start. (``retire``
-    also has the SDK drop the aggregation, :func:`forget_series`; this covers any
-    collection that still holds one.)"""
+    also has the SDK drop the aggregation, :func:`forget_series`; this covers a collection
+    that still holds one, and an aggregation made while the label set had no handle.)"""
 
     _cell: Any
     _find: Find
@@ -203,7 +237,7 @@ class CellHistogramAggregation(ExplicitBucketHistogramAggregation):
         reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
         start_time_unix_nano: int,
     ) -> _Aggregation[Any]:
-        cell = _cell(self._store, self._key, self._labels, attributes)
+        cell = _cell(self._store, self._key, self._labels, attributes) or _dormant()
         if cell is None:
             return super()._create_aggregation(instrument, attributes, reservoir_factory, start_time_unix_nano)
         keep_across_delta(instrument)
@@ -225,7 +259,7 @@ class ValueCell(Protocol):
 
 def _cell(store: SeriesReader, key: str, labels: tuple[str, ...], attributes: Attributes) -> Any:
     """The handle of ``attributes`` in ``key``'s series; None for the SDK's type probe
-    (attributes None) or a label set recorded on the raw instrument."""
+    (attributes None) or a label set with no handle now (raw, or retired)."""
     if not attributes:
         return None
     return store.series(key).get(tuple([attributes.get(name) for name in labels]))  # type: ignore[misc]
@@ -292,7 +326,7 @@ class _ReadsHandles:
         reservoir_factory: Callable[[type[_Aggregation[Any]]], Any],
         start_time_unix_nano: int,
     ) -> _Aggregation[Any]:
-        cell = _cell(self._store, self._key, self._labels, attributes)
+        cell = _cell(self._store, self._key, self._labels, attributes) or _dormant()
         if cell is None:
             return super()._create_aggregation(  # type: ignore[misc, no-any-return]
                 instrument, attributes, reservoir_factory, start_time_unix_nano
@@ -502,28 +536,34 @@ def keep_across_delta(instrument: Any) -> None:
     ``_instrument_view_instrument_matches``). This runs inside the SDK's creation of one
     of our aggregations, under that match's lock, so no collection falls between the
     series' creation and this. Our store bounds the series (the cardinality limit, each
-    refusal counted) and ``retire`` ends them; the SDK's own flag exists for the
-    unbounded label sets of raw instruments. SDKs without the flag keep every series."""
+    refusal counted) and ``retire`` releases them (:func:`forget_series`). The flag is
+    cleared for the whole instrument, so a label set recorded on the raw instrument is kept
+    too, as on SDKs without the flag."""
     for storage in instrument._measurement_consumer._reader_storages.values():
         for match in storage._instrument_view_instrument_matches.get(instrument, ()):
             if getattr(match, "_reset_on_collect", False):
                 match._reset_on_collect = False
 
 
-def forget_series(instrument: Any, handles: Sequence[Any]) -> None:
+def forget_series(instrument: Any) -> None:
     """Release the SDK's aggregations of retired series, so that a retired series holds no
-    memory: each reader's match of ``instrument`` drops the aggregations that read one of
-    ``handles`` (private ``_attributes_aggregation`` and ``_lock`` of each
-    ``_ViewInstrumentMatch``). Called by the store under its lock, so no new handle of the
-    same labels is registered meanwhile; that is registration's lock order (store, then
-    match), and a collection, which holds the match's lock, never takes the store's."""
-    doomed = {id(handle) for handle in handles}
+    memory in the SDK: each reader's match of ``instrument`` drops every aggregation of ours
+    whose label set has no live handle in the store (private ``_attributes_aggregation`` and
+    ``_lock`` of each ``_ViewInstrumentMatch``). Called by the store under its lock, after
+    removing the series, so no handle of the same labels is registered meanwhile; that is
+    registration's lock order (store, then match), and a collection, which holds the
+    match's lock, never takes the store's."""
     for storage in instrument._measurement_consumer._reader_storages.values():
         for match in storage._instrument_view_instrument_matches.get(instrument, ()):
             with match._lock:
                 table = match._attributes_aggregation
-                for key in [k for k, a in table.items() if isinstance(a, _Follows) and id(a._cell) in doomed]:
+                for key in [k for k, a in table.items() if isinstance(a, _Follows) and _no_handle(a)]:
                     del table[key]
+
+
+def _no_handle(aggregation: _Follows) -> bool:
+    cell = aggregation._find()
+    return cell is None or cell.retired
 
 
 def disown_reader(reader: PeriodicExportingMetricReader) -> None:

@@ -282,7 +282,10 @@ class HistogramHandle(BoundMetric):
 
     def _offer_exemplar(self, value: float, index: int) -> None:
         """An observation the exemplar filter offers: kept for /metrics in its bucket, and
-        handed to the SDK's reservoirs."""
+        handed to the SDK's reservoirs; none once the series is retired (an observation
+        that raced the retirement)."""
+        if self.retired:
+            return
         with contextlib.suppress(Exception):  # an exemplar is a nicety, never a failure
             if self._keep:
                 context = get_current_span().get_span_context()

@@ -106,6 +106,7 @@ def rebuild_after_fork(metrics: PlaneMetrics) -> None:
     from trading_telemetry._aggregation import renew_provider_lock
 
     metrics.policy.after_fork()
+    metrics.after_fork()
     if metrics.multiprocess is not None:
         metrics.multiprocess.after_fork()
     metrics.store.after_fork()

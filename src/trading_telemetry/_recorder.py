@@ -9,6 +9,7 @@ when a label set is first seen. A plane is built by ``_plane.build_plane``.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -75,9 +76,8 @@ class PlaneMetrics:
         """The plane's tracer, or None when tracing is off (no span exporter configured)."""
         self.order_handles: dict[tuple[Any, ...], Any] = {}
         """OrderLifecycle's shared handle sets, by (strategy, symbol, direction, order type)."""
-        self.handle_caches: weakref.WeakSet[Any] = weakref.WeakSet()
-        """Other holders of this plane's handles (``timed``), each told by ``forget_retired()``
-        after a retirement to drop the handles it removed."""
+        self._handle_caches: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._handle_caches_lock = threading.Lock()
         self._calls = store.calls
         self._bind = store.bind
 
@@ -193,9 +193,21 @@ class PlaneMetrics:
                 if any(handle.retired for handle in _order_set(handles)):
                     self.order_handles.pop(kept, None)
         if removed:
-            for cache in list(self.handle_caches):
+            with self._handle_caches_lock:
+                caches = list(self._handle_caches)
+            for cache in caches:
                 cache.forget_retired()
         return len(removed)
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock for the handle caches (a parent's thread may have held it)."""
+        self._handle_caches_lock = threading.Lock()
+
+    def keep_informed(self, cache: Any) -> None:
+        """``cache`` (a ``timed``) keeps handles of this plane: after each retirement its
+        ``forget_retired()`` is called, to drop those removed. Held weakly."""
+        with self._handle_caches_lock:
+            self._handle_caches.add(cache)
 
     def count_drop(self, key: str, reason: str) -> None:
         """Count a figure of ``key`` that could not be computed (``reason``: ``no_rate``,

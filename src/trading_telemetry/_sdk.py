@@ -158,8 +158,9 @@ _NO_SDK_LIMIT: dict[str, Any] = (
 """From SDK 1.45.2 a view's series beyond a cardinality limit (2,000 by default, or the
 reader's) are merged into one ``otel.metric.overflow`` point, which no handle reads: the
 series past it would leave the push path silently. Our store enforces the plane's own
-limit (``TRADING_TELEMETRY_CARDINALITY_LIMIT``) and counts each label set it refuses, and a
-retired label set keeps its inert aggregation, so the SDK's limit is lifted on our views."""
+limit (``TRADING_TELEMETRY_CARDINALITY_LIMIT``) and counts each label set it refuses, and
+``retire`` releases the SDK's aggregations of the series it removes, so the SDK's limit is
+lifted on our views."""
 
 
 class TrackedExporter(MetricExporter):

@@ -18,6 +18,7 @@ metrics have no native buckets, and the renderer reads no exemplar from them).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -102,9 +103,11 @@ def _input_error(key: object, error: BaseException) -> InvalidInputError:
 
 
 def _exemplar_path(histogram: Any) -> Exemplars:
+    from trading_telemetry._aggregation import offer_exemplar  # the SDK is there: the plane has readers
+
     def offer(value: float, attributes: Mapping[str, str]) -> None:
         if value >= 0:  # the SDK's Histogram.record takes no negative value
-            histogram.record(value, attributes)
+            offer_exemplar(histogram, value, attributes)
 
     return offer
 
@@ -153,7 +156,8 @@ class SeriesStore:
         self._lock = threading.Lock()
         self._instruments: Mapping[str, Any] = {}
         self._register: Callable[[Any, Mapping[str, str]], None] | None = None
-        self._forget: Callable[[Any, list[BoundMetric]], None] | None = None
+        self._forget: Callable[[Any], None] | None = None
+        self._release_failed = False
         self._exemplar_filter = "always_off"
         self._keep_exemplars = False
 
@@ -163,7 +167,7 @@ class SeriesStore:
         register: Callable[[Any, Mapping[str, str]], None] | None,
         exemplar_filter: str,
         keep_exemplars: bool = False,
-        forget: Callable[[Any, list[BoundMetric]], None] | None = None,
+        forget: Callable[[Any], None] | None = None,
     ) -> None:
         """Record through the SDK's ``instruments`` (one per key): each series, those that
         exist included, is handed to ``register``, and histograms offer exemplars unless
@@ -171,7 +175,7 @@ class SeriesStore:
         reads every process's sum instead) registers nothing and offers no exemplar to the
         SDK. ``keep_exemplars`` (/metrics is served from these handles): histograms keep the
         last exemplar of each bucket for it, under the same filter. ``forget`` releases the
-        SDK's state of retired series, given an instrument and its removed handles."""
+        SDK's state of an instrument's series that have no handle (after a retirement)."""
         with self._lock:
             self._instruments, self._register, self._exemplar_filter = instruments, register, exemplar_filter
             self._forget = forget if register is not None else None
@@ -291,12 +295,28 @@ class SeriesStore:
             for call in [call for call, handle in calls.items() if handle.retired]:
                 del calls[call]
             if self._forget is not None:
-                by_key: dict[str, list[BoundMetric]] = {}
-                for handle in removed:
-                    by_key.setdefault(handle.spec.key, []).append(handle)
-                for name, handles in by_key.items():
-                    self._forget(self._instruments[name], handles)
+                for name in dict.fromkeys(handle.spec.key for handle in removed):
+                    self._release(name)
         return removed
+
+    def _release(self, key: str) -> None:
+        """The SDK's state of ``key``'s removed series released (the lock held). Only memory
+        is at stake: a failure (an SDK whose private members changed) is logged once, and the
+        retirement stands."""
+        try:
+            assert self._forget is not None
+            self._forget(self._instruments[key])
+        except Exception as error:  # noqa: BLE001 - the series are removed either way
+            if not self._release_failed:
+                self._release_failed = True
+                logging.getLogger("trading_telemetry").warning(
+                    "%s: the SDK's state of retired series of %s is not released (%s: %s); they are removed, "
+                    "and keep their memory in the SDK",
+                    self.plane.value,
+                    key,
+                    type_name(error),
+                    safe_str(error),
+                )
 
     def retire_idle(self, older_than: float, now: float) -> list[BoundMetric]:
         """Retire the series whose state (a counter's total, a gauge's value, a histogram's
@@ -363,6 +383,7 @@ class SeriesStore:
         instruments are the parent's until ``connect`` is called again."""
         self._lock = threading.Lock()
         self._register = None
+        self._forget = None
         self._instruments = {}
         self._keep_exemplars = False
         for series in self._series.values():

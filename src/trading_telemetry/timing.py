@@ -75,21 +75,20 @@ def _warn_if_lifecycle_records(key: str) -> None:
 
 
 class _Bound:
-    """One label set's recorders: the histogram's, and the outcome counter's per outcome.
-    Unchecked: durations and counts of one are valid by construction."""
+    """One label set's handles: the histogram's, and the outcome counter's per outcome,
+    each recorded through ``record_unchecked`` (durations and counts of one are valid by
+    construction), looked up at each call, so that a retired handle counts its drops."""
 
-    __slots__ = ("histogram", "labels", "observe", "outcomes")
+    __slots__ = ("histogram", "labels", "outcomes")
 
     def __init__(self, histogram: BoundMetric, labels: dict[str, Any]) -> None:
         self.histogram = histogram
-        self.observe = histogram.record_unchecked
         self.labels = labels
-        self.outcomes: dict[str, Callable[[float], None]] = {}
+        self.outcomes: dict[str, BoundMetric] = {}
 
     def retired(self) -> bool:
-        """Whether ``retire`` removed one of its series: a kept method of a retired handle
-        would record where no reader looks."""
-        return self.histogram.retired or any(counter.__self__.retired for counter in self.outcomes.values())  # type: ignore[attr-defined]
+        """Whether ``retire`` removed one of its series."""
+        return self.histogram.retired or any(counter.retired for counter in self.outcomes.values())
 
 
 class Timing:
@@ -194,7 +193,7 @@ class timed:
         if metrics is not self._metrics:  # first call, or the plane was reset
             self._handles.clear()  # cleared, never replaced: the wrappers hold it
             self._metrics = metrics
-            metrics.handle_caches.add(self)
+            metrics.keep_informed(self)
         return metrics
 
     def forget_retired(self) -> None:
@@ -216,25 +215,29 @@ class timed:
         bound = _Bound(metrics.bind(self.spec.key, **labels), labels)
         if plain and len(self._handles) < HANDLES_KEPT:
             self._handles[values] = bound
+            if bound.retired():  # retired between the bind and the keeping: forget_retired ran too early
+                self._handles.pop(values, None)
         return bound
 
-    def _outcome_counter(self, metrics: PlaneMetrics, bound: _Bound, outcome: str) -> Callable[[float], None]:
+    def _outcome_counter(self, metrics: PlaneMetrics, bound: _Bound, outcome: str) -> BoundMetric:
         counter = bound.outcomes.get(outcome) if type(outcome) is str else None
         if counter is None:
             assert self._outcome is not None
             labels = {k: v for k, v in bound.labels.items() if k in self._outcome.labels}
-            counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome}).record_unchecked
+            counter = metrics.bind(self._outcome.key, **{**labels, self._outcome_label: outcome})
             if len(bound.outcomes) < 64 and type(outcome) is str:  # a handful of statuses; never unbounded
                 bound.outcomes[outcome] = counter
+                if counter.retired:  # as in _bound
+                    bound.outcomes.pop(outcome, None)
         return counter
 
     def _finish(self, metrics: PlaneMetrics, values: tuple[Any, ...], start_ns: int, outcome: str | None) -> None:
         """Record a call or block; never raises in production mode."""
         try:
             bound = self._bound(metrics, values)
-            bound.observe((time.perf_counter_ns() - start_ns) / 1e9)
+            bound.histogram.record_unchecked((time.perf_counter_ns() - start_ns) / 1e9)
             if outcome is not None and self._outcome is not None:
-                self._outcome_counter(metrics, bound, outcome)(1)
+                self._outcome_counter(metrics, bound, outcome).record_unchecked(1)
         except Exception as error:  # noqa: BLE001 - hostile arguments: strict raises, production drops
             metrics.record_failure(error, self.spec.key)
 
@@ -296,12 +299,12 @@ class timed:
                 bound = handles.get(values) if not by_arguments or _plain(values) else None
                 if bound is None:
                     bound = self._bound(metrics, values)
-                bound.observe(elapsed / 1e9)
+                bound.histogram.record_unchecked(elapsed / 1e9)
                 if counted:
                     outcome = "ok" if outcome_of is None else self._success_outcome(metrics, result)
                     if outcome is not None:
                         counter = bound.outcomes.get(outcome) if type(outcome) is str else None
-                        (counter or self._outcome_counter(metrics, bound, outcome))(1)
+                        (counter or self._outcome_counter(metrics, bound, outcome)).record_unchecked(1)
             except Exception as error:  # noqa: BLE001 - strict raises a MeasurementError, production drops
                 metrics.record_failure(error, self.spec.key)
             return result

@@ -3,6 +3,7 @@ frees their place under the cardinality limit, and makes their bound handles ine
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -258,11 +259,12 @@ def test_retired_series_leave_no_state_in_the_sdk() -> None:
         }
 
 
-def test_recording_retiring_and_collecting_at_once_end_and_agree() -> None:
-    """Two threads recording, one retiring symbols and one collecting, all at once: every thread ends (no lock taken
-    in two orders), nothing fails or is lost uncounted, and afterwards every live series has the same total on
-    /metrics and in the SDK."""
-    metrics, reader = plane()
+@pytest.mark.parametrize("exemplar_filter", ["trace_based", "always_on"])
+def test_recording_retiring_and_collecting_at_once_end_and_agree(exemplar_filter: str) -> None:
+    """Two threads recording (one through a timed function), one retiring symbols and one collecting, all at once,
+    with every observation offered as an exemplar or none: every thread ends (no lock taken in two orders), nothing
+    fails or is lost uncounted, and afterwards every live series has the same total on /metrics and in the SDK."""
+    metrics, reader = plane(config=TelemetryConfig(metrics_exporters=("prometheus",), exemplar_filter=exemplar_filter))
     symbols = [f"S{i}" for i in range(12)]
     failures: list[BaseException] = []
 
@@ -275,11 +277,19 @@ def test_recording_retiring_and_collecting_at_once_end_and_agree() -> None:
 
         return run
 
+    @timed("data_freshness", labels_from=("symbol",), labels={"source": "cme"})
+    def timed_tick(symbol: str) -> None:
+        metrics.inc("ticks_received", source="cme", symbol=symbol)
+
     def record(offset: int) -> None:
         for i in range(6_000):
             symbol = symbols[(i + offset) % len(symbols)]
             metrics.inc("ticks_received", source="cme", symbol=symbol)
             metrics.observe("data_freshness", 0.01, source="cme", symbol=symbol)
+
+    def record_timed() -> None:
+        for i in range(6_000):
+            timed_tick(symbols[i % len(symbols)])
 
     def retire() -> None:
         for i in range(300):
@@ -289,7 +299,7 @@ def test_recording_retiring_and_collecting_at_once_end_and_agree() -> None:
         for _ in range(150):
             reader.get_metrics_data()
 
-    work = [partial(record, 0), partial(record, 5), retire, collect]
+    work = [partial(record, 0), record_timed, retire, collect]
     threads = [threading.Thread(target=guarded(w), daemon=True) for w in work]
     for thread in threads:
         thread.start()
@@ -299,13 +309,110 @@ def test_recording_retiring_and_collecting_at_once_end_and_agree() -> None:
     assert failures == []
     # A recording that looked its handle up just before the handle's retirement is dropped, and counted as such.
     assert {reason for _, reason in drops(metrics)} <= {"retired"}
-    record(0)  # every symbol live again
+    for symbol in symbols:  # every symbol live again
+        timed_tick(symbol)
+        metrics.observe("data_freshness", 0.01, source="cme", symbol=symbol)
     ticks = {labels: point.value for labels, point in pushed(reader, "data_ticks_received").items()}
     assert len(ticks) == len(symbols)
     assert ticks == {labels: value for (_, labels), value in pulled(metrics, "data_ticks_received").items()}
     freshness = {labels: point.count for labels, point in pushed(reader, "data_freshness").items()}
     exposed = pulled(metrics, "data_freshness_seconds")
     assert freshness == {labels: value for (name, labels), value in exposed.items() if name.endswith("_count")}
+
+
+def test_an_observation_that_races_its_retirement_leaves_the_next_series_whole() -> None:
+    """An observation already inside a handle's recording when ``retire`` runs, and an exemplar offered to the SDK
+    for a label set with no handle at that moment, leave no trace: the same labels recorded again are pushed as
+    /metrics shows them, a count of 5 and a sum of 1.5, never the stray value or the SDK's own aggregation."""
+    always_on = TelemetryConfig(metrics_exporters=("prometheus",), exemplar_filter="always_on")
+    metrics, reader = plane(config=always_on)
+    handle = metrics.bind("data_freshness", **ESZ6)
+    handle.observe(0.1)
+    in_flight = handle.record_unchecked  # dispatched before the retirement
+    assert metrics.retire("data_freshness") == 1
+    in_flight(0.2)
+    handle._exemplars(0.4, handle.attributes)  # an offer that passed the retired check just before retire()
+    assert pushed(reader, "data_freshness") == {}
+    again = metrics.bind("data_freshness", **ESZ6)
+    for _ in range(5):
+        again.observe(0.3)
+    ((labels, point),) = pushed(reader, "data_freshness").items()
+    assert (labels, point.count, point.sum) == (ESZ6_KEY, 5, pytest.approx(1.5))
+    assert pulled(metrics, "data_freshness_seconds")[("data_freshness_seconds_count", ESZ6_KEY)] == 5
+    assert drops(metrics) == {}
+
+
+def test_timed_keeps_no_handle_retired_while_it_was_being_bound() -> None:
+    """A retirement that lands between a timed call's bind and its keeping of the handle: the call's own observation
+    is dropped and counted, and the next calls record on a new series instead of the retired one."""
+    from trading_telemetry import timing
+
+    metrics, reader = plane()
+
+    @timed("storage_write_latency", labels={"event_type": "bar"})
+    def write() -> None:
+        return None
+
+    class RetiredWhileBound(timing._Bound):
+        __slots__ = ()
+
+        def __init__(self, histogram: Any, labels: dict[str, Any]) -> None:
+            super().__init__(histogram, labels)
+            metrics.retire("storage_write_latency")
+
+    original = timing._Bound
+    timing._Bound = RetiredWhileBound  # type: ignore[misc]
+    try:
+        write()
+    finally:
+        timing._Bound = original  # type: ignore[misc]
+    for _ in range(10):
+        write()
+    assert [p.count for p in pushed(reader, "data_storage_write_latency").values()] == [10]
+    assert drops(metrics) == {("storage_write_latency", "retired"): 1}
+
+
+def test_retiring_while_timed_blocks_start_never_raises() -> None:
+    """Timed blocks made anew on every call (each one kept informed of retirements by the plane, beside 500 timed
+    functions already known) while another thread retires: retire never raises, and the blocks keep recording."""
+    metrics, reader = plane()
+    failures: list[BaseException] = []
+    known = [timed("storage_write_latency", labels={"event_type": "bar"})(lambda: None) for _ in range(500)]
+    for function in known:
+        function()
+
+    def blocks() -> None:
+        try:
+            for _ in range(3_000):
+                with timed("storage_write_latency", labels={"event_type": "bar"}):
+                    pass
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    def retire() -> None:
+        try:
+            for i in range(3_000):  # each call removes a series: the plane tells every timed
+                metrics.inc("ticks_received", source="cme", symbol=f"S{i % 5}")
+                metrics.retire("ticks_received", symbol=f"S{i % 5}")
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=blocks, daemon=True) for _ in range(2)]
+    threads.append(threading.Thread(target=retire, daemon=True))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads switch often: the race, if any, shows
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not [t for t in threads if t.is_alive()]
+    assert failures == []
+    with timed("storage_write_latency", labels={"event_type": "bar"}):
+        pass
+    assert [p.count for p in pushed(reader, "data_storage_write_latency").values()] >= [1]
 
 
 def test_timed_records_on_new_series_after_retirement() -> None:
