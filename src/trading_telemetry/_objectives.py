@@ -80,6 +80,11 @@ def _number(value: float) -> str:
     return repr(value)
 
 
+def _exact(value: float) -> str:
+    """``value`` as it reads back exactly: a whole number plain, else Python's repr."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
 def _go_g(value: float) -> str:
     """Go's ``strconv.FormatFloat(value, 'g', -1, 64)`` with ".0" added to a whole number: how
     Prometheus 3 stores a scraped bucket bound."""
@@ -199,13 +204,20 @@ def objective_rules(catalog: Sequence[MetricSpec]) -> dict[str, Any]:
     for s in objectives(catalog):
         name = _name(s)
         records: list[dict[str, Any]] = [
-            {"record": RECORD.format(window=w), "expr": _ratio(s, w, catalog), "labels": {"objective": name}}
+            {"record": RECORD.format(window=w), "expr": _defined(_ratio(s, w, catalog)), "labels": {"objective": name}}
             for w in WINDOWS
         ]
         records.append({"record": REMAINING, "expr": _remaining(s), "labels": {"objective": name}})
         alerts = [_alert(s, alert, severity, pairs) for alert, severity, pairs in ALERTS]
         groups.append({"name": f"objective_{name}", "interval": INTERVAL, "rules": records + alerts})
     return {"groups": groups}
+
+
+def _defined(ratio: str) -> str:
+    """``ratio`` where it is a number: with no events in the window it is 0/0, which ``>= 0``
+    drops, so that a quiet night records nothing (instead of NaN, which would make every
+    average over the window NaN)."""
+    return f"(\n  {ratio.replace(chr(10), chr(10) + '  ')}\n) >= 0"
 
 
 def _remaining(s: MetricSpec) -> str:
@@ -251,11 +263,20 @@ def _segments(values: str) -> list[tuple[float, float, int]]:
 
 
 def _difference(total: str, bad: str) -> str:
-    """``total - bad`` sample by sample (both of the same segments, ``a+bxn``), from ``_START``."""
-    return " ".join(
-        f"{_number(_START + a - c)}+{_number(b - d)}x{n}"
-        for (a, b, n), (c, d, _) in zip(_segments(total), _segments(bad), strict=True)
-    )
+    """``total - bad`` sample by sample (both of the same segments, ``a+bxn``), from ``_START``.
+    A segment that starts where the one before ended, but for float noise, starts exactly
+    there (promtool adds a segment's step one sample at a time): a hair lower would read as
+    a counter reset."""
+    segments, last = [], None
+    for (a, b, n), (c, d, _) in zip(_segments(total), _segments(bad), strict=True):
+        first, step = _START + a - c, b - d
+        if last is not None and abs(first - last) <= 1e-9 * max(1.0, abs(last)):
+            first = last
+        last = first
+        for _ in range(n):
+            last += step
+        segments.append(f"{_exact(first)}+{_exact(step)}x{n}")
+    return " ".join(segments)
 
 
 def _expected(s: MetricSpec, alert: tuple[str, str, Any], burn: float) -> dict[str, Any]:
@@ -269,8 +290,9 @@ def _expected(s: MetricSpec, alert: tuple[str, str, Any], burn: float) -> dict[s
 
 def _tests_for(s: MetricSpec, catalog: Sequence[MetricSpec]) -> list[dict[str, Any]]:
     """A fast burn (every event bad after six good hours) pages within the time the 14.4x rule
-    allows, and not before; a slow burn (3.5 budgets) opens a ticket and pages nobody; a healthy
-    series (a tenth of the budget) is silent."""
+    allows, and not before; a slow burn (3.5 budgets) opens a ticket, pages nobody and leaves
+    -2.5 of the budget; a healthy series (a tenth of the budget, with a quiet hour) is silent
+    and leaves 0.9."""
     o = s.objective
     assert o is not None
     budget, per, start = _budget(o), _PER_MINUTE, _START
@@ -288,6 +310,20 @@ def _tests_for(s: MetricSpec, catalog: Sequence[MetricSpec]) -> list[dict[str, A
 
     def steady(fraction: float, minutes: int) -> tuple[str, str]:
         return f"{start}+{per}x{minutes}", f"{start}+{_number(per * fraction)}x{minutes}"
+
+    def with_a_quiet_hour(fraction: float, minutes: int) -> tuple[str, str]:
+        """As ``steady``, with no event at all for an hour in the middle (a closed market)."""
+        before, quiet = minutes // 2 - 30, 60
+        after = minutes - before - quiet
+
+        def series(step: float) -> str:
+            paused = float(start)
+            for _ in range(before):  # as promtool expands a+bxn: one addition at a time, so that the
+                paused += step  # counter resumes at exactly the value it paused at (a hair less is a reset)
+            by = _exact(step)
+            return f"{start}+{by}x{before} {_exact(paused)}+0x{quiet - 1} {_exact(paused + step)}+{by}x{after - 1}"
+
+        return series(float(per)), series(per * fraction)
 
     slow_fraction, slow_minutes = 3.5 * budget, 180
     return [
@@ -318,7 +354,7 @@ def _tests_for(s: MetricSpec, catalog: Sequence[MetricSpec]) -> list[dict[str, A
         },
         {
             "interval": "1m",
-            "input_series": _series(s, catalog, *steady(budget / 10, length)),
+            "input_series": _series(s, catalog, *with_a_quiet_hour(budget / 10, length)),
             "alert_rule_test": [
                 {"eval_time": f"{length}m", "alertname": page[0], "exp_alerts": []},
                 {"eval_time": f"{length}m", "alertname": ticket[0], "exp_alerts": []},

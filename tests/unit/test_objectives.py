@@ -82,10 +82,12 @@ def test_each_objective_records_seven_windows_and_alerts_on_the_workbook_burn_ra
     assert records[-1]["expr"] == (
         '1 - avg_over_time(objective:error_ratio:rate5m{objective="order_ack_latency"}[28d]) / 0.01'
     )
-    assert records[2]["expr"] == (
-        "1 - (histogram_fraction(0, 0.25, sum by (service) (rate(orders_submit_to_ack_latency_seconds[1h])))\n"
-        '  or sum by (service) (rate(orders_submit_to_ack_latency_seconds_bucket{le="0.25"}[1h]))\n'
-        "  / sum by (service) (rate(orders_submit_to_ack_latency_seconds_count[1h])))"
+    assert records[2]["expr"] == (  # >= 0: no events, no sample (0/0 is NaN)
+        "(\n"
+        "  1 - (histogram_fraction(0, 0.25, sum by (service) (rate(orders_submit_to_ack_latency_seconds[1h])))\n"
+        '    or sum by (service) (rate(orders_submit_to_ack_latency_seconds_bucket{le="0.25"}[1h]))\n'
+        "    / sum by (service) (rate(orders_submit_to_ack_latency_seconds_count[1h])))\n"
+        ") >= 0"
     )
     assert all(r["labels"] == {"objective": "order_ack_latency"} for r in records)
     alerts = {r["alert"]: r for r in rules if "alert" in r}
@@ -102,7 +104,8 @@ def test_each_objective_records_seven_windows_and_alerts_on_the_workbook_burn_ra
     assert "$value" in fast["annotations"]["description"]
     rejections = _rules_of(document, "order_rejections")[0]["expr"]
     assert rejections == (
-        "sum by (service) (rate(orders_rejected_total[5m]))\n  / sum by (service) (rate(orders_received_total[5m]))"
+        "(\n  sum by (service) (rate(orders_rejected_total[5m]))\n"
+        "    / sum by (service) (rate(orders_received_total[5m]))\n) >= 0"
     )
 
 
@@ -119,6 +122,9 @@ def test_generated_tests_cover_a_fast_burn_a_slow_burn_and_a_healthy_series() ->
         ("ObjectiveBudgetBurnFast", False), ("ObjectiveBudgetBurnSlow", False),
     ]  # fmt: skip
     assert cases == per_objective * 2
+    # The healthy series has a quiet hour (a closed market: no event, so no ratio) in its middle.
+    quiet = [s for t in tests["tests"] for s in t["input_series"] if "+0x59 " in s["values"]]
+    assert len(quiet) == 4  # both series of each objective
     # The budget left: 3.5 budgets spent on the slow burn (-2.5 left), a tenth on the healthy series (0.9 left).
     remaining = [
         (q["expr"], q["exp_samples"][0]["value"]) for t in tests["tests"] for q in t.get("promql_expr_test", [])
@@ -238,8 +244,9 @@ def test_a_desk_file_declares_objectives_and_rules_writes_their_files(
         in (latency[-2]["annotations"]["description"])
     )
     errors = _rules_of(rules, "callback_errors")[0]["expr"]
-    assert "rate(strategy_callback_failures_total[5m]))\n  / sum by (service) (rate(strategy_callbacks_total[5m]))" in (
-        errors
+    assert (
+        "rate(strategy_callback_failures_total[5m]))\n    / sum by (service) (rate(strategy_callbacks_total[5m]))"
+        in (errors)
     )
     tests = yaml.safe_load((tmp_path / "out" / "tests" / "objectives_test.yml").read_text())
     assert len(tests["tests"]) == 4 * 3
