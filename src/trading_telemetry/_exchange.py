@@ -4,8 +4,9 @@ A catalog file declares ``calendars: {NYSE: {exchange: XNYS}}``; the calendar is
 when the file loads, with ``exchange_calendars.get_calendar`` (holidays and early closes
 included, from 20 years before to one year after that day), and answers with its
 ``is_open_on_minute``: open from a session's open, shut from its close. An instant past
-its last day builds it again, to a year after that instant: a plane that runs for more
-than a year keeps its sessions.
+its last session builds it again, to a year after that instant, as far as the library
+knows the exchange's sessions (some calendars end at a fixed day, e.g. XBOM at the end of
+2026); past that, the calendar cannot answer (``SessionGauges`` then removes its gauge).
 """
 
 from __future__ import annotations
@@ -32,14 +33,23 @@ class ExchangeCalendar:
 
     def is_open(self, instant: float) -> bool:
         """Whether the exchange's session is open at ``instant`` (seconds since the epoch).
-        Past the calendar's last day, it is built again to a year after ``instant`` (a few
-        seconds, once a year, in the thread that refreshes the session gauges); raises before
-        its first day (20 years before the load)."""
+        Past the calendar's last session it is built again, to a year after ``instant`` or to
+        the last day the library knows for the exchange (its ``bound_max``), whichever comes
+        first: a few seconds, once a year, in the thread that refreshes the session gauges.
+        Raises ValueError, naming the exchange and its last known day, for an instant the
+        library cannot answer (past that day, or before the first session)."""
         minute = self._timestamp(int(instant // 60) * 60, unit="s", tz="UTC")
         calendar = self._calendar
         if minute > calendar.last_minute:
-            end = (minute + self._timedelta(days=366)).strftime("%Y-%m-%d")
-            calendar = self._calendar = _built(self.code, end)
+            bound = type(calendar).bound_max()
+            if bound is None or calendar.last_session < bound:
+                end = minute.tz_convert(None).normalize() + self._timedelta(days=366)
+                calendar = self._calendar = _built(self.code, min(end, bound or end).strftime("%Y-%m-%d"))
+            if minute > calendar.last_minute:
+                raise ValueError(
+                    f"exchange {self.code}: exchange_calendars knows its sessions up to "
+                    f"{calendar.last_session:%Y-%m-%d} only (a newer release may know more)"
+                )
         return bool(calendar.is_open_on_minute(minute))
 
 

@@ -12,6 +12,7 @@ and in winter. A session whose close is not after its open ends the next day (ov
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trading_telemetry._exchange import ExchangeCalendar, exchange_calendar
-from trading_telemetry._safe import safe_repr
+from trading_telemetry._safe import safe_repr, safe_str, type_name
 from trading_telemetry.catalog import Kind, MetricSpec, Plane, refusal
 from trading_telemetry.errors import CatalogError
 
@@ -133,7 +134,12 @@ class Sessions:
 class SessionGauges:
     """Sets the data plane's ``session_open`` and ``symbol_calendar`` gauges from ``sessions``
     every ``interval`` seconds, on a daemon thread of its own (the trading thread only ever
-    reads a gauge's last value; a session's state costs microseconds per calendar)."""
+    reads a gauge's last value; a session's state costs microseconds per calendar, and an
+    exchange calendar's yearly rebuild a few seconds). A calendar that cannot answer (an
+    exchange past the last day its library knows) has its ``session_open`` series removed,
+    so that its symbols' alerts fire as for a symbol without a calendar, rather than
+    stay silenced by a stale value; each such refresh counts a drop (``calendar_unknown``),
+    logged once until the calendar answers again."""
 
     def __init__(
         self,
@@ -149,10 +155,18 @@ class SessionGauges:
         self._thread: threading.Thread | None = None
         self._symbols = dict(sessions.symbols)  # the file's, then add_symbol's; guarded by _lock
         self._lock = threading.Lock()
+        self._unknown: set[str] = set()  # calendars that could not answer at the last refresh
 
     def refresh(self) -> None:
         """Set the gauges for the clock's instant now."""
-        for name, is_open in self.sessions.open_now(self.clock()).items():
+        instant = self.clock()
+        for name, calendar in self.sessions.calendars.items():
+            try:
+                is_open = calendar.is_open(instant)
+            except Exception as error:  # noqa: BLE001 - one calendar's failure stops no other
+                self._cannot_answer(name, error)
+                continue
+            self._unknown.discard(name)
             self.metrics.set(SESSION_OPEN.key, float(is_open), calendar=name)
         with self._lock:
             symbols = list(self._symbols.items())
@@ -206,6 +220,22 @@ class SessionGauges:
             self._thread = threading.Thread(target=self._run, name="trading-telemetry-sessions", daemon=True)
             self._thread.start()
         return self
+
+    def _cannot_answer(self, name: str, error: Exception) -> None:
+        self.metrics.count_drop(SESSION_OPEN.key, "calendar_unknown")
+        if name in self._unknown:
+            return
+        self._unknown.add(name)
+        self.metrics.retire(SESSION_OPEN.key, calendar=name)
+        logging.getLogger("trading_telemetry").warning(
+            "calendar %r: its session is unknown (%s: %s); data_session_open{calendar=%r} is removed, so the "
+            "market-data alerts of its symbols fire as for a symbol without a calendar; further refreshes "
+            "count a drop (calendar_unknown) until it answers",
+            name,
+            type_name(error),
+            safe_str(error),
+            name,
+        )
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop refreshing."""

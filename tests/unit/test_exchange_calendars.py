@@ -93,6 +93,41 @@ def test_an_instant_past_the_calendars_last_day_builds_it_again() -> None:
     assert short.is_open(at(2026, 3, 2, 10)) is True  # earlier days still answer
 
 
+def test_past_the_last_day_the_library_knows_the_calendar_says_so() -> None:
+    """XBOM's sessions are known to 2026-12-31 only: a later instant raises, naming the exchange and that day."""
+    import exchange_calendars
+
+    xbom = ExchangeCalendar("XBOM", exchange_calendars.get_calendar("XBOM"))
+    assert xbom.is_open(dt.datetime(2026, 12, 30, 5, tzinfo=dt.timezone.utc).timestamp()) is True
+    with pytest.raises(ValueError, match=r"exchange XBOM: exchange_calendars knows its sessions up to 2026-12-31 only"):
+        xbom.is_open(dt.datetime(2027, 1, 5, 5, tzinfo=dt.timezone.utc).timestamp())
+
+
+def test_a_calendar_that_cannot_answer_loses_its_gauge_and_stops_no_other(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past XBOM's last known day its data_session_open series leaves /metrics (its symbols' alerts then fire as
+    for a symbol without a calendar), each refresh counts a drop, one warning names it; BINANCE's gauge goes on."""
+    path = load(tmp_path, "calendars:\n  BSE: {exchange: XBOM}\n  BINANCE: '24/7'\nsymbols: {RELIANCE: BSE}\n")
+    metrics = init_metrics_exporter("data_plane", config=TelemetryConfig(metrics_exporters=("prometheus",)))
+    now = [dt.datetime(2026, 12, 30, 5, tzinfo=dt.timezone.utc).timestamp()]  # 10:30 in Mumbai: open
+    gauges = sessions.SessionGauges(metrics, sessions.from_file(path), clock=lambda: now[0])
+    assert metrics.exposition is not None
+    gauges.refresh()
+    assert 'data_session_open{calendar="BSE",service="data_plane"} 1.0' in metrics.exposition.render().decode()
+    now[0] = dt.datetime(2027, 1, 5, 5, tzinfo=dt.timezone.utc).timestamp()
+    with caplog.at_level("WARNING", logger="trading_telemetry"):
+        gauges.refresh()
+        gauges.refresh()
+    text = metrics.exposition.render().decode()
+    assert 'data_session_open{calendar="BSE"' not in text
+    assert 'data_symbol_calendar{calendar="BSE",service="data_plane",symbol="RELIANCE"} 1.0' in text
+    assert 'data_session_open{calendar="BINANCE",service="data_plane"} 1.0' in text
+    assert metrics.policy.counts() == {("session_open", "calendar_unknown"): 2}
+    (warning,) = [r.getMessage() for r in caplog.records if "BSE" in r.getMessage()]
+    assert "exchange XBOM: exchange_calendars knows its sessions up to 2026-12-31 only" in warning
+
+
 def test_gauge_on_metrics_follows_the_exchange(tmp_path: Path) -> None:
     """data_session_open{calendar="NYSE"} is 0 on Saturday, 1 on Monday 10:00, 0 after the early close."""
     path = load(tmp_path)
